@@ -1,0 +1,53 @@
+"""The `newsbot` command. Subcommands live in their own modules and load lazily,
+so `newsbot ingest` does not import torch and `newsbot --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> "module:attribute"; each module owns its command.
+SUBCOMMANDS: dict[str, str] = {
+    "db": "bot.cli.db:db",
+    "ingest": "bot.cli.ingest:ingest",
+    "feeds": "bot.cli.feeds:feeds",
+    "summarize": "bot.cli.summarize:summarize",
+    "models": "bot.cli.models:models",
+    "run": "bot.cli.run:run",
+    "shell": "bot.cli.shell:shell",
+    "stats": "bot.cli.stats:stats",
+    "worker": "bot.cli.worker:worker",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in SUBCOMMANDS if self._module_exists(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None or not self._module_exists(cmd_name):
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @staticmethod
+    def _module_exists(name: str) -> bool:
+        return importlib.util.find_spec(SUBCOMMANDS[name].split(":")[0]) is not None
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """newsbot: stores news, summarizes and translates it, pushes it to tag followers."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(cli.get_command(ctx, "run") or cli.get_command(ctx, "shell"))  # type: ignore[arg-type]
+
+
+def main() -> None:
+    """Entry point of the `newsbot` script and `python -m bot`."""
+    cli(prog_name="newsbot", args=sys.argv[1:])

@@ -1,0 +1,28 @@
+"""The services of one process, built once in main() and passed to adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.migrate import upgrade
+
+
+@dataclass
+class AppContext:
+    """Settings and database of a process; services take what they need from here."""
+
+    settings: Settings
+    db: Database
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
+    """Connect to the database (creating the SQLite folder) and apply migrations."""
+    db = Database(settings.database_url)
+    if migrate:
+        upgrade(db.engine)
+    return AppContext(settings=settings, db=db)

@@ -1,0 +1,264 @@
+"""The ORM model: sources, articles, tags, chats, subscriptions, summaries and deliveries.
+
+Schema changes go through an Alembic migration in bot/migrations/versions.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so ids are BIGINT elsewhere only.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _enum(enum_class: type[enum.Enum], length: int = 16) -> Enum:
+    """Enums are stored as their string values in a VARCHAR (portable, readable)."""
+    return Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class SourceKind(enum.StrEnum):
+    FEED = "feed"
+    TELEGRAM = "telegram"
+    WEB = "web"
+    FILE = "file"
+    MANUAL = "manual"
+
+
+class SourceStatus(enum.StrEnum):
+    ACTIVE = "active"
+    FAILING = "failing"
+    DISABLED = "disabled"
+
+
+class ChatKind(enum.StrEnum):
+    PRIVATE = "private"
+    GROUP = "group"
+    SUPERGROUP = "supergroup"
+    CHANNEL = "channel"
+    SHELL = "shell"
+
+
+class SummaryKind(enum.StrEnum):
+    SUMMARY = "summary"
+    TRANSLATION = "translation"
+
+
+class SummaryMethod(enum.StrEnum):
+    SEQ2SEQ = "seq2seq"
+    EXTRACTIVE = "extractive"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # created, not yet tried
+    SENDING = "sending"  # a sender claimed it; the send may or may not have happened
+    SENT = "sent"
+    RETRY = "retry"  # failed, will be retried at next_attempt_at
+    PARKED = "parked"  # gave up after retries; visible to admins
+    CANCELLED = "cancelled"  # chat deactivated or unfollowed before sending
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class Source(Base):
+    """Where articles come from: a feed, a Telegram channel, a site, a file import."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    kind: Mapped[SourceKind] = mapped_column(_enum(SourceKind))
+    name: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str | None] = mapped_column(String(2048), unique=True)
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    default_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[SourceStatus] = mapped_column(_enum(SourceStatus), default=SourceStatus.ACTIVE)
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    last_polled_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Tag(Base):
+    """A topic; `key` is the normalized form (casefolded, accents and '#' removed)."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    aliases: Mapped[list[TagAlias]] = relationship(back_populates="tag", cascade="all, delete-orphan")
+
+
+class TagAlias(Base):
+    """Another spelling or language of a tag ("Russia", "Россия" for "Rusia")."""
+
+    __tablename__ = "tag_aliases"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), index=True)
+
+    tag: Mapped[Tag] = relationship(back_populates="aliases")
+
+
+class ArticleTag(Base):
+    __tablename__ = "article_tags"
+
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Article(Base):
+    """One stored article. `story_id` links near-duplicates to the first article of the story."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    source_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sources.id", ondelete="SET NULL"), index=True
+    )
+    url: Mapped[str | None] = mapped_column(String(2048), unique=True)
+    guid: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(8))
+    published_at: Mapped[datetime | None]
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    simhash: Mapped[int | None] = mapped_column(BigInteger)
+    # Story head: the first article of a story has story_id == id; re-publications point to it.
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Set once deliveries for all followers have been created (the push fan-out is done).
+    fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    tags: Mapped[list[Tag]] = relationship(secondary="article_tags", order_by="Tag.name")
+    source: Mapped[Source | None] = relationship()
+
+
+class Chat(Base):
+    """A Telegram user, group or channel (or the local shell) the bot talks to."""
+
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[ChatKind] = mapped_column(_enum(ChatKind))
+    title: Mapped[str | None] = mapped_column(String(300))
+    lang: Mapped[str | None] = mapped_column(String(8))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deactivated_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Subscription(Base):
+    """A chat follows a tag."""
+
+    __tablename__ = "subscriptions"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Summary(Base):
+    """A computed summary or translation, stored once per article, language, kind and model.
+
+    `model` is the model id for seq2seq output and "extractive:<algorithm>" for the fallback,
+    so the unique key never holds NULL.
+    """
+
+    __tablename__ = "summaries"
+    __table_args__ = (UniqueConstraint("article_id", "lang", "kind", "model", name="uq_summaries_key"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    lang: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[SummaryKind] = mapped_column(_enum(SummaryKind))
+    model: Mapped[str] = mapped_column(String(300))
+    method: Mapped[SummaryMethod] = mapped_column(_enum(SummaryMethod))
+    title: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """The outbox: one push of one story to one chat, created before it is sent."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "story_id", name="uq_deliveries_chat_story"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    story_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class AppState(Base):
+    """Small named values a process keeps across restarts (cursors, last runs)."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,110 @@
+"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, and settings for it.
+
+PostgreSQL is the server these machines run (NEWSBOT_TEST_POSTGRES_URL points at a database
+we may create others from). Each test session creates its own database and drops it after.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.migrate import upgrade
+from bot.db.models import Base
+
+FIXTURES = Path(__file__).parent / "fixtures"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"newsbot_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrated = Database(url)
+    upgrade(migrated.engine)
+    migrated.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(database: Database) -> None:
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as connection:
+        if database.is_sqlite:
+            for table in tables:
+                connection.execute(text(f'DELETE FROM "{table}"'))
+        else:
+            quoted = ", ".join(f'"{table}"' for table in tables)
+            connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'newsbot.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty, migrated database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'newsbot.sqlite3'}"
+        database = Database(url)
+        upgrade(database.engine)
+        database.dispose()
+        yield url
+    else:
+        url = request.getfixturevalue("postgres_url")
+        database = Database(url)
+        _truncate_all(database)
+        database.dispose()
+        yield url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A migrated, empty Database on SQLite and on PostgreSQL in turn."""
+    db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: str) -> Iterator[Database]:
+    """A migrated, empty SQLite Database (for tests that need no PostgreSQL run)."""
+    db = Database(sqlite_url)
+    upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    """Settings isolated from the developer's .env and environment."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": tmp_path,
+        "summary_model": "none",
+        "translation_model": "none",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
