@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 from bot.db.models import SummaryMethod
@@ -27,6 +28,10 @@ class SummaryProvider(Protocol):
 
     def summary(self, article_id: int, lang: str) -> ArticleSummary:
         """Blocking: call from a worker thread, never on the event loop."""
+        ...
+
+    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
+        """Non-blocking hint: start computing these summaries now (a thread pool or a queue)."""
         ...
 
     def status_line(self) -> str:
