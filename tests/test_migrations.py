@@ -1,0 +1,133 @@
+"""Every migration walks up and down on SQLite and PostgreSQL, and head matches the ORM model.
+
+Each test starts from a truly empty database (a new SQLite file, or a new PostgreSQL database
+created for the test), not from the migrated fixtures.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, column, create_engine, inspect, select, table, text
+from sqlalchemy.engine import make_url
+
+from bot.db import Database
+from bot.db.migrate import alembic_config, current_revision, downgrade, upgrade
+from bot.db.models import Article, Base, Tag
+from conftest import POSTGRES_ADMIN_URL
+
+
+def _revisions_oldest_first() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def _previous(revision: str) -> str:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    down = script.get_revision(revision).down_revision
+    assert not isinstance(down, tuple), "merge revisions are not expected"
+    return down or "base"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database with no tables at all: a new SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+        yield database
+        database.dispose()
+        return
+    name = f"newsbot_migr_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    database = Database(make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _user_tables(engine: Engine) -> set[str]:
+    return {name for name in inspect(engine).get_table_names() if name != "alembic_version"}
+
+
+def _schema_differences(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def test_revision_history_is_one_line() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert len(script.get_heads()) == 1
+    assert len(_revisions_oldest_first()) >= 1
+
+
+def test_upgrade_from_empty_matches_the_orm_model(empty_database: Database) -> None:
+    assert _user_tables(empty_database.engine) == set()
+    upgrade(empty_database.engine)
+    assert current_revision(empty_database.engine) == _revisions_oldest_first()[-1]
+    assert _user_tables(empty_database.engine) == set(Base.metadata.tables)
+    assert _schema_differences(empty_database.engine) == []
+
+
+def test_walk_every_revision_up_and_down(empty_database: Database) -> None:
+    engine = empty_database.engine
+    revisions = _revisions_oldest_first()
+    for revision in revisions:
+        upgrade(engine, revision)
+        assert current_revision(engine) == revision
+        tables_here = _user_tables(engine)
+        # Each step is reversible on its own: down one and up again gives the same tables.
+        downgrade(engine, _previous(revision))
+        assert current_revision(engine) == (None if _previous(revision) == "base" else _previous(revision))
+        upgrade(engine, revision)
+        assert _user_tables(engine) == tables_here
+    for revision in reversed(revisions):
+        assert current_revision(engine) == revision
+        downgrade(engine, _previous(revision))
+    assert current_revision(engine) is None
+    assert _user_tables(engine) == set()
+    upgrade(engine)
+    assert _schema_differences(engine) == []
+
+
+def test_upgrade_from_previous_revision_keeps_rows(empty_database: Database) -> None:
+    engine = empty_database.engine
+    head = _revisions_oldest_first()[-1]
+    previous = _previous(head)
+    if previous != "base":
+        upgrade(engine, previous)
+        # Rows written at the previous revision, with only the columns it had.
+        created = datetime(2026, 1, 1, tzinfo=UTC)
+        articles = table("articles", column("title"), column("body"), column("fingerprint"), column("created_at"))
+        tags = table("tags", column("key"), column("name"), column("created_at"))
+        with engine.begin() as connection:
+            connection.execute(
+                articles.insert().values(title="Judul lama", body="Isi lama.", fingerprint="a" * 64, created_at=created)
+            )
+            connection.execute(tags.insert().values(key="rusia", name="Rusia", created_at=created))
+        upgrade(engine)
+        with empty_database.session() as session:
+            assert session.scalars(select(Article.title)).all() == ["Judul lama"]
+            assert session.scalars(select(Tag.name)).all() == ["Rusia"]
+    else:
+        # Only one revision so far: "previous" is the empty database.
+        upgrade(engine)
+        with empty_database.session() as session:
+            session.add(Article(title="Baru", body="Isi.", fingerprint="b" * 64))
+        with empty_database.session() as session:
+            assert session.scalars(select(Article.title)).all() == ["Baru"]
+    assert current_revision(engine) == head
+    assert _schema_differences(engine) == []
