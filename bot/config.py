@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     # --- scale-out and operations -------------------------------------------------------
     broker_url: str | None = None
     health_port: int | None = Field(default=None, gt=0, lt=65536)
+    health_listen: str = "127.0.0.1"
+    job_queue: str = Field(default="newsbot", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    job_visibility_timeout: float = Field(default=3600.0, gt=0)
+    job_max_retries: int = Field(default=10, ge=0)
+    job_test_delay: float = Field(default=0.0, ge=0)
+    summary_wait: float = Field(default=5.0, ge=0)
 
     @field_validator("fetch_allowed_hosts", mode="before")
     @classmethod
