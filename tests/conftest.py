@@ -108,3 +108,12 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+def fake_bot_api() -> Iterator[object]:
+    """A fake Telegram Bot API server on loopback (tests/fakebotapi.py); base_url for PTB."""
+    from fakebotapi import FakeBotApi
+
+    with FakeBotApi() as server:
+        yield server
