@@ -1,0 +1,89 @@
+"""Chats the bot talks to: created on first contact, with their language and kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.db import Database
+from bot.db.models import Chat, ChatKind
+from bot.i18n import DEFAULT_LANG, normalize_lang
+
+
+@dataclass(frozen=True)
+class ChatInfo:
+    """What the conversation needs to know about a chat."""
+
+    id: int
+    kind: ChatKind
+    title: str | None
+    lang: str
+    active: bool
+
+
+def _info(chat: Chat) -> ChatInfo:
+    return ChatInfo(
+        id=chat.id,
+        kind=ChatKind(chat.kind),
+        title=chat.title,
+        lang=normalize_lang(chat.lang) or DEFAULT_LANG,
+        active=chat.active,
+    )
+
+
+class ChatService:
+    """Reads and updates rows of `chats`; every method is one short transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def ensure(
+        self, chat_id: int, kind: ChatKind, title: str | None = None, user_lang: str | None = None
+    ) -> ChatInfo:
+        """The chat, created on first contact with the user's language when it is one of ours.
+
+        A chat that had been deactivated (the bot was blocked) is active again once it writes.
+        """
+        title = title[:300] if title else None
+        with self._db.session() as session:
+            chat = session.get(Chat, chat_id)
+            if chat is None:
+                chat = Chat(
+                    id=chat_id,
+                    kind=kind,
+                    title=title,
+                    lang=normalize_lang(user_lang) or DEFAULT_LANG,
+                    active=True,
+                )
+                session.add(chat)
+            else:
+                if title and chat.title != title:
+                    chat.title = title
+                if chat.kind != kind:
+                    chat.kind = kind  # a group upgraded to a supergroup keeps its row
+                if not chat.active:
+                    chat.active = True
+                    chat.deactivated_reason = None
+            session.flush()
+            return _info(chat)
+
+    def get(self, chat_id: int) -> ChatInfo | None:
+        """The chat, or None when it never wrote to the bot."""
+        with self._db.session() as session:
+            chat = session.get(Chat, chat_id)
+            return _info(chat) if chat is not None else None
+
+    def set_lang(self, chat_id: int, lang: str) -> None:
+        """Store the chat's language (already validated by the caller)."""
+        with self._db.session() as session:
+            chat = session.get(Chat, chat_id)
+            if chat is None:
+                raise LookupError(f"unknown chat {chat_id}")
+            chat.lang = lang
+
+    def deactivate(self, chat_id: int, reason: str) -> None:
+        """Stop talking to a chat (it blocked the bot or was deleted)."""
+        with self._db.session() as session:
+            chat = session.get(Chat, chat_id)
+            if chat is not None:
+                chat.active = False
+                chat.deactivated_reason = reason[:1000]
