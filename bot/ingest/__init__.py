@@ -1,0 +1,1 @@
+"""Ingestion: every way an article comes in ends in IngestService.ingest."""

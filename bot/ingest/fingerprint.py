@@ -1,0 +1,71 @@
+"""Text normalization, exact-duplicate fingerprints and SimHash for near-duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200c-\u200f\u2028\u2029\ufeff]")
+_BLANK_LINES = re.compile(r"\n{3,}")
+SIMHASH_BITS = 64
+SHINGLE_SIZE = 3
+
+
+def clean_text(text: str) -> str:
+    """Tidy whitespace: NFC, no control characters, single spaces, paragraphs split by one blank line."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append(" ".join(current) if _is_wrapped(current) else "\n".join(current))
+            current = []
+    if current:
+        paragraphs.append(" ".join(current) if _is_wrapped(current) else "\n".join(current))
+    return _BLANK_LINES.sub("\n\n", "\n\n".join(paragraphs)).strip()
+
+
+def _is_wrapped(lines: list[str]) -> bool:
+    # Hard-wrapped prose (lines that don't end a sentence) is joined back into one paragraph.
+    return len(lines) > 1 and not any(line.endswith((".", "!", "?", ":", "\u201d", '"')) for line in lines[:-1])
+
+
+def words(text: str) -> list[str]:
+    """Casefolded, accent-free words of a text."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return _WORD.findall(plain)
+
+
+def fingerprint(text: str) -> str:
+    """sha256 of the text's words: the same article with other spacing or punctuation matches."""
+    return hashlib.sha256(" ".join(words(text)).encode("utf-8")).hexdigest()
+
+
+def simhash(text: str) -> int:
+    """64-bit SimHash over word 3-shingles, as a signed int (fits PostgreSQL BIGINT)."""
+    tokens = words(text)
+    if len(tokens) >= SHINGLE_SIZE:
+        shingles = [" ".join(tokens[i : i + SHINGLE_SIZE]) for i in range(len(tokens) - SHINGLE_SIZE + 1)]
+    else:
+        shingles = tokens
+    counts = [0] * SIMHASH_BITS
+    for shingle in shingles:
+        value = int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big")
+        for bit in range(SIMHASH_BITS):
+            counts[bit] += 1 if value >> bit & 1 else -1
+    unsigned = sum(1 << bit for bit in range(SIMHASH_BITS) if counts[bit] > 0)
+    return unsigned - (1 << SIMHASH_BITS) if unsigned >= 1 << (SIMHASH_BITS - 1) else unsigned
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two signed 64-bit SimHashes."""
+    mask = (1 << SIMHASH_BITS) - 1
+    return ((a & mask) ^ (b & mask)).bit_count()

@@ -1,0 +1,185 @@
+"""Tags: normalized keys, display names, and aliases that make one tag of many spellings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.models import Tag, TagAlias
+
+log = logging.getLogger(__name__)
+
+MAX_TAG_LENGTH = 64
+DEFAULT_ALIAS_FILE = Path(__file__).resolve().parent / "data" / "tag_aliases.json"
+_SEPARATORS = re.compile(r"[\s_]+")
+# Characters a tag may not contain: controls, and punctuation that only makes sense in text.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f<>{}\[\]\\|`\"]")
+
+
+class TagError(ValueError):
+    """A tag name is empty, too long or has characters a tag cannot have."""
+
+
+def clean_tag_name(text: str) -> str:
+    """Display form of a tag: '#' trimmed, underscores and runs of spaces made one space."""
+    name = unicodedata.normalize("NFC", text).strip().lstrip("#").strip()
+    return _SEPARATORS.sub(" ", name).strip(" .,;:!?-–—'")
+
+
+def normalize_tag(text: str) -> str:
+    """Matching key: casefolded, accents stripped, '#' trimmed, spaces collapsed; "" if invalid."""
+    name = clean_tag_name(text)
+    if not name or len(name) > MAX_TAG_LENGTH or _FORBIDDEN.search(name):
+        return ""
+    if not any(char.isalnum() for char in name):
+        return ""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return _SEPARATORS.sub(" ", unicodedata.normalize("NFC", stripped)).strip()
+
+
+def load_alias_file(path: Path | None) -> dict[str, list[str]]:
+    """Read an alias file: {"tags": {"Rusia": ["Russia", "Россия"], ...}}."""
+    if path is None:
+        raw = DEFAULT_ALIAS_FILE.read_text("utf-8")
+        source = "bot/data/tag_aliases.json"
+    else:
+        raw = Path(path).read_text("utf-8")
+        source = str(path)
+    try:
+        data: Any = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise TagError(f"tag alias file {source} is not valid JSON: {error}") from None
+    groups = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(groups, dict):
+        raise TagError(f'tag alias file {source} needs an object {{"tags": {{name: [aliases]}}}}')
+    result: dict[str, list[str]] = {}
+    for name, aliases in groups.items():
+        if not isinstance(name, str) or not isinstance(aliases, list):
+            raise TagError(f"tag alias file {source}: entry {name!r} must map to a list of names")
+        result[name] = [alias for alias in aliases if isinstance(alias, str)]
+    return result
+
+
+class TagService:
+    """Finds and creates tags by any spelling; seeds the alias table from the alias file."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    # --- aliases ------------------------------------------------------------------------
+    def ensure_aliases_loaded(self) -> None:
+        """Seed tag_aliases from the alias file once per process (idempotent in the database)."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            groups = load_alias_file(self._settings.tag_aliases_file)
+            for attempt in range(3):
+                try:
+                    with self._db.session() as session:
+                        self._seed(session, groups)
+                    break
+                except IntegrityError:
+                    # Another process seeded the same rows at the same moment; look again.
+                    if attempt == 2:
+                        raise
+            self._loaded = True
+
+    def _seed_in(self, session: Session) -> None:
+        """Seed inside the caller's transaction; marks loaded only once it commits."""
+        groups = load_alias_file(self._settings.tag_aliases_file)
+        try:
+            with session.begin_nested():
+                self._seed(session, groups)
+        except IntegrityError:
+            return  # another process is seeding; its rows serve us as well
+
+        def _mark(_session: Session) -> None:
+            self._loaded = True
+
+        event.listen(session, "after_commit", _mark, once=True)
+
+    @staticmethod
+    def _seed(session: Session, groups: dict[str, list[str]]) -> None:
+        tag_ids = dict(session.execute(select(Tag.key, Tag.id)).all())
+        alias_keys = set(session.scalars(select(TagAlias.key)).all())
+        alias_tag = dict(session.execute(select(TagAlias.key, TagAlias.tag_id)).all())
+        for name, aliases in groups.items():
+            key = normalize_tag(name)
+            if not key:
+                log.warning("tag alias file: skipping invalid tag name %r", name)
+                continue
+            tag_id = tag_ids.get(key) or alias_tag.get(key)
+            if tag_id is None:
+                tag = Tag(key=key, name=clean_tag_name(name))
+                session.add(tag)
+                session.flush()
+                tag_id = tag_ids[key] = tag.id
+            for alias in aliases:
+                alias_key = normalize_tag(alias)
+                # A spelling that is already a tag of its own stays one (admins can merge).
+                if not alias_key or alias_key in tag_ids or alias_key in alias_keys:
+                    continue
+                session.add(TagAlias(key=alias_key, name=clean_tag_name(alias), tag_id=tag_id))
+                alias_keys.add(alias_key)
+                alias_tag[alias_key] = tag_id
+        session.flush()
+
+    # --- lookup -------------------------------------------------------------------------
+    def resolve(self, session: Session, name: str) -> Tag | None:
+        """The tag `name` means (directly or through an alias), or None; creates nothing."""
+        if not self._loaded:
+            self._seed_in(session)
+        key = normalize_tag(name)
+        if not key:
+            return None
+        return self._by_key(session, key)
+
+    @staticmethod
+    def _by_key(session: Session, key: str) -> Tag | None:
+        tag = session.scalars(select(Tag).where(Tag.key == key)).one_or_none()
+        if tag is not None:
+            return tag
+        return session.scalars(
+            select(Tag).join(TagAlias, TagAlias.tag_id == Tag.id).where(TagAlias.key == key)
+        ).one_or_none()
+
+    def get_or_create(self, session: Session, name: str) -> Tag:
+        """The tag `name` means; created with `name` as display name when it is new."""
+        if not self._loaded:
+            self._seed_in(session)
+        key = normalize_tag(name)
+        if not key:
+            raise TagError(
+                f"invalid tag {name[:80]!r}: use 1-{MAX_TAG_LENGTH} letters, digits and spaces"
+            )
+        tag = self._by_key(session, key)
+        if tag is not None:
+            return tag
+        try:
+            with session.begin_nested():
+                tag = Tag(key=key, name=clean_tag_name(name))
+                session.add(tag)
+        except IntegrityError:
+            # A concurrent writer created it between our look-up and insert.
+            existing = self._by_key(session, key)
+            if existing is None:
+                raise
+            return existing
+        return tag
