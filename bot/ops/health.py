@@ -1,0 +1,137 @@
+"""The health endpoint: /healthz (liveness), /readyz (readiness checks, JSON) and /metrics.
+
+A small threaded HTTP server on HEALTH_LISTEN:HEALTH_PORT, used by the bot and by workers alike;
+checks run in the server's thread, so they may block (database ping, broker connection).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from bot.db import Database
+from bot.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one readiness check."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named readiness check; `run` raises or returns a detail line."""
+
+    name: str
+    run: Callable[[], str]
+
+    def result(self) -> CheckResult:
+        try:
+            return CheckResult(True, self.run())
+        except Exception as error:  # noqa: BLE001 - any failure means "not ready", with its reason
+            return CheckResult(False, f"{type(error).__name__}: {error}"[:300])
+
+
+def database_check(db: Database) -> Check:
+    """Ready when the database answers and its schema is at the newest migration."""
+
+    def run() -> str:
+        from alembic.script import ScriptDirectory
+
+        from bot.db.migrate import alembic_config, current_revision
+
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+        current = current_revision(db.engine)
+        if current != head:
+            raise RuntimeError(f"schema at {current}, newest is {head}: run `newsbot db upgrade`")
+        return f"{db.engine.dialect.name} at {current}"
+
+    return Check("database", run)
+
+
+def status_check(name: str, status_line: Callable[[], str]) -> Check:
+    """Always ready (a fallback is fine); shows what is loaded, e.g. models or the extractive fallback."""
+    return Check(name, status_line)
+
+
+def readiness(checks: Sequence[Check]) -> tuple[bool, dict[str, object]]:
+    """Run every check; ready only when all pass."""
+    results = {check.name: check.result() for check in checks}
+    ready = all(result.ok for result in results.values())
+    body: dict[str, object] = {
+        "status": "ready" if ready else "not ready",
+        "checks": {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()},
+    }
+    return ready, body
+
+
+class HealthServer:
+    """Serves /healthz, /readyz and /metrics from a daemon thread until `stop()`."""
+
+    def __init__(self, host: str, port: int, checks: Sequence[Check], metrics: Metrics | None = None) -> None:
+        self._checks = list(checks)
+        self._metrics = metrics
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        log.info("health endpoint on port %d (/healthz, /readyz, /metrics)", self.port)
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    self._send_json(HTTPStatus.OK, {"status": "ok"})
+                elif path == "/readyz":
+                    ready, body = readiness(server._checks)
+                    self._send_json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, body)
+                elif path == "/metrics" and server._metrics is not None:
+                    self._send(HTTPStatus.OK, server._metrics.exposition(), CONTENT_TYPE_LATEST)
+                else:
+                    self._send_json(HTTPStatus.NOT_FOUND, {"status": "not found"})
+
+            def _send_json(self, status: HTTPStatus, body: dict[str, object]) -> None:
+                self._send(status, json.dumps(body).encode(), "application/json")
+
+            def _send(self, status: HTTPStatus, payload: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+                log.debug("health: " + format, *args)
+
+        return Handler
