@@ -1,0 +1,157 @@
+"""`newsbot worker`: a Celery worker that loads the models and takes summary and translation jobs.
+
+Run any number of them, on any number of machines, against the same DATABASE_URL (PostgreSQL)
+and BROKER_URL. SIGTERM (or Ctrl-C) is a warm shutdown: the running job finishes, then the
+worker exits; a job cut short by SIGKILL is delivered again to another worker (acks_late).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import click
+
+from bot.cli.common import cli_settings
+from bot.config import EXIT_USAGE, Settings
+from bot.context import AppContext, open_context
+
+log = logging.getLogger(__name__)
+
+SCHEMA_WAIT_S = 120.0
+
+
+def wait_for_schema(ctx: AppContext, timeout: float) -> None:
+    """Workers never migrate (the bot or `newsbot db upgrade` does): wait until the schema is current."""
+    from alembic.script import ScriptDirectory
+
+    from bot.db.migrate import alembic_config, current_revision
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            current = current_revision(ctx.db.engine)
+        except Exception as error:  # noqa: BLE001 - database not up yet: keep waiting until the deadline
+            current = f"unreachable ({type(error).__name__})"
+        if current == head:
+            return
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"database schema is at {current}, newest is {head}: run `newsbot db upgrade` (or start the bot) first"
+            )
+        time.sleep(1.0)
+
+
+class LazySummaryService:
+    """Builds the summary service once, on first use or at warm-up, in whichever thread comes first."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._service: object | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> object:
+        with self._lock:
+            if self._service is None:
+                from bot.services.summaries import SummaryService
+
+                self._service = SummaryService(self._ctx.db, self._ctx.settings)
+            return self._service
+
+    def warm_up(self) -> None:
+        """Load the models now, so the first job doesn't pay for it and readiness tells the truth."""
+        service = self.get()
+        warm = getattr(service, "warm_up", None)
+        if callable(warm):
+            warm()
+
+    def status_line(self) -> str:
+        service = self.get()
+        return str(service.status_line())  # type: ignore[attr-defined]
+
+
+def _pin_cpus(cpus: tuple[int, ...]) -> None:
+    os.sched_setaffinity(0, set(cpus))
+    log.info("worker pinned to CPU cores %s", sorted(cpus))
+
+
+def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...], hostname: str | None) -> None:
+    """Build everything from settings, load the models, then consume jobs until shut down."""
+    from bot.jobs.celery_app import CeleryJobs, build_celery_app, register_summarize_task
+    from bot.ops.health import Check, HealthServer, database_check, status_check
+    from bot.ops.logctx import install_context_filter, log_context
+    from bot.ops.metrics import build_metrics
+
+    if cpus:
+        _pin_cpus(cpus)
+    install_context_filter()
+    ctx = open_context(settings, migrate=False)
+    name = hostname or f"newsbot-worker-{os.getpid()}@{socket.gethostname()}"
+    with log_context(worker=name):
+        wait_for_schema(ctx, SCHEMA_WAIT_S)
+        service = LazySummaryService(ctx)
+        service.warm_up()
+        log.info("worker %s ready: %s", name, service.status_line())
+
+    app = build_celery_app(settings)
+    metrics = build_metrics(ctx.db, queue_depth=CeleryJobs(app, settings.job_queue).depth)
+    metrics.count_logged_errors()
+    register_summarize_task(
+        app, ctx.db, service.get, settings,  # type: ignore[arg-type]
+        on_done=lambda outcome: metrics.jobs.labels(outcome=outcome).inc(),
+    )
+    health: HealthServer | None = None
+    if settings.health_port:
+        checks = [
+            database_check(ctx.db),
+            status_check("models", service.status_line),
+            Check("queue", CeleryJobs(app, settings.job_queue).ping),
+        ]
+        health = HealthServer(settings.health_listen, settings.health_port, checks, metrics).start()
+    argv = [
+        "worker",
+        f"--queues={settings.job_queue}",
+        # solo: one job at a time in this process, models loaded once; threads share them.
+        f"--pool={'solo' if concurrency == 1 else 'threads'}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={settings.log_level.upper()}",
+        f"--hostname={name}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    try:
+        app.worker_main(argv)
+    finally:
+        if health is not None:
+            health.stop()
+        ctx.close()
+        log.info("worker %s stopped", name)
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Jobs at once (threads sharing one copy of the models).")
+@click.option("--cpu", "cpus", type=click.IntRange(0), multiple=True,
+              help="Pin the worker to this CPU core (repeat for several).")
+@click.option("--hostname", "-n", default=None, help="Worker name shown in logs (default: pid@host).")
+def worker(concurrency: int, cpus: tuple[int, ...], hostname: str | None) -> None:
+    """Take summary and translation jobs from BROKER_URL (run as many as you like)."""
+    settings = cli_settings()
+    if not settings.broker_url:
+        click.echo(
+            "newsbot: `newsbot worker` needs BROKER_URL (e.g. redis://localhost:6379/0); "
+            "without it the bot computes summaries itself",
+            err=True,
+        )
+        raise SystemExit(EXIT_USAGE)
+    available = os.sched_getaffinity(0)
+    missing = sorted(set(cpus) - available)
+    if missing:
+        click.echo(f"newsbot: --cpu {missing[0]} is not available here (cores: {sorted(available)})", err=True)
+        raise SystemExit(EXIT_USAGE)
+    start_worker(settings, concurrency=concurrency, cpus=cpus, hostname=hostname)

@@ -1,0 +1,240 @@
+"""Summary and translation jobs: run in the bot's threads (embedded) or on Celery workers (scale-out).
+
+A job is (article ids, language): "make the summary of these articles readable in this language",
+i.e. the summary in each article's own language plus, when the language differs, its translation.
+Jobs are idempotent: the summary service stores one row per (article, lang, kind, model) and
+re-reads the row when another process won the race, so a job run twice computes nothing twice.
+
+`build_summary_provider(ctx)` is the one place that chooses: without BROKER_URL the bot computes
+summaries itself (SummaryService); with BROKER_URL it enqueues jobs for `newsbot worker` processes
+and waits a bounded time for the stored row (QueuedSummaryProvider).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import select
+
+from bot.db import Database
+from bot.db.models import Article
+from bot.ops.logctx import log_context
+from bot.services.contracts import ArticleSummary, SummaryProvider
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+# How long a submitted (article, lang) is remembered, so repeated prefetches don't flood the queue.
+RESUBMIT_AFTER_S = 60.0
+REMEMBERED_SUBMISSIONS = 10_000
+POLL_INTERVAL_S = 0.1
+
+
+class SummaryNotReady(TimeoutError):
+    """The summary is queued but not stored yet: defer the delivery and try again, don't fail it."""
+
+    def __init__(self, article_id: int, lang: str, waited: float) -> None:
+        super().__init__(f"summary of article {article_id} in {lang!r} not ready after {waited:.1f}s")
+        self.article_id = article_id
+        self.lang = lang
+
+
+class BatchSummarizer(Protocol):
+    """What a job needs from the summary service (bot.services.summaries.SummaryService)."""
+
+    def summarize_articles(self, article_ids: Sequence[int], lang: str) -> object:
+        """Compute and store (or re-read) the summaries of these articles in `lang`."""
+        ...
+
+
+class JobQueue(Protocol):
+    """Where the bot sends summary jobs."""
+
+    def submit(self, article_ids: Sequence[int], lang: str) -> None:
+        """Enqueue one job; returns at once."""
+        ...
+
+    def depth(self) -> int | None:
+        """Jobs waiting (None when unknown)."""
+        ...
+
+    def ping(self) -> str:
+        """Raise when the queue is unreachable; else a one-line description."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+def run_summary_job(
+    db: Database, summarizer: BatchSummarizer, article_ids: Sequence[int], lang: str, *, delay: float = 0.0
+) -> list[int]:
+    """The body of every job, wherever it runs: summarize the articles that still exist; returns their ids."""
+    with log_context(job_articles=list(article_ids), job_lang=lang):
+        started = time.monotonic()
+        with db.session() as session:
+            existing = set(session.scalars(select(Article.id).where(Article.id.in_(list(article_ids)))))
+        present = [article_id for article_id in article_ids if article_id in existing]
+        if len(present) < len(article_ids):
+            # A deleted article is not an error: the job is done for it.
+            log.info("job skips deleted articles %s", sorted(set(article_ids) - existing))
+        if present:
+            log.info("job started: articles %s lang %s", present, lang)
+            summarizer.summarize_articles(present, lang)
+        if delay:
+            time.sleep(max(0.0, delay - (time.monotonic() - started)))
+        log.info("job done: articles %s lang %s in %.2fs", present, lang, time.monotonic() - started)
+        return present
+
+
+class InProcessJobs:
+    """Jobs on a thread pool inside this process: the embedded default, no broker needed."""
+
+    def __init__(self, db: Database, summarizer: BatchSummarizer, *, workers: int = 1, delay: float = 0.0) -> None:
+        self._db = db
+        self._summarizer = summarizer
+        self._delay = delay
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="summary-job")
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def submit(self, article_ids: Sequence[int], lang: str) -> None:
+        with self._lock:
+            self._pending += 1
+        future = self._pool.submit(run_summary_job, self._db, self._summarizer, list(article_ids), lang, delay=self._delay)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, future: Future[list[int]]) -> None:
+        with self._lock:
+            self._pending -= 1
+        if future.exception() is not None:
+            log.error("summary job failed", exc_info=future.exception())
+
+    def depth(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def ping(self) -> str:
+        return "in-process thread pool"
+
+    def close(self) -> None:
+        """Finish queued jobs, then stop the threads."""
+        self._pool.shutdown(wait=True)
+
+
+class QueuedSummaryProvider:
+    """SummaryProvider for a bot whose summaries are computed elsewhere (workers on a queue).
+
+    `summary` returns the stored row when present; otherwise it enqueues the job and polls the
+    database up to SUMMARY_WAIT seconds, then raises SummaryNotReady so the sender defers the push.
+    """
+
+    def __init__(
+        self,
+        jobs: JobQueue,
+        lookup: Callable[[int, str], ArticleSummary | None],
+        *,
+        wait: float,
+        description: str = "summaries computed by workers",
+    ) -> None:
+        self._jobs = jobs
+        self._lookup = lookup
+        self._wait = wait
+        self._description = description
+        self._submitted: OrderedDict[tuple[int, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _submit_once(self, article_id: int, lang: str) -> None:
+        """Enqueue unless this process enqueued the same job recently (jobs are idempotent anyway)."""
+        key = (article_id, lang)
+        now = time.monotonic()
+        with self._lock:
+            last = self._submitted.get(key)
+            if last is not None and now - last < RESUBMIT_AFTER_S:
+                return
+            self._submitted[key] = now
+            self._submitted.move_to_end(key)
+            while len(self._submitted) > REMEMBERED_SUBMISSIONS:
+                self._submitted.popitem(last=False)
+        self._jobs.submit([article_id], lang)
+
+    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
+        for lang in dict.fromkeys(langs):
+            if self._lookup(article_id, lang) is None:
+                self._submit_once(article_id, lang)
+
+    def summary(self, article_id: int, lang: str) -> ArticleSummary:
+        stored = self._lookup(article_id, lang)
+        if stored is not None:
+            return stored
+        self._submit_once(article_id, lang)
+        started = time.monotonic()
+        while time.monotonic() - started < self._wait:
+            time.sleep(POLL_INTERVAL_S)
+            stored = self._lookup(article_id, lang)
+            if stored is not None:
+                return stored
+        raise SummaryNotReady(article_id, lang, time.monotonic() - started)
+
+    def status_line(self) -> str:
+        try:
+            depth = self._jobs.depth()
+        except Exception as error:  # noqa: BLE001 - a status line never raises
+            return f"{self._description}; queue unreachable ({type(error).__name__})"
+        waiting = "unknown" if depth is None else str(depth)
+        return f"{self._description}; {waiting} jobs waiting"
+
+
+def build_job_queue(ctx: AppContext, summarizer: BatchSummarizer | None = None) -> JobQueue:
+    """CeleryJobs when BROKER_URL is set, else InProcessJobs on the given (or a new) summary service."""
+    settings = ctx.settings
+    if settings.broker_url:
+        from bot.jobs.celery_app import CeleryJobs, build_celery_app
+
+        return CeleryJobs(build_celery_app(settings), settings.job_queue)
+    if summarizer is None:
+        from bot.services.summaries import SummaryService
+
+        summarizer = SummaryService(ctx.db, settings)
+    return InProcessJobs(ctx.db, summarizer, delay=settings.job_test_delay)
+
+
+def build_summary_provider(ctx: AppContext) -> SummaryProvider:
+    """The bot's SummaryProvider: computed in-process without BROKER_URL, by workers with it."""
+    from bot.jobs.lookup import stored_summary_lookup
+
+    settings = ctx.settings
+    if not settings.broker_url:
+        from bot.services.summaries import SummaryService
+
+        return SummaryService(ctx.db, settings)
+    from bot.jobs.celery_app import CeleryJobs, build_celery_app
+
+    jobs = CeleryJobs(build_celery_app(settings), settings.job_queue)
+    return QueuedSummaryProvider(
+        jobs,
+        stored_summary_lookup(ctx.db, settings),
+        wait=settings.summary_wait,
+        description=f"summaries computed by `newsbot worker` on queue {settings.job_queue!r}",
+    )
+
+
+__all__ = [
+    "BatchSummarizer",
+    "InProcessJobs",
+    "JobQueue",
+    "QueuedSummaryProvider",
+    "SummaryNotReady",
+    "build_job_queue",
+    "build_summary_provider",
+    "run_summary_job",
+]

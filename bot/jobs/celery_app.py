@@ -1,0 +1,121 @@
+"""The Celery side of jobs: an app built from settings (never at import), the task, CeleryJobs.
+
+Reliability settings, and why:
+- acks_late + reject_on_worker_lost: a job is acknowledged only after it finished, so a worker
+  killed mid-job leaves the message to be delivered again (RabbitMQ: when its connection drops;
+  Redis: after JOB_VISIBILITY_TIMEOUT). The job is idempotent, so a redelivery is harmless.
+- prefetch multiplier 1: a worker holds one job at a time, so no jobs wait behind a busy or dying one.
+- autoretry with exponential backoff and jitter on errors (a database restart, a lock timeout).
+- routing: jobs go to JOB_QUEUE, which only `newsbot worker` consumes; the bot only sends (by task
+  name) and never imports the models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Celery, Task
+from kombu.exceptions import ChannelError
+
+from bot.config import Settings
+from bot.jobs import BatchSummarizer, run_summary_job
+from bot.db import Database
+
+log = logging.getLogger(__name__)
+
+SUMMARIZE_TASK = "newsbot.summarize"
+BROKER_TIMEOUT_S = 5.0
+RETRY_BACKOFF_MAX_S = 300
+
+
+def build_celery_app(settings: Settings) -> Celery:
+    """A Celery app for BROKER_URL with newsbot's reliability settings; no tasks registered yet."""
+    if not settings.broker_url:
+        raise ValueError("BROKER_URL is empty: jobs run in-process, no Celery app needed")
+    app = Celery("newsbot", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.job_queue,
+        task_routes={SUMMARIZE_TASK: {"queue": settings.job_queue}},
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout},
+        broker_connection_timeout=BROKER_TIMEOUT_S,
+        broker_connection_retry_on_startup=True,
+        # Keep newsbot's own logging (JSON option, token redaction) instead of Celery's.
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        worker_enable_remote_control=False,
+    )
+    return app
+
+
+def register_summarize_task(
+    app: Celery,
+    db: Database,
+    summarizer: Callable[[], BatchSummarizer],
+    settings: Settings,
+    on_done: Callable[[str], None] | None = None,
+) -> Task:
+    """Register the summary task on a worker's app; `summarizer()` gives the (lazily built) service."""
+
+    @app.task(
+        name=SUMMARIZE_TASK,
+        bind=True,
+        shared=False,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        autoretry_for=(Exception,),
+        retry_backoff=True,
+        retry_backoff_max=RETRY_BACKOFF_MAX_S,
+        retry_jitter=True,
+        max_retries=settings.job_max_retries,
+    )
+    def summarize(self: Task, article_ids: Sequence[int], lang: str) -> list[int]:
+        try:
+            done = run_summary_job(db, summarizer(), list(article_ids), lang, delay=settings.job_test_delay)
+        except Exception:
+            if on_done is not None:
+                on_done("retried" if self.request.retries < settings.job_max_retries else "failed")
+            log.warning("job for articles %s lang %s failed (try %d)", article_ids, lang, self.request.retries + 1, exc_info=True)
+            raise
+        if on_done is not None:
+            on_done("done")
+        return done
+
+    return summarize
+
+
+class CeleryJobs:
+    """JobQueue on a Celery broker (Redis or RabbitMQ)."""
+
+    def __init__(self, app: Celery, queue: str) -> None:
+        self._app = app
+        self._queue = queue
+
+    def submit(self, article_ids: Sequence[int], lang: str) -> None:
+        self._app.send_task(SUMMARIZE_TASK, args=[list(article_ids), lang], queue=self._queue)
+
+    def depth(self) -> int:
+        with self._app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+            try:
+                declared: Any = connection.default_channel.queue_declare(queue=self._queue, passive=True)
+            except ChannelError:
+                return 0  # no job was ever sent: the queue does not exist yet
+            return int(declared.message_count)
+
+    def ping(self) -> str:
+        with self._app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+            return f"broker {connection.as_uri()} queue {self._queue!r}"
+
+    def close(self) -> None:
+        self._app.close()
