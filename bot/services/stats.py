@@ -35,9 +35,8 @@ def collect_stats(db: Database) -> Stats:
         def count(model: type, *where: object) -> int:
             return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
-        by_status = dict(
-            session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).tuples()
-        )
+        rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        by_status = {row[0]: row[1] for row in rows}
         deliveries = {status.value: int(by_status.get(status, 0)) for status in DeliveryStatus}
         return Stats(
             articles=count(Article),

@@ -1,0 +1,677 @@
+"""The conversation itself, shared by the Telegram handlers and `newsbot shell`.
+
+Adapters turn what arrives (a Telegram update, a terminal line) into an `Incoming` and send
+back the `Reply` objects this layer returns. Everything here is blocking (database, models):
+adapters call it from a worker thread (asyncio.to_thread), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.models import ChatKind
+from bot.i18n import Html, I18n, escape
+from bot.services.abuse import CommandRateLimiter, RateVerdict
+from bot.services.articles import ArticleQueries, ArticleRef
+from bot.services.chats import ChatInfo, ChatService
+from bot.services.contracts import ArticleSummary, SummaryProvider
+from bot.services.stats import collect_stats
+from bot.services.subscriptions import SubscriptionService, TagRef, split_tag_args
+from bot.tags import TagService
+
+log = logging.getLogger(__name__)
+
+# Telegram messages hold at most 4096 characters; longer input only comes from elsewhere.
+MAX_INPUT_CHARS = 4096
+MAX_SEARCH_CHARS = 200
+MAX_MESSAGE_CHARS = 4096
+LATEST_DEFAULT = 5
+LATEST_MAX = 20
+FOLLOW_OFFER = 3  # latest articles offered after /follow, per tag
+FOLLOW_OFFER_TAGS = 3
+TAGS_SHOWN = 20
+SEARCH_RESULTS = 10
+BUTTON_TITLE_CHARS = 40
+_URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+
+
+class Command(enum.StrEnum):
+    START = "start"
+    HELP = "help"
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"
+    FOLLOWING = "following"
+    TAGS = "tags"
+    LANG = "lang"
+    SUMMARY = "summary"
+    LATEST = "latest"
+    SEARCH = "search"
+    SETTINGS = "settings"
+    ADDFEED = "addfeed"
+    FEEDS = "feeds"
+    REMOVEFEED = "removefeed"
+    STATS = "stats"
+
+
+# The menu (setMyCommands), in this order; admin commands stay out of it.
+MENU_COMMANDS: tuple[Command, ...] = (
+    Command.START, Command.HELP, Command.FOLLOW, Command.UNFOLLOW, Command.FOLLOWING,
+    Command.TAGS, Command.LATEST, Command.SEARCH, Command.SUMMARY, Command.LANG, Command.SETTINGS,
+)
+# Only the bot's admins (ADMIN_IDS).
+ADMIN_COMMANDS = frozenset({Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS})
+# Change a chat's settings: in groups only the group's admins may.
+CHAT_ADMIN_COMMANDS = frozenset({Command.FOLLOW, Command.UNFOLLOW, Command.LANG})
+
+
+class CallbackKind(enum.StrEnum):
+    """Prefixes of inline button callback_data."""
+
+    TRANSLATE = "tr"  # tr:<article_id>:<lang>
+    ORIGINAL = "orig"  # orig:<article_id>
+    UNFOLLOW = "unf"  # unf:<tag_id>
+    SUMMARY = "sum"  # sum:<article_id> (offered after /follow)
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline button: exactly one of callback_data and url."""
+
+    text: str
+    callback_data: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to send (or the new content of an edited one), Telegram HTML."""
+
+    text: Html
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class PostEntityLike:
+    """A text entity as Telegram gives it (UTF-16 offsets); adapters fill it from PTB's."""
+
+    type: str
+    offset: int
+    length: int
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Post:
+    """A message holding an article: a channel post, an admin's forward, a replied-to message."""
+
+    text: str
+    entities: tuple[PostEntityLike, ...] = ()
+    url: str | None = None  # link to the post itself (t.me/channel/123) when known
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A text message (usually a command) from a chat."""
+
+    chat_id: int
+    chat_kind: ChatKind
+    text: str
+    user_id: int | None = None
+    user_lang: str | None = None
+    chat_title: str | None = None
+    chat_admin: bool = True  # may change this chat's follows and language (checked by adapters)
+    bot_admin: bool = False  # one of ADMIN_IDS
+    replied: Post | None = None  # the message this one replies to
+
+
+@dataclass
+class CallbackResult:
+    """What pressing a button does: edit the message, show a short notice, or both."""
+
+    edit: Reply | None = None
+    notice: str | None = None  # plain text, shown as a toast by Telegram
+    replies: list[Reply] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    command: str  # lower-case name without '/' and '@bot'
+    args: str
+
+
+def parse_command(text: str) -> ParsedCommand | None:
+    """'/follow@newsbot Rusia' -> ('follow', 'Rusia'); None when not a command."""
+    stripped = text.strip()
+    if not stripped.startswith("/") or len(stripped) < 2:
+        return None
+    head, _, args = stripped.partition(" ")
+    if "\n" in head:
+        head, _, rest = head.partition("\n")
+        args = f"{rest} {args}".strip()
+    name = head[1:].split("@", 1)[0].lower()
+    return ParsedCommand(command=name, args=args.strip())
+
+
+def command_of(text: str) -> Command | None:
+    """The known command a message holds, or None."""
+    parsed = parse_command(text)
+    if parsed is None:
+        return None
+    try:
+        return Command(parsed.command)
+    except ValueError:
+        return None
+
+
+def needs_chat_admin(incoming_text: str, chat_kind: ChatKind) -> bool:
+    """Whether the adapter must check that the sender administers the group."""
+    return chat_kind in (ChatKind.GROUP, ChatKind.SUPERGROUP) and command_of(incoming_text) in CHAT_ADMIN_COMMANDS
+
+
+def first_url(post: Post) -> str | None:
+    """The first link of a message: a text_link's target or a URL in the text."""
+    for entity in post.entities:
+        if entity.type == "text_link" and entity.url:
+            return entity.url
+    match = _URL_IN_TEXT.search(post.text)
+    return match.group(0).rstrip(".,;:!?)") if match else None
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+@dataclass
+class BotServices:
+    """Everything the conversation needs, built once in main() and passed to the adapters."""
+
+    settings: Settings
+    db: Database
+    i18n: I18n
+    tags: TagService
+    chats: ChatService
+    subscriptions: SubscriptionService
+    articles: ArticleQueries
+    summaries: SummaryProvider
+    rate_limiter: CommandRateLimiter
+    ingest: object | None = None  # bot.ingest.service.IngestService
+    feeds: object | None = None  # bot.ingest.feeds.FeedService
+    fetch_article: Callable[[str], object] | None = None  # URL -> IngestResult
+
+
+class Conversation:
+    """Turns commands into replies; one instance per process, shared by all chats."""
+
+    def __init__(self, services: BotServices) -> None:
+        self.s = services
+        self.i18n = services.i18n
+
+    # --- entry points -------------------------------------------------------------------
+    def handle(self, incoming: Incoming) -> list[Reply]:
+        """Answer one message; [] when nothing should be said (not a command in a group)."""
+        parsed = parse_command(incoming.text)
+        private = incoming.chat_kind in (ChatKind.PRIVATE, ChatKind.SHELL)
+        if parsed is None and not private:
+            return []
+        verdict = self.s.rate_limiter.check(incoming.chat_id)
+        chat = self.s.chats.ensure(
+            incoming.chat_id, incoming.chat_kind, incoming.chat_title, incoming.user_lang
+        )
+        lang = chat.lang
+        if verdict is RateVerdict.DROP:
+            return []
+        if verdict is RateVerdict.WARN:
+            return [self._reply(lang, "slow_down", limit=self.s.rate_limiter.limit)]
+        if len(incoming.text) > MAX_INPUT_CHARS:
+            return [self._reply(lang, "input.too_long", length=len(incoming.text), limit=MAX_INPUT_CHARS)]
+        if parsed is None:
+            return [self._unknown(lang, incoming)]
+        try:
+            command = Command(parsed.command)
+        except ValueError:
+            return [self._unknown(lang, incoming)]
+        if command in ADMIN_COMMANDS and not incoming.bot_admin:
+            return [self._reply(lang, "admin_only", command=f"/{command.value}")]
+        if command in CHAT_ADMIN_COMMANDS and not incoming.chat_admin:
+            return [self._reply(lang, "group_admin_only")]
+        handler = getattr(self, f"_cmd_{command.value}")
+        return handler(chat, parsed.args, incoming)
+
+    def handle_callback(self, chat_id: int, chat_kind: ChatKind, data: str, *, chat_admin: bool,
+                        user_lang: str | None = None) -> CallbackResult:
+        """Answer an inline button press with callback_data `data`."""
+        chat = self.s.chats.ensure(chat_id, chat_kind, None, user_lang)
+        kind, _, rest = data.partition(":")
+        try:
+            if kind == CallbackKind.TRANSLATE:
+                article_id, _, target = rest.partition(":")
+                if target not in self.i18n.langs:
+                    return CallbackResult(notice=self.i18n.plain(chat.lang, "lang.unsupported",
+                                                                  code=target, langs=", ".join(self.i18n.langs)))
+                return CallbackResult(edit=self.summary_reply(chat, int(article_id), target))
+            if kind == CallbackKind.ORIGINAL:
+                article = self.s.articles.get(int(rest))
+                if article is None:
+                    return CallbackResult(notice=self.i18n.plain(chat.lang, "summary.not_found", id=rest))
+                return CallbackResult(edit=self.summary_reply(chat, article.id, article.lang or chat.lang))
+            if kind == CallbackKind.SUMMARY:
+                return CallbackResult(replies=[self.summary_reply(chat, int(rest), chat.lang)])
+            if kind == CallbackKind.UNFOLLOW:
+                if not chat_admin:
+                    return CallbackResult(notice=self.i18n.plain(chat.lang, "group_admin_only"))
+                tag = self.s.subscriptions.unfollow_tag(chat.id, int(rest))
+                if tag is None:
+                    return CallbackResult(notice=self.i18n.plain(chat.lang, "tag.unknown"))
+                text = self.i18n.plain(chat.lang, "unfollow.button_done", tag=tag.name)
+                return CallbackResult(notice=text, replies=[self._reply(chat.lang, "unfollow.button_done", tag=tag.name)])
+        except ValueError:
+            pass
+        log.info("ignoring unknown callback data %r", data[:64])
+        return CallbackResult()
+
+    # --- helpers ------------------------------------------------------------------------
+    def _reply(self, lang: str, key: str, buttons: tuple[tuple[Button, ...], ...] = (), **params: object) -> Reply:
+        return Reply(self.i18n.t(lang, key, **params), buttons)
+
+    def _help_text(self, lang: str, bot_admin: bool) -> Html:
+        text = self.i18n.t(lang, "help")
+        if bot_admin:
+            text = Html(f"{text}\n\n{self.i18n.t(lang, 'help.admin')}")
+        return text
+
+    def _unknown(self, lang: str, incoming: Incoming) -> Reply:
+        return self._reply(lang, "unknown", help=self._help_text(lang, incoming.bot_admin))
+
+    def _names(self, tags: Sequence[TagRef] | Sequence[str]) -> str:
+        return ", ".join(tag.name if isinstance(tag, TagRef) else tag for tag in tags)
+
+    def _article_line(self, lang: str, article: ArticleRef) -> Html:
+        title = escape(truncate(article.title, 120))
+        link = Html(f'<a href="{escape_attr(article.url)}">{title}</a>') if article.url else Html(f"<b>{title}</b>")
+        tags = self._names(article.tags) or self.i18n.plain(lang, "ingest.no_tags")
+        return self.i18n.t(lang, "article.item", id=article.id, link=link, tags=tags)
+
+    def _article_list(self, lang: str, header: Html, articles: Sequence[ArticleRef]) -> Reply:
+        lines = [header]
+        for article in articles:
+            line = self._article_line(lang, article)
+            if sum(len(x) + 1 for x in lines) + len(line) > MAX_MESSAGE_CHARS:
+                break
+            lines.append(line)
+        return Reply(Html("\n".join(lines)))
+
+    def _summary_button(self, lang: str, article: ArticleRef) -> Button:
+        label = self.i18n.plain(lang, "btn.summary", id=article.id, title=truncate(article.title, BUTTON_TITLE_CHARS))
+        return Button(label, callback_data=f"{CallbackKind.SUMMARY}:{article.id}")
+
+    # --- summaries ----------------------------------------------------------------------
+    def summary_reply(self, chat: ChatInfo, article_id: int, lang: str) -> Reply:
+        """The summary of an article in `lang`, with translate/original and unfollow buttons."""
+        article = self.s.articles.get(article_id)
+        if article is None:
+            return self._reply(chat.lang, "summary.not_found", id=article_id)
+        summary = self.s.summaries.summary(article_id, lang)
+        following = {tag.id for tag in self.s.subscriptions.following(chat.id)}
+        return format_summary(self.i18n, chat.lang, article, summary, following)
+
+    # --- commands -----------------------------------------------------------------------
+    def _cmd_start(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        return [self._reply(chat.lang, "start")]
+
+    def _cmd_help(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        return [Reply(self._help_text(chat.lang, incoming.bot_admin))]
+
+    def _cmd_follow(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        names = split_tag_args(args)
+        if not names:
+            return [self._reply(chat.lang, "follow.usage")]
+        result = self.s.subscriptions.follow(chat.id, names)
+        lines: list[Html] = []
+        if result.added:
+            lines.append(self.i18n.t(chat.lang, "follow.added", tags=self._names(result.added)))
+        if result.already:
+            lines.append(self.i18n.t(chat.lang, "follow.already", tags=self._names(result.already)))
+        if result.invalid:
+            lines.append(self.i18n.t(chat.lang, "follow.invalid", tags=self._names([truncate(n, 80) for n in result.invalid]),
+                                     max=self.s.subscriptions.max_tag_length))
+        if result.over_limit:
+            lines.append(self.i18n.t(chat.lang, "follow.limit", max=self.s.subscriptions.max_follows,
+                                     tags=self._names(result.over_limit)))
+        replies = [Reply(Html("\n".join(lines)))]
+        # Offer the latest few articles of each newly followed tag as buttons.
+        for tag in result.added[:FOLLOW_OFFER_TAGS]:
+            latest = self.s.articles.latest(FOLLOW_OFFER, tag.id)
+            if latest:
+                buttons = tuple((self._summary_button(chat.lang, article),) for article in latest)
+                replies.append(self._reply(chat.lang, "follow.latest", buttons, tag=tag.name))
+        return replies
+
+    def _cmd_unfollow(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        names = split_tag_args(args)
+        if not names:
+            return [self._reply(chat.lang, "unfollow.usage")]
+        result = self.s.subscriptions.unfollow(chat.id, names)
+        lines: list[Html] = []
+        if result.removed:
+            lines.append(self.i18n.t(chat.lang, "unfollow.removed", tags=self._names(result.removed)))
+        if result.not_following:
+            names_shown = [truncate(n, 80) for n in result.not_following]
+            lines.append(self.i18n.t(chat.lang, "unfollow.not_following", tags=self._names(names_shown)))
+        return [Reply(Html("\n".join(lines)))]
+
+    def _cmd_following(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        tags = self.s.subscriptions.following(chat.id)
+        if not tags:
+            return [self._reply(chat.lang, "following.none")]
+        return [self._reply(chat.lang, "following.list", count=len(tags), tags=self._names(tags))]
+
+    def _cmd_tags(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        popular = self.s.articles.popular_tags(TAGS_SHOWN)
+        if not popular:
+            return [self._reply(chat.lang, "tags.none")]
+        lines = [self.i18n.t(chat.lang, "tags.header")]
+        lines += [self.i18n.t(chat.lang, "tags.item", name=tag.name, count=count) for tag, count in popular]
+        return [Reply(Html("\n".join(lines)))]
+
+    def _cmd_lang(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        code = args.strip().lower()
+        if not code:
+            return [self._reply(chat.lang, "lang.usage", lang=chat.lang)]
+        if code not in self.i18n.langs:
+            return [self._reply(chat.lang, "lang.unsupported", code=truncate(code, 16), langs=", ".join(self.i18n.langs))]
+        self.s.chats.set_lang(chat.id, code)
+        return [self._reply(code, "lang.done")]
+
+    def _cmd_summary(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        target = args.strip()
+        if not target and incoming.replied is not None:
+            return [self._summary_of_post(chat, incoming.replied)]
+        if not target:
+            return [self._reply(chat.lang, "summary.usage")]
+        if target.lstrip("#").isdigit():
+            return [self.summary_reply(chat, int(target.lstrip("#")), chat.lang)]
+        if _URL.match(target):
+            return [self._summary_of_url(chat, target)]
+        return [self._reply(chat.lang, "summary.usage")]
+
+    def _summary_of_url(self, chat: ChatInfo, url: str) -> Reply:
+        if self.s.fetch_article is None:
+            return self._reply(chat.lang, "summary.bad_url", reason="fetching links is not available")
+        try:
+            result = self.s.fetch_article(url)
+        except Exception as error:  # noqa: BLE001 - fetch/ingest errors are the user's answer
+            if not _is_user_error(error):
+                raise
+            return self._reply(chat.lang, "summary.bad_url", reason=truncate(str(error), 300))
+        return self.summary_reply(chat, int(getattr(result, "article_id")), chat.lang)
+
+    def _summary_of_post(self, chat: ChatInfo, post: Post) -> Reply:
+        try:
+            result = self.ingest_post(post)
+        except NoArticle:
+            url = first_url(post)
+            if url is None:
+                return self._reply(chat.lang, "summary.no_article")
+            return self._summary_of_url(chat, url)
+        except Exception as error:  # noqa: BLE001
+            if not _is_user_error(error):
+                raise
+            url = first_url(post)
+            if url is not None:
+                return self._summary_of_url(chat, url)
+            return self._reply(chat.lang, "summary.failed", reason=truncate(str(error), 300))
+        return self.summary_reply(chat, int(getattr(result, "article_id")), chat.lang)
+
+    def _cmd_latest(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        words = args.split()
+        count = LATEST_DEFAULT
+        if words and words[-1].lstrip("-").isdigit():
+            count = int(words.pop())
+            if not 1 <= count <= LATEST_MAX:
+                return [self._reply(chat.lang, "latest.bad_count", max=LATEST_MAX)]
+        name = " ".join(words)
+        if name:
+            tag = self.s.articles.find_tag(name)
+            if tag is None:
+                return [self._reply(chat.lang, "latest.none_tag", tag=truncate(name, 80))]
+            articles = self.s.articles.latest(count, tag.id)
+            if not articles:
+                return [self._reply(chat.lang, "latest.none_tag", tag=tag.name)]
+            return [self._article_list(chat.lang, self.i18n.t(chat.lang, "latest.header_tag", tag=tag.name), articles)]
+        articles = self.s.articles.latest(count)
+        if not articles:
+            return [self._reply(chat.lang, "latest.none")]
+        return [self._article_list(chat.lang, self.i18n.t(chat.lang, "latest.header"), articles)]
+
+    def _cmd_search(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        query = " ".join(args.split())
+        if not query:
+            return [self._reply(chat.lang, "search.usage")]
+        if len(query) > MAX_SEARCH_CHARS:
+            return [self._reply(chat.lang, "input.too_long", length=len(query), limit=MAX_SEARCH_CHARS)]
+        found = self.s.articles.search(query, SEARCH_RESULTS)
+        if not found:
+            return [self._reply(chat.lang, "search.none", query=query)]
+        return [self._article_list(chat.lang, self.i18n.t(chat.lang, "search.header", query=query), found)]
+
+    def _cmd_settings(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        return [self._reply(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
+                            count=self.s.subscriptions.count(chat.id), max=self.s.subscriptions.max_follows,
+                            kind=chat.kind.value)]
+
+    # --- admin commands -----------------------------------------------------------------
+    def _cmd_stats(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        stats = collect_stats(self.s.db)
+        deliveries = ", ".join(f"{status} {count}" for status, count in stats.deliveries.items() if count)
+        return [self._reply(chat.lang, "stats", articles=stats.articles, chats=stats.chats,
+                            active_chats=stats.active_chats, subscriptions=stats.subscriptions,
+                            summaries=stats.summaries,
+                            deliveries=deliveries or self.i18n.plain(chat.lang, "stats.none"))]
+
+    def _cmd_addfeed(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        url, _, rest = args.partition(" ")
+        if not url or not _URL.match(url):
+            return [self._reply(chat.lang, "addfeed.usage")]
+        if self.s.feeds is None:
+            return [self._reply(chat.lang, "addfeed.failed", reason="feeds are not available")]
+        tags = split_tag_args(rest)
+        try:
+            feed = feed_add(self.s.feeds, url, tags)
+        except Exception as error:  # noqa: BLE001
+            if not _is_user_error(error):
+                raise
+            return [self._reply(chat.lang, "addfeed.failed", reason=truncate(str(error), 300))]
+        return [self._reply(chat.lang, "addfeed.done", id=feed.id, url=feed.url,
+                            tags=", ".join(feed.tags) or self.i18n.plain(chat.lang, "ingest.no_tags"))]
+
+    def _cmd_feeds(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        feeds = feed_list(self.s.feeds) if self.s.feeds is not None else []
+        if not feeds:
+            return [self._reply(chat.lang, "feeds.none")]
+        lines = [self.i18n.t(chat.lang, "feeds.header")]
+        for feed in feeds:
+            lines.append(self.i18n.t(chat.lang, "feeds.item", id=feed.id, url=feed.url, status=feed.status,
+                                     tags=", ".join(feed.tags)))
+        return [Reply(Html("\n".join(lines)[:MAX_MESSAGE_CHARS]))]
+
+    def _cmd_removefeed(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
+        target = args.strip()
+        if not target:
+            return [self._reply(chat.lang, "removefeed.usage")]
+        removed = feed_remove(self.s.feeds, target) if self.s.feeds is not None else False
+        key = "removefeed.done" if removed else "removefeed.not_found"
+        return [self._reply(chat.lang, key, feed=truncate(target, 200))]
+
+    # --- articles from posts ------------------------------------------------------------
+    def ingest_post(self, post: Post, source_id: int | None = None) -> object:
+        """Store a message holding an article; returns the IngestResult. Raises NoArticle."""
+        if self.s.ingest is None:
+            raise NoArticle("ingestion is not available")
+        from bot.ingest.telegram_post import PostEntity, parse_telegram_post
+
+        entities = [PostEntity(type=e.type, offset=e.offset, length=e.length, url=e.url) for e in post.entities]
+        item = parse_telegram_post(post.text, entities, post.url)
+        if source_id is not None:
+            item.source_id = source_id
+        return self.s.ingest.ingest(item)  # type: ignore[attr-defined]
+
+    def ingest_reply(self, lang: str, post: Post, source_id: int | None = None) -> Reply:
+        """Store a post and describe the outcome (for the admin who forwarded it)."""
+        try:
+            result = self.ingest_post(post, source_id)
+        except Exception as error:  # noqa: BLE001
+            if not _is_user_error(error):
+                raise
+            return self._reply(lang, "ingest.failed", reason=truncate(str(error), 300))
+        return self.describe_ingest(lang, result)
+
+    def describe_ingest(self, lang: str, result: object) -> Reply:
+        """'Stored article #12: title / Tags: …' or 'Already stored as #12'."""
+        article_id = getattr(result, "article_id")
+        title = truncate(str(getattr(result, "title")), 200)
+        if not getattr(result, "created"):
+            return self._reply(lang, "ingest.duplicate", id=article_id, title=title)
+        tags = ", ".join(getattr(result, "tags")) or self.i18n.plain(lang, "ingest.no_tags")
+        text = self.i18n.t(lang, "ingest.stored", id=article_id, title=title, tags=tags)
+        story_id = getattr(result, "story_id", None)
+        if story_id is not None and story_id != article_id:
+            text = Html(f"{text}\n{self.i18n.t(lang, 'ingest.story', story_id=story_id)}")
+        return Reply(text)
+
+
+class NoArticle(Exception):
+    """The message holds no article to store."""
+
+
+def escape_attr(value: str) -> str:
+    """Escape a value for an HTML attribute (href)."""
+    import html
+
+    return html.escape(value, quote=True)
+
+
+def _is_user_error(error: Exception) -> bool:
+    """Errors whose message is a fine answer to the user (bad input), as opposed to bugs."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"IngestError", "FetchError", "InvalidUrl", "TagError", "FeedError", "NoArticle", "ValueError"})
+
+
+def format_summary(i18n: I18n, chat_lang: str, article: ArticleRef, summary: ArticleSummary,
+                   following: set[int]) -> Reply:
+    """An article's summary message: linked title, text, machine-made note, tags, buttons."""
+    title = escape(summary.title or article.title)
+    head = f'<b><a href="{escape_attr(article.url)}">{title}</a></b>' if article.url else f"<b>{title}</b>"
+    if summary.translated_from:
+        note = i18n.t(chat_lang, "summary.machine_translated", src=summary.translated_from)
+    else:
+        note = i18n.t(chat_lang, "summary.machine_made")
+    tags = " ".join(f"#{tag.name.replace(' ', '_')}" for tag in article.tags)
+    parts = [head, escape(summary.text), f"<i>{note}</i>"]
+    if tags:
+        parts.append(escape(tags))
+    text = "\n\n".join(parts)
+    if len(text) > MAX_MESSAGE_CHARS:
+        overflow = len(text) - MAX_MESSAGE_CHARS + 1
+        parts[1] = escape(truncate(summary.text, max(len(summary.text) - overflow - 20, 20)))
+        text = "\n\n".join(parts)
+    row: list[Button] = []
+    if summary.translated_from:
+        row.append(Button(i18n.plain(chat_lang, "btn.original"), callback_data=f"{CallbackKind.ORIGINAL}:{article.id}"))
+    for lang in i18n.langs:
+        if lang != summary.lang and not (summary.translated_from and lang == summary.translated_from):
+            row.append(Button(i18n.plain(chat_lang, "btn.translate", lang_name=i18n.plain(lang, "lang.name")),
+                              callback_data=f"{CallbackKind.TRANSLATE}:{article.id}:{lang}"))
+    rows: list[tuple[Button, ...]] = [tuple(row)] if row else []
+    for tag in article.tags:
+        if tag.id in following:
+            rows.append((Button(i18n.plain(chat_lang, "btn.unfollow", tag=tag.name),
+                                callback_data=f"{CallbackKind.UNFOLLOW}:{tag.id}"),))
+    return Reply(Html(text), tuple(rows))
+
+
+# --- feeds: thin calls into A's FeedService --------------------------------------------------
+@dataclass(frozen=True)
+class FeedView:
+    id: int
+    url: str
+    status: str
+    tags: list[str]
+
+
+def _feed_view(source: object) -> FeedView:
+    return FeedView(
+        id=int(getattr(source, "id")),
+        url=str(getattr(source, "url", "") or ""),
+        status=str(getattr(source, "status", "")),
+        tags=list(getattr(source, "default_tags", None) or getattr(source, "tags", None) or []),
+    )
+
+
+def feed_add(feeds: object, url: str, tags: list[str]) -> FeedView:
+    return _feed_view(feeds.add(url, tags))  # type: ignore[attr-defined]
+
+
+def feed_list(feeds: object) -> list[FeedView]:
+    return [_feed_view(source) for source in feeds.list()]  # type: ignore[attr-defined]
+
+
+def feed_remove(feeds: object, target: str) -> bool:
+    return bool(feeds.remove(target))  # type: ignore[attr-defined]
+
+
+def build_services(settings: Settings, db: Database, i18n: I18n,
+                   summaries: SummaryProvider | None = None) -> BotServices:
+    """Build every service of the conversation once (in main); heavy modules load lazily."""
+    from bot.ingest.service import IngestService
+
+    tags = TagService(db, settings)
+    if summaries is None:
+        from bot.services.summaries import SummaryService
+
+        summaries = SummaryService(db, settings)
+    ingest = IngestService(db, settings, tags)
+    return BotServices(
+        settings=settings,
+        db=db,
+        i18n=i18n,
+        tags=tags,
+        chats=ChatService(db),
+        subscriptions=SubscriptionService(db, settings, tags),
+        articles=ArticleQueries(db, tags),
+        summaries=summaries,
+        rate_limiter=CommandRateLimiter(settings.command_rate_limit),
+        ingest=ingest,
+        feeds=_feed_service(db, settings, tags),
+        fetch_article=_url_fetcher(settings, ingest),
+    )
+
+
+def _feed_service(db: Database, settings: Settings, tags: TagService) -> object | None:
+    """A's FeedService when the feeds module is installed."""
+    try:
+        from bot.ingest.feeds import FeedService
+    except ImportError:
+        return None
+    return FeedService(db, settings)  # type: ignore[call-arg]
+
+
+def _url_fetcher(settings: Settings, ingest: object) -> Callable[[str], object] | None:
+    """URL -> IngestResult through A's fetcher, when the fetch module is installed."""
+    try:
+        from bot.ingest import fetch
+    except ImportError:
+        return None
+
+    def fetch_article(url: str) -> object:
+        item = fetch.fetch_article(url, settings)  # type: ignore[attr-defined]
+        return ingest.ingest(item)  # type: ignore[attr-defined]
+
+    return fetch_article

@@ -1,0 +1,169 @@
+"""`newsbot shell`: the bot's conversation in a terminal, on the same services and database.
+
+The local user is a chat of kind "shell". Lines are commands as in Telegram ("/follow Rusia");
+a line "@<callback_data>" presses an inline button (the shell prints each button with it).
+Telegram HTML is printed as readable plain text. Works with a piped, non-interactive stdin:
+it answers each line in turn and exits at end of input once pending pushes are out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from bot.context import AppContext
+from bot.db.models import ChatKind
+from bot.i18n import I18n
+from bot.telegram.conversation import (
+    BotServices,
+    Button,
+    CallbackResult,
+    Conversation,
+    Incoming,
+    Reply,
+    build_services,
+)
+
+log = logging.getLogger(__name__)
+
+SHELL_CHAT_ID = 1
+SHELL_USER_ID = 1
+_LINK = re.compile(r'<a\s+href="([^"]*)"\s*>(.*?)</a>', re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def html_to_text(text: str) -> str:
+    """Telegram HTML as plain text: links become 'title (url)', other tags are dropped."""
+
+    def link(match: re.Match[str]) -> str:
+        url, label = html.unescape(match.group(1)), match.group(2)
+        return f"{label} ({url})" if url else label
+
+    return html.unescape(_TAG.sub("", _LINK.sub(link, text)))
+
+
+def format_buttons(buttons: tuple[tuple[Button, ...], ...]) -> list[str]:
+    """One line per row: '[label] @callback_data' or '[label] url'."""
+    lines = []
+    for row in buttons:
+        cells = [f"[{b.text}] @{b.callback_data}" if b.callback_data else f"[{b.text}] {b.url}" for b in row]
+        lines.append("  " + "   ".join(cells))
+    return lines
+
+
+class ShellPrinter:
+    """Writes replies and pushes to the terminal; one lock so they never interleave mid-message."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def reply(self, reply: Reply, prefix: str = "") -> None:
+        text = html_to_text(reply.text)
+        lines = [prefix + text if prefix else text, *format_buttons(reply.buttons)]
+        self.line("\n".join(lines) + "\n")
+
+    def notice(self, text: str) -> None:
+        self.line(f"({text})\n")
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text + "\n")
+            self._out.flush()
+
+
+class ShellSession:
+    """Feeds terminal lines to the conversation as the local shell chat."""
+
+    def __init__(self, conversation: Conversation, printer: ShellPrinter, *, chat_id: int = SHELL_CHAT_ID,
+                 user_lang: str | None = None) -> None:
+        self.conversation = conversation
+        self.printer = printer
+        self.chat_id = chat_id
+        self.user_lang = user_lang
+
+    def handle_line(self, line: str) -> None:
+        """Answer one line (blocking: run it in a thread)."""
+        text = line.strip()
+        if not text:
+            return
+        try:
+            if text.startswith("@"):
+                result = self.conversation.handle_callback(
+                    self.chat_id, ChatKind.SHELL, text[1:], chat_admin=True, user_lang=self.user_lang
+                )
+                self._show_callback(result)
+                return
+            incoming = Incoming(chat_id=self.chat_id, chat_kind=ChatKind.SHELL, text=text, user_id=SHELL_USER_ID,
+                                user_lang=self.user_lang, chat_title="shell", chat_admin=True, bot_admin=True)
+            for reply in self.conversation.handle(incoming):
+                self.printer.reply(reply)
+        except Exception:  # noqa: BLE001 - the shell keeps running; the log has the details
+            log.exception("command failed: %s", text[:80])
+            lang = self.conversation.s.chats.get(self.chat_id)
+            self.printer.reply(Reply(self.conversation.i18n.t(lang.lang if lang else None, "error.generic")))
+
+    def _show_callback(self, result: CallbackResult) -> None:
+        if result.edit is not None:
+            self.printer.reply(result.edit, prefix="(edited) ")
+        for reply in result.replies:
+            self.printer.reply(reply)
+        if result.notice and not result.replies:
+            self.printer.notice(result.notice)
+
+
+async def run_shell(
+    session: ShellSession,
+    stdin: TextIO,
+    *,
+    banner: str | None = None,
+    background: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+    drain: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Read lines until end of input; `background` (the push loop) runs alongside until then,
+    and `drain` waits for pending pushes before it is stopped."""
+    if banner:
+        session.printer.line(banner)
+    stop = asyncio.Event()
+    task = asyncio.create_task(background(stop)) if background is not None else None
+    try:
+        while True:
+            line = await asyncio.to_thread(stdin.readline)
+            if not line:
+                break
+            await asyncio.to_thread(session.handle_line, line)
+        if drain is not None:
+            await drain()
+    finally:
+        stop.set()
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except TimeoutError:
+                task.cancel()
+
+
+def stdin_stream() -> TextIO:
+    """The process's stdin (a function so tests can pass their own streams)."""
+    return sys.stdin
+
+
+async def run_shell_app(context: AppContext, i18n: I18n, *, chat_id: int = SHELL_CHAT_ID,
+                        user_lang: str | None = None, stdin: TextIO, stdout: TextIO,
+                        interactive: bool = False, user_name: str = "shell",
+                        services: BotServices | None = None) -> None:
+    """Build the services on `context` and run the shell until end of input."""
+    services = services or build_services(context.settings, context.db, i18n)
+    conversation = Conversation(services)
+    printer = ShellPrinter(stdout)
+    session = ShellSession(conversation, printer, chat_id=chat_id, user_lang=user_lang)
+    # Create the local chat up front so pushes can reach it before the first command.
+    await asyncio.to_thread(services.chats.ensure, chat_id, ChatKind.SHELL, user_name, user_lang)
+    banner = i18n.plain(user_lang, "shell.banner", chat_id=chat_id) if interactive else None
+    await run_shell(session, stdin, banner=banner)

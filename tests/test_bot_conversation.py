@@ -1,0 +1,242 @@
+"""The conversation layer shared by Telegram and the shell, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.models import Article, ChatKind, SummaryMethod
+from bot.services.contracts import ArticleSummary
+from bot.i18n import I18n
+from bot.ingest.service import ArticleInput
+from bot.telegram.conversation import Conversation, Incoming, Reply, build_services
+from conftest import make_settings
+from test_i18n import html_errors
+
+EN_BODY = (
+    "Russia said on Monday it would demand binding security guarantees before any ceasefire talks. "
+    "Officials in Moscow repeated that the proposal must be written into a treaty signed by all sides. "
+    "Diplomats in Europe said the demand would make an agreement harder to reach this year."
+)
+ID_BODY = (
+    "Pemerintah Indonesia mengumumkan anggaran baru untuk transportasi umum pada hari Selasa malam. "
+    "Tarif bus tidak akan naik tahun depan, sementara tiga jalur trem baru direncanakan di utara kota. "
+    "Anggota oposisi mengatakan rencana itu kurang rinci dan meminta tinjauan biaya yang independen."
+)
+USER = 1001
+
+
+@pytest.fixture(scope="module")
+def i18n() -> I18n:
+    return I18n.load()
+
+
+class LeadSummaries:
+    """SummaryProvider stand-in: the first two sentences, no translation (like TRANSLATION_MODEL=none)."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def summary(self, article_id: int, lang: str) -> ArticleSummary:
+        with self._db.session() as session:
+            article = session.get(Article, article_id)
+            if article is None:
+                raise LookupError(f"no article with id {article_id}")
+            text = " ".join(re.split(r"(?<=[.!?])\s+", article.body)[:2])
+            return ArticleSummary(article_id, article.lang or "en", article.title, text,
+                                  SummaryMethod.EXTRACTIVE, None, None, None)
+
+    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
+        return None
+
+    def status_line(self) -> str:
+        return "lead sentences"
+
+
+def make_conversation(database: Database, settings: Settings, i18n: I18n) -> Conversation:
+    return Conversation(build_services(settings, database, i18n, summaries=LeadSummaries(database)))
+
+
+@pytest.fixture
+def conversation(database: Database, settings: Settings, i18n: I18n) -> Conversation:
+    return make_conversation(database, settings, i18n)
+
+
+def say(conversation: Conversation, text: str, *, chat_id: int = USER, kind: ChatKind = ChatKind.PRIVATE,
+        **kwargs: object) -> list[Reply]:
+    replies = conversation.handle(Incoming(chat_id=chat_id, chat_kind=kind, text=text, user_id=USER, **kwargs))  # type: ignore[arg-type]
+    for reply in replies:
+        assert html_errors(reply.text) == [], reply.text
+        assert len(reply.text) <= 4096
+    return replies
+
+
+def texts(replies: list[Reply]) -> list[str]:
+    return [str(reply.text) for reply in replies]
+
+
+def store(conversation: Conversation, body: str, title: str, tags: list[str], lang: str, url: str | None = None) -> int:
+    result = conversation.s.ingest.ingest(ArticleInput(body=body, title=title, tags=tags, lang=lang, url=url))  # type: ignore[attr-defined]
+    return result.article_id
+
+
+def test_start_help_and_unknown_command(conversation: Conversation, i18n: I18n) -> None:
+    assert texts(say(conversation, "/start")) == [i18n.t("en", "start")]
+    assert texts(say(conversation, "/help@newsbot_test_bot")) == [i18n.t("en", "help")]
+    unknown = i18n.t("en", "unknown", help=i18n.t("en", "help"))
+    assert texts(say(conversation, "/frobnicate now")) == [unknown]
+    assert texts(say(conversation, "hello there")) == [unknown]
+    # In groups, plain talk is not for the bot.
+    assert say(conversation, "hello group", chat_id=-500, kind=ChatKind.GROUP) == []
+
+
+def test_follow_alias_following_unfollow(conversation: Conversation, i18n: I18n) -> None:
+    assert texts(say(conversation, "/follow Rusia")) == [i18n.t("en", "follow.added", tags="Rusia")]
+    # "Russia" is an alias of the same tag.
+    assert texts(say(conversation, "/follow Russia")) == [i18n.t("en", "follow.already", tags="Rusia")]
+    assert texts(say(conversation, "/follow Amerika Serikat, #Ekonomi")) == [
+        i18n.t("en", "follow.added", tags="Amerika Serikat, Ekonomi")
+    ]
+    assert texts(say(conversation, "/following")) == [
+        i18n.t("en", "following.list", count=3, tags="Amerika Serikat, Ekonomi, Rusia")
+    ]
+    assert texts(say(conversation, "/unfollow russia Nothing")) == [
+        i18n.t("en", "unfollow.removed", tags="Rusia") + "\n" + i18n.t("en", "unfollow.not_following", tags="Nothing")
+    ]
+    assert texts(say(conversation, "/follow")) == [i18n.t("en", "follow.usage")]
+
+
+def test_follow_rejects_bad_tags_and_caps_follows(database: Database, tmp_path: Path, i18n: I18n) -> None:
+    settings = make_settings(database.url, tmp_path, max_follows_per_chat=2)
+    conversation = make_conversation(database, settings, i18n)
+    long_tag = "x" * 65
+    replies = texts(say(conversation, f"/follow <b>bad</b>, {long_tag}"))
+    assert replies == [i18n.t("en", "follow.invalid", tags=f"<b>bad</b>, {long_tag}", max=64)]
+    assert "&lt;b&gt;" in replies[0]
+    assert texts(say(conversation, "/follow A1 B2 C3")) == [
+        i18n.t("en", "follow.added", tags="A1, B2") + "\n" + i18n.t("en", "follow.limit", max=2, tags="C3")
+    ]
+
+
+def test_language_default_and_lang_command(conversation: Conversation, i18n: I18n) -> None:
+    # A new chat takes the user's Telegram language when it is one of ours.
+    assert texts(say(conversation, "/start", chat_id=2002, user_lang="id")) == [i18n.t("id", "start")]
+    assert texts(say(conversation, "/start", chat_id=2003, user_lang="fr")) == [i18n.t("en", "start")]
+    assert texts(say(conversation, "/lang id")) == [i18n.t("id", "lang.done")]
+    assert texts(say(conversation, "/follow Rusia")) == [i18n.t("id", "follow.added", tags="Rusia")]
+    assert texts(say(conversation, "/lang xx")) == [i18n.t("id", "lang.unsupported", code="xx", langs="en, id")]
+    assert texts(say(conversation, "/lang en")) == [i18n.t("en", "lang.done")]
+
+
+def test_group_changes_need_a_group_admin(conversation: Conversation, i18n: I18n) -> None:
+    group = -100500
+    refused = say(conversation, "/follow Rusia", chat_id=group, kind=ChatKind.SUPERGROUP, chat_admin=False)
+    assert texts(refused) == [i18n.t("en", "group_admin_only")]
+    assert texts(say(conversation, "/lang id", chat_id=group, kind=ChatKind.SUPERGROUP, chat_admin=False)) == [
+        i18n.t("en", "group_admin_only")
+    ]
+    # Reading is open to every member; changing works for admins.
+    assert texts(say(conversation, "/following", chat_id=group, kind=ChatKind.SUPERGROUP, chat_admin=False)) == [
+        i18n.t("en", "following.none")
+    ]
+    assert texts(say(conversation, "/follow Rusia", chat_id=group, kind=ChatKind.SUPERGROUP, chat_admin=True)) == [
+        i18n.t("en", "follow.added", tags="Rusia")
+    ]
+
+
+def test_summary_translate_original_and_unfollow_buttons(conversation: Conversation, i18n: I18n) -> None:
+    article_id = store(conversation, EN_BODY, "Russia demands guarantees", ["Russia"], "en", "https://example.com/r?a=1&b=2")
+    say(conversation, "/follow Rusia")
+    [reply] = say(conversation, f"/summary {article_id}")
+    assert reply.text.startswith('<b><a href="https://example.com/r?a=1&amp;b=2">Russia demands guarantees</a></b>')
+    assert "Russia said on Monday" in reply.text
+    assert i18n.t("en", "summary.machine_made") in reply.text
+    data = [button.callback_data for row in reply.buttons for button in row]
+    tag_id = conversation.s.articles.find_tag("Rusia").id  # type: ignore[union-attr]
+    assert data == [f"tr:{article_id}:id", f"unf:{tag_id}"]
+    # Translation is off in tests (TRANSLATION_MODEL=none): the edit shows the original again.
+    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"tr:{article_id}:id", chat_admin=True)
+    assert result.edit is not None and "Russia said on Monday" in result.edit.text
+    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"orig:{article_id}", chat_admin=True)
+    assert result.edit is not None and result.edit.text == reply.text
+    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"unf:{tag_id}", chat_admin=True)
+    assert result.notice == i18n.plain("en", "unfollow.button_done", tag="Rusia")
+    assert texts(say(conversation, "/following")) == [i18n.t("en", "following.none")]
+    # Bad input to /summary gets one clear line.
+    assert texts(say(conversation, "/summary 999999")) == [i18n.t("en", "summary.not_found", id=999999)]
+    assert texts(say(conversation, "/summary what is this")) == [i18n.t("en", "summary.usage")]
+    assert texts(say(conversation, "/summary " + "x" * 50_000)) == [
+        i18n.t("en", "input.too_long", length=50_009, limit=4096)
+    ]
+
+
+def test_follow_offers_latest_articles(conversation: Conversation, i18n: I18n) -> None:
+    first = store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
+    second = store(conversation, ID_BODY, "Anggaran transportasi", ["Rusia", "Indonesia"], "id")
+    replies = say(conversation, "/follow Russia")
+    assert len(replies) == 2
+    assert replies[1].text == i18n.t("en", "follow.latest", tag="Rusia")
+    assert [b.callback_data for row in replies[1].buttons for b in row] == [f"sum:{second}", f"sum:{first}"]
+    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"sum:{second}", chat_admin=True)
+    assert len(result.replies) == 1 and "Pemerintah Indonesia" in result.replies[0].text
+
+
+def test_latest_search_and_tags(conversation: Conversation, i18n: I18n) -> None:
+    assert texts(say(conversation, "/latest")) == [i18n.t("en", "latest.none")]
+    assert texts(say(conversation, "/tags")) == [i18n.t("en", "tags.none")]
+    first = store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
+    second = store(conversation, ID_BODY, "Anggaran <transportasi>", ["Rusia", "Indonesia"], "id")
+    [latest] = say(conversation, "/latest")
+    lines = latest.text.split("\n")
+    assert lines[0] == i18n.t("en", "latest.header")
+    assert lines[1] == i18n.t("en", "article.item", id=second, link=_b("Anggaran &lt;transportasi&gt;"), tags="Indonesia, Rusia")
+    assert lines[2].startswith(f"#{first} ")
+    [one] = say(conversation, "/latest russia 1")
+    assert one.text.split("\n")[0] == i18n.t("en", "latest.header_tag", tag="Rusia")
+    assert len(one.text.split("\n")) == 2
+    assert texts(say(conversation, "/latest Rusia 0")) == [i18n.t("en", "latest.bad_count", max=20)]
+    assert texts(say(conversation, "/latest Nowhere")) == [i18n.t("en", "latest.none_tag", tag="Nowhere")]
+    [found] = say(conversation, "/search TARIF bus")
+    assert found.text.split("\n")[0] == i18n.t("en", "search.header", query="TARIF bus")
+    assert [line.split(" ")[0] for line in found.text.split("\n")[1:]] == [f"#{second}"]
+    assert texts(say(conversation, "/search 100%_")) == [i18n.t("en", "search.none", query="100%_")]
+    assert texts(say(conversation, "/tags")) == [
+        "\n".join([i18n.t("en", "tags.header"), i18n.t("en", "tags.item", name="Rusia", count=2),
+                   i18n.t("en", "tags.item", name="Indonesia", count=1)])
+    ]
+
+
+def _b(text: str) -> object:
+    from bot.i18n import Html
+
+    return Html(f"<b>{text}</b>")
+
+
+def test_rate_limit_warns_once_then_ignores(database: Database, tmp_path: Path, i18n: I18n) -> None:
+    conversation = make_conversation(database, make_settings(database.url, tmp_path, command_rate_limit=3), i18n)
+    for _ in range(3):
+        assert texts(say(conversation, "/start")) == [i18n.t("en", "start")]
+    assert texts(say(conversation, "/start")) == [i18n.t("en", "slow_down", limit=3)]
+    assert say(conversation, "/start") == []
+    # Other chats are not affected.
+    assert texts(say(conversation, "/start", chat_id=3003)) == [i18n.t("en", "start")]
+
+
+def test_admin_commands(conversation: Conversation, i18n: I18n) -> None:
+    assert texts(say(conversation, "/addfeed https://example.com/feed.xml")) == [
+        i18n.t("en", "admin_only", command="/addfeed")
+    ]
+    assert texts(say(conversation, "/stats")) == [i18n.t("en", "admin_only", command="/stats")]
+    store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
+    say(conversation, "/follow Rusia")
+    assert texts(say(conversation, "/stats", bot_admin=True)) == [
+        i18n.t("en", "stats", articles=1, chats=1, active_chats=1, subscriptions=1, summaries=0,
+               deliveries=i18n.plain("en", "stats.none"))
+    ]
+    help_text = texts(say(conversation, "/help", bot_admin=True))[0]
+    assert i18n.t("en", "help.admin") in help_text
