@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     summary_sentences: int = Field(default=3, ge=1, le=10)
     translation_num_beams: int = Field(default=4, ge=1)
     model_batch_size: int = Field(default=8, ge=1)
+    summary_model_overrides: str = Field(default="", description="per-language SUMMARY_MODEL: en=ID,id=ID")
+    model_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["id", "en"])
+    hf_hub_offline: bool = False
 
     # --- telegram ------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
@@ -93,6 +96,20 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("model_languages", mode="before")
+    @classmethod
+    def _parse_languages(cls, value: object) -> object:
+        parsed = _split_csv(value)
+        return [str(item).lower() for item in parsed] if isinstance(parsed, list) else parsed
+
+    @field_validator("summary_model_overrides")
+    @classmethod
+    def _check_overrides(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip() and not all(part.strip() for part in item.partition("=")[::2]):
+                raise ValueError(f"expected LANG=MODEL pairs separated by commas, got {item.strip()!r}")
+        return value
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -1,0 +1,376 @@
+"""Summaries and translations of stored articles, computed once and cached in the database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
+from bot.services.contracts import ArticleSummary
+from summarizer import (
+    Engine,
+    Precision,
+    SummarizerConfig,
+    SummaryOutput,
+    TranslationUnavailable,
+    parse_overrides,
+)
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_LANG = "und"  # ISO 639-2 "undetermined": stored when an article's language is unknown
+PREFETCH_WORKERS = 2
+# A translation row's model column names both models: "<translation model>|<summary model key>".
+_KEY_SEPARATOR = "|"
+
+
+class ArticleNotFound(LookupError):
+    """No stored article has this id."""
+
+
+def summarizer_config(settings: Settings) -> SummarizerConfig:
+    """The summarizer's configuration from newsbot's settings."""
+    from summarizer.models import env_offline
+
+    return SummarizerConfig(
+        summary_model=settings.summary_model,
+        summary_model_overrides=parse_overrides(settings.summary_model_overrides),
+        translation_model=settings.translation_model,
+        languages=tuple(settings.model_languages),
+        cache_dir=settings.model_cache_dir,
+        offline=settings.hf_hub_offline or env_offline(),
+        precision=Precision(settings.model_precision),
+        threads=settings.model_threads,
+        num_beams=settings.summary_num_beams,
+        max_new_tokens=settings.summary_max_new_tokens,
+        max_input_tokens=settings.summary_max_input_tokens,
+        translation_num_beams=settings.translation_num_beams,
+        batch_size=settings.model_batch_size,
+        sentences=settings.summary_sentences,
+    )
+
+
+@dataclass(frozen=True)
+class _Key:
+    article_id: int
+    lang: str
+    kind: SummaryKind
+    model: str
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A stored summary or translation, detached from the session."""
+
+    key: _Key
+    method: SummaryMethod
+    title: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class _ArticleText:
+    id: int
+    title: str
+    body: str
+    lang: str
+
+
+def _summary_model(key: str) -> str | None:
+    """The summary model id for ArticleSummary.model (None for the extractive fallback)."""
+    return None if key.startswith("extractive:") else key
+
+
+class SummaryService:
+    """Implements SummaryProvider: each (article, lang, kind, model) is computed once and stored."""
+
+    def __init__(self, db: Database, settings: Settings, engine: Engine | None = None) -> None:
+        self._db = db
+        self._settings = settings
+        self.engine = engine or Engine(summarizer_config(settings))  # lazy: loads no model here
+        self._guard = threading.Lock()
+        self._inflight: dict[_Key, Future[_Row | None]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self.computations = 0  # summaries and translations computed (not read from the cache)
+
+    # --- public API ------------------------------------------------------------------------
+
+    def summary(self, article_id: int, lang: str) -> ArticleSummary:
+        """The article's summary in `lang` (translated when needed and possible); blocking."""
+        article = self._article(article_id)
+        original = self._once(self._summary_key(article), lambda: self._compute_summaries([article])[0])
+        assert original is not None
+        key = self._target_key(article, original, lang)
+        if key is None:
+            return self._present(article, original, None)
+        translated = self._once(key, lambda: self._compute_translations([(article, original)], article.lang, lang)[0])
+        return self._present(article, original, translated)
+
+    def summarize_articles(self, article_ids: Sequence[int], lang: str | None = None) -> list[ArticleSummary]:
+        """Summaries of many articles using the engine's batch API; translated to `lang` when given."""
+        articles = [self._article(article_id) for article_id in article_ids]
+        originals = self._batch(
+            [(self._summary_key(article), article) for article in articles],
+            lambda owned: self._compute_summaries(owned),
+        )
+        translations: dict[int, _Row | None] = {}
+        if lang:
+            by_src: dict[str, list[tuple[int, _Key]]] = {}
+            for index, (article, original) in enumerate(zip(articles, originals, strict=True)):
+                key = self._target_key(article, original, lang) if original is not None else None
+                if key is not None:
+                    by_src.setdefault(article.lang, []).append((index, key))
+            for src, entries in by_src.items():
+                rows = self._batch(
+                    [(key, (articles[index], originals[index])) for index, key in entries],
+                    lambda owned, src=src: self._compute_translations(owned, src, lang),
+                )
+                for (index, _key), row in zip(entries, rows, strict=True):
+                    translations[index] = row
+        results: list[ArticleSummary] = []
+        for index, article in enumerate(articles):
+            original = originals[index]
+            assert original is not None
+            results.append(self._present(article, original, translations.get(index)))
+        return results
+
+    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
+        """Start computing these summaries in a small thread pool; returns at once."""
+        pool = self._executor()
+        for lang in dict.fromkeys(langs):
+            future = pool.submit(self.summary, article_id, lang)
+            future.add_done_callback(self._log_prefetch_error)
+
+    def status_line(self) -> str:
+        """One line on which models are loaded or why the extractive fallback is used."""
+        return self.engine.status_line()
+
+    def close(self) -> None:
+        """Stop the prefetch pool, waiting for running jobs."""
+        with self._guard:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    # --- articles and keys -------------------------------------------------------------------
+
+    def _article(self, article_id: int) -> _ArticleText:
+        with self._db.session() as session:
+            row = session.execute(
+                select(Article.id, Article.title, Article.body, Article.lang).where(Article.id == article_id)
+            ).first()
+        if row is None:
+            raise ArticleNotFound(f"no article with id {article_id}")
+        lang = row.lang or self._detect(row.body) or UNKNOWN_LANG
+        return _ArticleText(row.id, row.title, row.body, lang)
+
+    @staticmethod
+    def _detect(text: str) -> str | None:
+        from summarizer.language import detect_language
+
+        return detect_language(text)
+
+    def _summary_key(self, article: _ArticleText) -> _Key:
+        lang = None if article.lang == UNKNOWN_LANG else article.lang
+        return _Key(article.id, article.lang, SummaryKind.SUMMARY, self.engine.summary_key(lang))
+
+    def _target_key(self, article: _ArticleText, original: _Row, lang: str) -> _Key | None:
+        """Where the translation of a summary into `lang` is stored; None when none can be made."""
+        if article.lang == UNKNOWN_LANG or lang == article.lang:
+            return None
+        model = self.engine.translation_key(article.lang, lang)
+        if model is None:
+            return None
+        return _Key(article.id, lang, SummaryKind.TRANSLATION, f"{model}{_KEY_SEPARATOR}{original.key.model}")
+
+    # --- computing once -------------------------------------------------------------------
+
+    def _read(self, key: _Key) -> _Row | None:
+        with self._db.session() as session:
+            row = session.execute(
+                select(Summary).where(
+                    Summary.article_id == key.article_id,
+                    Summary.lang == key.lang,
+                    Summary.kind == key.kind,
+                    Summary.model == key.model,
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            return _Row(key, row.method, row.title, row.text)
+
+    def _store(self, row: _Row) -> _Row:
+        """Insert a computed row; when another process stored the same key first, return theirs."""
+        key = row.key
+        try:
+            with self._db.session() as session:
+                session.add(
+                    Summary(
+                        article_id=key.article_id,
+                        lang=key.lang,
+                        kind=key.kind,
+                        model=key.model,
+                        method=row.method,
+                        title=row.title,
+                        text=row.text,
+                    )
+                )
+        except IntegrityError:
+            existing = self._read(key)
+            if existing is None:
+                raise  # not a duplicate key (e.g. the article was deleted)
+            return existing
+        return row
+
+    def _claim(self, key: _Key) -> tuple[Future[_Row | None], bool]:
+        """The in-flight future for a key, and whether this caller owns (must compute) it."""
+        with self._guard:
+            future = self._inflight.get(key)
+            if future is not None:
+                return future, False
+            future = Future()
+            self._inflight[key] = future
+            return future, True
+
+    def _release(self, key: _Key) -> None:
+        with self._guard:
+            self._inflight.pop(key, None)
+
+    def _once(self, key: _Key, compute: Callable[[], _Row | None]) -> _Row | None:
+        """Read the row, or compute and store it; concurrent callers wait for one computation."""
+        return self._batch([(key, None)], lambda owned: [compute()])[0]
+
+    def _batch(
+        self, items: Sequence[tuple[_Key, Any]], compute: Callable[[list[Any]], list[_Row | None]]
+    ) -> list[_Row | None]:
+        """Rows for keys: cached, computed by another thread, or computed here in one batch."""
+        results: list[_Row | None] = [None] * len(items)
+        waiting: list[tuple[int, Future[_Row | None]]] = []
+        owned: list[tuple[int, _Key, Future[_Row | None]]] = []
+        for index, (key, _item) in enumerate(items):
+            cached = self._read(key)
+            if cached is not None:
+                results[index] = cached
+                continue
+            future, is_owner = self._claim(key)
+            if is_owner:
+                owned.append((index, key, future))
+            else:
+                waiting.append((index, future))
+        if owned:
+            try:
+                # Re-read under ownership: another thread may have stored it since our first read.
+                todo: list[tuple[int, _Key, Future[_Row | None]]] = []
+                for index, key, future in owned:
+                    cached = self._read(key)
+                    if cached is not None:
+                        results[index] = cached
+                        future.set_result(cached)
+                    else:
+                        todo.append((index, key, future))
+                if todo:
+                    computed = compute([items[index][1] for index, _key, _future in todo])
+                    with self._guard:
+                        self.computations += len(todo)
+                    for (index, _key, future), row in zip(todo, computed, strict=True):
+                        stored = self._store(row) if row is not None else None
+                        results[index] = stored
+                        future.set_result(stored)
+            except BaseException as error:
+                for _index, _key, future in owned:
+                    if not future.done():
+                        future.set_exception(error)
+                raise
+            finally:
+                for _index, key, _future in owned:
+                    self._release(key)
+        for index, future in waiting:
+            results[index] = future.result()
+        return results
+
+    def _compute_summaries(self, articles: Sequence[_ArticleText | None]) -> list[_Row | None]:
+        present = [article for article in articles if article is not None]
+        outputs = self.engine.summarize_batch(
+            [article.body for article in present],
+            [None if article.lang == UNKNOWN_LANG else article.lang for article in present],
+        )
+        rows: list[_Row | None] = []
+        for article, output in zip(present, outputs, strict=True):
+            rows.append(self._summary_row(article, output))
+        return rows
+
+    @staticmethod
+    def _summary_row(article: _ArticleText, output: SummaryOutput) -> _Row:
+        # Stored under the key of what actually produced it (a model that failed to load -> fallback).
+        key = _Key(article.id, article.lang, SummaryKind.SUMMARY, output.model_key)
+        return _Row(key, SummaryMethod(output.method.value), article.title, output.text)
+
+    def _compute_translations(
+        self, items: Sequence[tuple[_ArticleText, _Row | None]], src: str, tgt: str
+    ) -> list[_Row | None]:
+        """Title and summary of each item translated in one batch; None each when unavailable."""
+        texts: list[str] = []
+        for article, original in items:
+            assert original is not None
+            texts.extend([article.title, original.text])
+        try:
+            outputs = self.engine.translate_batch(texts, src, tgt)
+        except TranslationUnavailable as error:
+            log.info("translation %s->%s unavailable: %s", src, tgt, error)
+            return [None] * len(items)
+        rows: list[_Row | None] = []
+        for position, (article, original) in enumerate(items):
+            assert original is not None
+            title, text = outputs[2 * position], outputs[2 * position + 1]
+            model = f"{text.model}{_KEY_SEPARATOR}{original.key.model}"
+            key = _Key(article.id, tgt, SummaryKind.TRANSLATION, model)
+            rows.append(_Row(key, original.method, title.text, text.text))
+        return rows
+
+    @staticmethod
+    def _present(article: _ArticleText, original: _Row, translated: _Row | None) -> ArticleSummary:
+        """What a reader sees: the translation when there is one, else the original summary."""
+        summary_model = _summary_model(original.key.model)
+        if translated is None:
+            return ArticleSummary(
+                article_id=article.id,
+                lang=article.lang,
+                title=article.title,
+                text=original.text,
+                method=original.method,
+                model=summary_model,
+                translated_from=None,
+                translation_model=None,
+            )
+        translation_model = translated.key.model.split(_KEY_SEPARATOR, 1)[0]
+        return ArticleSummary(
+            article_id=article.id,
+            lang=translated.key.lang,
+            title=translated.title or article.title,
+            text=translated.text,
+            method=original.method,
+            model=summary_model,
+            translated_from=article.lang,
+            translation_model=translation_model,
+        )
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=PREFETCH_WORKERS, thread_name_prefix="summaries")
+            return self._pool
+
+    @staticmethod
+    def _log_prefetch_error(future: Future[ArticleSummary]) -> None:
+        error = future.exception()
+        if error is not None:
+            log.warning("prefetching a summary failed: %s", error)

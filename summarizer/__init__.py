@@ -1,0 +1,34 @@
+"""Summaries and translations of news text: seq2seq models with an extractive fallback.
+
+Standalone: knows nothing of Telegram or the database. Importing it loads no model and no torch.
+"""
+
+from summarizer.config import (
+    NO_MODEL,
+    Method,
+    Precision,
+    SummarizerConfig,
+    SummaryOutput,
+    TranslationOutput,
+    TranslationUnavailable,
+    parse_overrides,
+)
+from summarizer.engine import Engine, EngineStats
+from summarizer.extractive import ExtractiveAlgorithm, extract
+from summarizer.models import ModelUnavailable
+
+__all__ = [
+    "NO_MODEL",
+    "Engine",
+    "EngineStats",
+    "ExtractiveAlgorithm",
+    "Method",
+    "ModelUnavailable",
+    "Precision",
+    "SummarizerConfig",
+    "SummaryOutput",
+    "TranslationOutput",
+    "TranslationUnavailable",
+    "extract",
+    "parse_overrides",
+]

@@ -1,0 +1,124 @@
+"""Configuration and results of the summarizer (no Telegram, no database)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from summarizer.extractive import ExtractiveAlgorithm
+
+NO_MODEL = "none"
+
+
+class Method(enum.StrEnum):
+    """How a summary was made (same values as bot.db.models.SummaryMethod)."""
+
+    SEQ2SEQ = "seq2seq"
+    EXTRACTIVE = "extractive"
+
+
+class Precision(enum.StrEnum):
+    """Inference precision on CPU."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+@dataclass(frozen=True)
+class SummarizerConfig:
+    """Which models to use and how to run them; the bot builds it from its Settings."""
+
+    summary_model: str = NO_MODEL  # Hub id, local folder, or "none" (extractive only)
+    summary_model_overrides: Mapping[str, str] = field(default_factory=dict)  # lang -> model or "none"
+    translation_model: str = NO_MODEL  # Hub id, folder, template with {src}/{tgt}, or "none"
+    pivot_language: str = "en"
+    languages: tuple[str, ...] = ("id", "en")  # languages readers use (translation pairs, vocab)
+    cache_dir: Path | None = None
+    offline: bool = False  # never contact the Hub (HF_HUB_OFFLINE)
+    precision: Precision = Precision.FP32
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    num_beams: int = 4
+    max_new_tokens: int = 84
+    min_new_tokens: int = 0
+    max_input_tokens: int = 512
+    no_repeat_ngram_size: int = 3
+    length_penalty: float = 1.0
+    translation_num_beams: int = 4
+    translation_max_new_tokens: int = 256
+    batch_size: int = 8
+    sentences: int = 3  # sentences in an extractive summary
+    extractive_algorithm: ExtractiveAlgorithm = ExtractiveAlgorithm.LEAD
+    hub_probe_timeout: float = 3.0  # seconds to decide the Hub is unreachable
+
+    def summary_model_for(self, lang: str | None) -> str:
+        """The summary model configured for a language (an override, else the default)."""
+        if lang and lang in self.summary_model_overrides:
+            return self.summary_model_overrides[lang]
+        return self.summary_model
+
+    @property
+    def translation_enabled(self) -> bool:
+        return self.translation_model.strip().lower() != NO_MODEL
+
+    def extractive_key(self) -> str:
+        """The model column value of a fallback summary."""
+        return f"extractive:{self.extractive_algorithm.value}"
+
+
+def is_disabled(model: str) -> bool:
+    """True when a model setting means "no model"."""
+    return model.strip().lower() in {NO_MODEL, ""}
+
+
+def parse_overrides(value: str | Mapping[str, str] | None) -> dict[str, str]:
+    """Parse "en=model-a,id=model-b" into {"en": "model-a", "id": "model-b"}."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(key).strip().lower(): str(model).strip() for key, model in value.items()}
+    result: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        lang, separator, model = item.partition("=")
+        if not separator or not lang.strip() or not model.strip():
+            raise ValueError(f"expected LANG=MODEL, got {item.strip()!r}")
+        result[lang.strip().lower()] = model.strip()
+    return result
+
+
+@dataclass(frozen=True)
+class SummaryOutput:
+    """One summary and how it was made."""
+
+    text: str
+    lang: str | None
+    method: Method
+    model: str | None  # model id for seq2seq, None for extractive
+    algorithm: ExtractiveAlgorithm | None = None
+    fallback_reason: str | None = None  # why a configured model was not used
+
+    @property
+    def model_key(self) -> str:
+        """Identifies what produced this text: model id or "extractive:<algorithm>"."""
+        if self.method is Method.SEQ2SEQ and self.model:
+            return self.model
+        return f"extractive:{(self.algorithm or ExtractiveAlgorithm.LEAD).value}"
+
+
+@dataclass(frozen=True)
+class TranslationOutput:
+    """One translated text and the model(s) that made it (pivot: "a + b")."""
+
+    text: str
+    src: str
+    tgt: str
+    model: str
+    pivot: str | None = None
+
+
+class TranslationUnavailable(Exception):
+    """No translation model is configured or loadable for this language pair."""

@@ -1,0 +1,262 @@
+"""The summarizer engine: batched seq2seq summaries and translations with an extractive fallback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from summarizer.config import (
+    Method,
+    SummarizerConfig,
+    SummaryOutput,
+    TranslationOutput,
+    TranslationUnavailable,
+    is_disabled,
+)
+from summarizer.extractive import extract
+from summarizer.langcodes import nllb_code
+from summarizer.models import LoadedModel, ModelFamily, ModelStore, ModelUnavailable
+from summarizer.text import clean_whitespace, split_sentences, tidy_generated, truncate_to_budget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    """Counters of work done, for the status line, metrics and tests."""
+
+    seq2seq_summaries: int = 0
+    extractive_summaries: int = 0
+    translations: int = 0
+    generate_calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+
+def _is_template(model: str) -> bool:
+    return "{src}" in model or "{tgt}" in model
+
+
+class Engine:
+    """Summarizes and translates batches of texts; models load lazily, once, on first use."""
+
+    def __init__(self, config: SummarizerConfig) -> None:
+        self.config = config
+        self.models = ModelStore(config)
+        self.stats = EngineStats()
+
+    # --- summaries ------------------------------------------------------------------------
+
+    def summary_key(self, lang: str | None) -> str:
+        """The model key a summary in this language will be stored under, without loading anything."""
+        model_id = self.config.summary_model_for(lang)
+        if is_disabled(model_id) or self.models.failure(model_id) is not None:
+            return self.config.extractive_key()
+        return model_id
+
+    def summarize(self, text: str, lang: str | None = None) -> SummaryOutput:
+        """One summary (see summarize_batch)."""
+        return self.summarize_batch([text], [lang])[0]
+
+    def summarize_batch(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[SummaryOutput]:
+        """Summaries of texts in the same order, batched per model; extractive when no model works."""
+        if len(texts) != len(langs):
+            raise ValueError("texts and langs must have the same length")
+        results: list[SummaryOutput | None] = [None] * len(texts)
+        groups: dict[str, list[int]] = {}
+        for index, (text, lang) in enumerate(zip(texts, langs, strict=True)):
+            model_id = self.config.summary_model_for(lang)
+            if is_disabled(model_id) or not clean_whitespace(text):
+                results[index] = self._extractive(text, lang, None)
+            else:
+                groups.setdefault(model_id, []).append(index)
+        for model_id, indices in groups.items():
+            try:
+                loaded = self.models.get(model_id)
+            except ModelUnavailable as error:
+                for index in indices:
+                    results[index] = self._extractive(texts[index], langs[index], str(error))
+                continue
+            # Similar lengths in one batch waste less padding.
+            indices.sort(key=lambda index: len(texts[index]))
+            for start in range(0, len(indices), self.config.batch_size):
+                chunk = indices[start : start + self.config.batch_size]
+                generated = self._generate_summaries(loaded, [texts[index] for index in chunk])
+                for index, summary in zip(chunk, generated, strict=True):
+                    if summary:
+                        results[index] = SummaryOutput(summary, langs[index], Method.SEQ2SEQ, model_id)
+                        self.stats.add("seq2seq_summaries")
+                    else:
+                        results[index] = self._extractive(
+                            texts[index], langs[index], f"model {model_id} produced an empty summary"
+                        )
+        return [result for result in results if result is not None]
+
+    def _extractive(self, text: str, lang: str | None, reason: str | None) -> SummaryOutput:
+        self.stats.add("extractive_summaries")
+        summary = extract(text, self.config.sentences, self.config.extractive_algorithm)
+        return SummaryOutput(
+            summary, lang, Method.EXTRACTIVE, None, self.config.extractive_algorithm, fallback_reason=reason
+        )
+
+    def prepare_input(self, tokenizer: Any, text: str) -> str:
+        """Whole sentences from the start of the text that fit SUMMARY_MAX_INPUT_TOKENS."""
+        sentences = split_sentences(text)
+        budget = self.config.max_input_tokens - 2  # room for special tokens
+
+        def count(sentence: str) -> int:
+            return len(tokenizer(sentence, add_special_tokens=False)["input_ids"])
+
+        return truncate_to_budget(sentences, count, budget)
+
+    def _summary_generate_kwargs(self) -> dict[str, Any]:
+        config = self.config
+        kwargs: dict[str, Any] = {
+            "num_beams": config.num_beams,
+            "max_new_tokens": config.max_new_tokens,
+            "no_repeat_ngram_size": config.no_repeat_ngram_size,
+            "do_sample": False,
+        }
+        if config.num_beams > 1:
+            kwargs.update(early_stopping=True, length_penalty=config.length_penalty)
+        if config.min_new_tokens:
+            kwargs["min_new_tokens"] = config.min_new_tokens
+        return kwargs
+
+    def _generate_summaries(self, loaded: LoadedModel, texts: Sequence[str]) -> list[str]:
+        prepared = [self.prepare_input(loaded.tokenizer, text) for text in texts]
+        decoded = self._generate(loaded, prepared, self._summary_generate_kwargs(), self.config.max_input_tokens)
+        return [tidy_generated(text) for text in decoded]
+
+    def _generate(
+        self, loaded: LoadedModel, texts: Sequence[str], kwargs: dict[str, Any], max_length: int
+    ) -> list[str]:
+        """Tokenize with right padding, generate without gradients, decode."""
+        import torch
+
+        with loaded.lock, torch.inference_mode():
+            batch = loaded.tokenizer(
+                list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length
+            )
+            output = loaded.runner.generate(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+            )
+            self.stats.add("generate_calls")
+            return [
+                clean_whitespace(text)
+                for text in loaded.tokenizer.batch_decode(output, skip_special_tokens=True)
+            ]
+
+    # --- translation ----------------------------------------------------------------------
+
+    def _fill(self, src: str, tgt: str) -> str:
+        return self.config.translation_model.replace("{src}", src).replace("{tgt}", tgt)
+
+    def _routes(self, src: str, tgt: str) -> list[list[str]]:
+        """Model chains to try for a pair: direct first, then through the pivot language."""
+        model = self.config.translation_model
+        if not _is_template(model):
+            return [[model]]
+        routes = [[self._fill(src, tgt)]]
+        pivot = self.config.pivot_language
+        if pivot not in (src, tgt):
+            routes.append([self._fill(src, pivot), self._fill(pivot, tgt)])
+        return routes
+
+    def translation_key(self, src: str, tgt: str) -> str | None:
+        """The model key a translation will be stored under, or None when known to be unavailable."""
+        if not self.config.translation_enabled or src == tgt:
+            return None
+        for route in self._routes(src, tgt):
+            if all(self.models.failure(model_id) is None for model_id in route):
+                return " + ".join(route)
+        return None
+
+    def translate(self, text: str, src: str, tgt: str) -> TranslationOutput:
+        """One translation (see translate_batch)."""
+        return self.translate_batch([text], src, tgt)[0]
+
+    def translate_batch(self, texts: Sequence[str], src: str, tgt: str) -> list[TranslationOutput]:
+        """Translations from src to tgt in order; raises TranslationUnavailable when no model works."""
+        if not self.config.translation_enabled:
+            raise TranslationUnavailable("translation is disabled (TRANSLATION_MODEL=none)")
+        if src == tgt:
+            return [TranslationOutput(text, src, tgt, "identity") for text in texts]
+        reasons: list[str] = []
+        for route in self._routes(src, tgt):
+            try:
+                loaded = [self.models.get(model_id) for model_id in route]
+            except ModelUnavailable as error:
+                reasons.append(str(error))
+                continue
+            current = list(texts)
+            hops = [src, *([self.config.pivot_language] if len(route) > 1 else []), tgt]
+            for step, model in enumerate(loaded):
+                current = self._translate_with(model, current, hops[step], hops[step + 1])
+            self.stats.add("translations", len(texts))
+            pivot = self.config.pivot_language if len(route) > 1 else None
+            return [TranslationOutput(text, src, tgt, " + ".join(route), pivot) for text in current]
+        raise TranslationUnavailable(f"no translation model for {src}->{tgt}: " + "; ".join(reasons))
+
+    def _translate_with(self, loaded: LoadedModel, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        kwargs: dict[str, Any] = {
+            "num_beams": self.config.translation_num_beams,
+            "max_new_tokens": self.config.translation_max_new_tokens,
+            "do_sample": False,
+        }
+        tokenizer = loaded.tokenizer
+        if loaded.family is ModelFamily.NLLB:
+            src_code, tgt_code = nllb_code(src), nllb_code(tgt)
+            if src_code is None or tgt_code is None:
+                raise TranslationUnavailable(f"{loaded.model_id} has no code for {src} or {tgt}")
+            tokenizer.src_lang = src_code
+            kwargs["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(tgt_code)
+        elif loaded.family is ModelFamily.M2M100:
+            tokenizer.src_lang = src
+            kwargs["forced_bos_token_id"] = tokenizer.get_lang_id(tgt)
+        results: list[str] = ["" for _ in texts]
+        order = sorted((index for index, text in enumerate(texts) if text.strip()), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.config.batch_size):
+            chunk = order[start : start + self.config.batch_size]
+            outputs = self._generate(loaded, [texts[index] for index in chunk], kwargs, self.config.max_input_tokens)
+            for index, text in zip(chunk, outputs, strict=True):
+                results[index] = text
+        return results
+
+    # --- status ---------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line: which models are loaded, pending or failed, and what the fallback is."""
+        parts: list[str] = []
+        summary_models = {self.config.summary_model, *self.config.summary_model_overrides.values()}
+        for model_id in sorted(summary_models):
+            parts.append(f"summary {self._describe(model_id)}")
+        if self.config.translation_enabled:
+            loaded = [m for m in self.models.loaded_ids() if m not in summary_models]
+            failed = [m for m in self.models.failures() if m not in summary_models]
+            detail = f"translation {self.config.translation_model}"
+            if loaded:
+                detail += f" (loaded: {', '.join(loaded)})"
+            if failed:
+                detail += f" (unavailable: {', '.join(failed)})"
+            parts.append(detail)
+        else:
+            parts.append("translation off")
+        return "; ".join(parts)
+
+    def _describe(self, model_id: str) -> str:
+        fallback = self.config.extractive_key()
+        if is_disabled(model_id):
+            return f"none ({fallback})"
+        reason = self.models.failure(model_id)
+        if reason is not None:
+            return f"{model_id} unavailable, using {fallback}: {reason}"
+        if self.models.is_loaded(model_id):
+            return f"{model_id} loaded ({self.config.precision.value})"
+        return f"{model_id} (loads on first use)"

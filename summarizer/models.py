@@ -1,0 +1,205 @@
+"""Lazy, thread-safe model loading: once per process, failures remembered and reported once."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from summarizer.config import SummarizerConfig
+
+log = logging.getLogger(__name__)
+
+FIX_HINT = "run `newsbot models fetch` while online (or set SUMMARY_MODEL=none / TRANSLATION_MODEL=none)"
+
+
+class ModelFamily(enum.StrEnum):
+    """What kind of seq2seq model was loaded; decides how languages are passed."""
+
+    GENERIC = "generic"  # T5/mT5/BART summarizers, Marian pairs: plain text in, text out
+    NLLB = "nllb"  # many-to-many, FLORES-200 codes
+    M2M100 = "m2m100"  # many-to-many, ISO codes
+
+
+class ModelUnavailable(Exception):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A tokenizer and a model ready to generate; `runner` is the accelerated model when present."""
+
+    model_id: str
+    tokenizer: Any
+    model: Any
+    runner: Any
+    family: ModelFamily
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one generate() at a time per model
+
+
+def hub_reachable(timeout: float) -> bool:
+    """Quick TCP probe of the Hub endpoint, so an unreachable Hub fails in seconds, not minutes."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # a proxy decides; let huggingface_hub try
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def env_offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set in the environment."""
+    return any(
+        os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def looks_like_path(model_id: str) -> bool:
+    """True for ids that name a folder (absolute, ./relative, ~) rather than a Hub repository."""
+    return model_id.startswith(("/", "./", "../", "~", "\\")) or Path(model_id).expanduser().is_dir()
+
+
+def _family(model: Any, tokenizer: Any) -> ModelFamily:
+    """Detect many-to-many translation models by tokenizer class / model type."""
+    tokenizer_name = type(tokenizer).__name__.lower()
+    if "nllb" in tokenizer_name:
+        return ModelFamily.NLLB
+    if getattr(model.config, "model_type", "") == "m2m_100":
+        return ModelFamily.M2M100
+    return ModelFamily.GENERIC
+
+
+class ModelStore:
+    """Loads each model id once per process; concurrent first calls wait for a single load."""
+
+    def __init__(self, config: SummarizerConfig) -> None:
+        self._config = config
+        self._guard = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._loaded: dict[str, LoadedModel] = {}
+        self._failed: dict[str, str] = {}
+        self.loads = 0  # successful from_pretrained calls, for status and tests
+
+    @property
+    def offline(self) -> bool:
+        return self._config.offline or env_offline()
+
+    def failure(self, model_id: str) -> str | None:
+        """Why this model failed to load, or None if it has not failed (yet)."""
+        with self._guard:
+            return self._failed.get(model_id)
+
+    def is_loaded(self, model_id: str) -> bool:
+        with self._guard:
+            return model_id in self._loaded
+
+    def loaded_ids(self) -> list[str]:
+        with self._guard:
+            return list(self._loaded)
+
+    def failures(self) -> dict[str, str]:
+        with self._guard:
+            return dict(self._failed)
+
+    def get(self, model_id: str) -> LoadedModel:
+        """The loaded model, loading it on first use; raises ModelUnavailable (remembered)."""
+        with self._guard:
+            if model_id in self._loaded:
+                return self._loaded[model_id]
+            if model_id in self._failed:
+                raise ModelUnavailable(self._failed[model_id])
+            key_lock = self._key_locks.setdefault(model_id, threading.Lock())
+        with key_lock:
+            with self._guard:
+                if model_id in self._loaded:
+                    return self._loaded[model_id]
+                if model_id in self._failed:
+                    raise ModelUnavailable(self._failed[model_id])
+            try:
+                loaded = self._load(model_id)
+            except ModelUnavailable as error:
+                self._remember_failure(model_id, str(error))
+                raise
+            except Exception as error:  # noqa: BLE001 - any load error (corrupt files, OOM) means fallback
+                reason = f"cannot load model {model_id!r}: {type(error).__name__}: {str(error)[:300]}"
+                self._remember_failure(model_id, reason)
+                raise ModelUnavailable(reason) from error
+            with self._guard:
+                self._loaded[model_id] = loaded
+                self.loads += 1
+            return loaded
+
+    def _remember_failure(self, model_id: str, reason: str) -> None:
+        with self._guard:
+            self._failed[model_id] = reason
+        # Reported once: later calls find the failure and never retry or log again.
+        log.warning("model %s unavailable, using the fallback: %s; to fix: %s", model_id, reason, FIX_HINT)
+
+    def _hub_options(self) -> dict[str, Any]:
+        if self._config.cache_dir is None:
+            return {}
+        return {"cache_dir": str(self._config.cache_dir)}
+
+    def _from_pretrained(self, source: str, options: dict[str, Any]) -> tuple[Any, Any]:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, **options)
+        return tokenizer, model
+
+    def _load(self, model_id: str) -> LoadedModel:
+        path = Path(model_id).expanduser()
+        if path.is_dir():
+            tokenizer, model = self._from_pretrained(str(path), {})
+        elif looks_like_path(model_id):
+            raise ModelUnavailable(f"model folder {model_id} does not exist")
+        else:
+            # A Hub id: the local cache first (no network), then the Hub if allowed and reachable.
+            options = self._hub_options()
+            try:
+                tokenizer, model = self._from_pretrained(model_id, {**options, "local_files_only": True})
+            except OSError as cache_miss:
+                if self.offline:
+                    raise ModelUnavailable(
+                        f"model {model_id} is not in the local cache and HF_HUB_OFFLINE is set"
+                    ) from cache_miss
+                if not hub_reachable(self._config.hub_probe_timeout):
+                    raise ModelUnavailable(
+                        f"model {model_id} is not in the local cache and the Hugging Face Hub is unreachable"
+                    ) from cache_miss
+                log.info("downloading model %s", model_id)
+                tokenizer, model = self._from_pretrained(model_id, options)
+        model.eval()
+        runner = self._accelerate(model, tokenizer)
+        log.info("loaded model %s (precision %s)", model_id, self._config.precision.value)
+        return LoadedModel(model_id, tokenizer, model, runner, _family(model, tokenizer))
+
+    def _accelerate(self, model: Any, tokenizer: Any) -> Any:
+        """Helper B2's speed-ups when summarizer.speed exists; the plain model otherwise."""
+        try:
+            from summarizer.speed import accelerate
+        except ImportError:
+            if self._config.threads:
+                import torch
+
+                torch.set_num_threads(self._config.threads)
+            return model
+        return accelerate(
+            model,
+            tokenizer,
+            precision=self._config.precision.value,
+            languages=list(self._config.languages),
+            threads=self._config.threads,
+        )
