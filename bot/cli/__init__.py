@@ -45,7 +45,15 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context) -> None:
     """newsbot: stores news, summarizes and translates it, pushes it to tag followers."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(cli.get_command(ctx, "run") or cli.get_command(ctx, "shell"))  # type: ignore[arg-type]
+        # With a token: the Telegram bot. Without one: the same conversation in this terminal.
+        from bot.cli.common import cli_settings
+        from bot.i18n import I18n
+
+        if cli_settings().telegram_bot_token is not None:
+            ctx.invoke(cli.get_command(ctx, "run"))  # type: ignore[arg-type]
+            return
+        click.echo(I18n.load().plain(None, "shell.no_token"), err=True)
+        ctx.invoke(cli.get_command(ctx, "shell"))  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -1,0 +1,24 @@
+"""`newsbot run`: the Telegram bot (long polling, or a webhook when WEBHOOK_URL is set)."""
+
+from __future__ import annotations
+
+import click
+
+from bot.cli.common import cli_context, cli_settings
+from bot.config import EXIT_USAGE
+from bot.i18n import I18n
+
+
+@click.command()
+def run() -> None:
+    """Run the Telegram bot; without TELEGRAM_BOT_TOKEN, say how to get one and exit 2."""
+    settings = cli_settings()
+    i18n = I18n.load()
+    if settings.telegram_bot_token is None:
+        click.echo(f"newsbot: {i18n.plain(None, 'run.no_token')}", err=True)
+        raise SystemExit(EXIT_USAGE)
+    from bot.telegram.app import build_application, run_application
+
+    with cli_context(settings) as context:
+        application = build_application(context, i18n)
+        run_application(application, settings)
