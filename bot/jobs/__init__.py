@@ -87,12 +87,17 @@ def run_summary_job(
         if len(present) < len(article_ids):
             # A deleted article is not an error: the job is done for it.
             log.info("job skips deleted articles %s", sorted(set(article_ids) - existing))
-        if present:
-            log.info("job started: articles %s lang %s", present, lang)
-            summarizer.summarize_articles(present, lang)
+        log.info("job started: articles %s lang %s", present, lang)
         if delay:
-            time.sleep(max(0.0, delay - (time.monotonic() - started)))
-        log.info("job done: articles %s lang %s in %.2fs", present, lang, time.monotonic() - started)
+            # Before computing, so a worker killed "mid-job" in tests dies before storing anything.
+            time.sleep(delay)
+        before = getattr(summarizer, "computations", 0)
+        if present:
+            summarizer.summarize_articles(present, lang)
+        computed = getattr(summarizer, "computations", 0) - before
+        log.info(
+            "job done: articles %s lang %s computed %d in %.2fs", present, lang, computed, time.monotonic() - started
+        )
         return present
 
 

@@ -20,8 +20,8 @@ from celery import Celery, Task
 from kombu.exceptions import ChannelError
 
 from bot.config import Settings
-from bot.jobs import BatchSummarizer, run_summary_job
 from bot.db import Database
+from bot.jobs import BatchSummarizer, run_summary_job
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def build_celery_app(settings: Settings) -> Celery:
     if not settings.broker_url:
         raise ValueError("BROKER_URL is empty: jobs run in-process, no Celery app needed")
     app = Celery("newsbot", broker=settings.broker_url, set_as_current=False)
+    restore_every = int(min(10.0, max(1.0, settings.job_visibility_timeout / 10)))
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -45,7 +46,13 @@ def build_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.job_visibility_timeout,
+            # Redis: sweep for jobs of dead workers often enough that the visibility timeout is
+            # what decides (kombu's default sweep runs only about every 100 s).
+            "unacked_restore_interval": restore_every,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_timeout=BROKER_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         # Keep newsbot's own logging (JSON option, token redaction) instead of Celery's.

@@ -1,0 +1,215 @@
+"""Summary jobs: idempotent, deferred-not-failed when not ready, in-process and on a real Celery broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import delete, func, select
+
+from bot.config import Settings
+from bot.context import AppContext
+from bot.db import Database
+from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
+from bot.jobs import (
+    InProcessJobs,
+    QueuedSummaryProvider,
+    SummaryNotReady,
+    build_job_queue,
+    build_summary_provider,
+    run_summary_job,
+)
+from bot.jobs.celery_app import CeleryJobs, build_celery_app, register_summarize_task
+from bot.jobs.lookup import ArticleGone, StoredSummaries
+from bot.services.summaries import SummaryService
+from conftest import make_settings
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+ENGLISH = (
+    "The central bank raised interest rates by half a point on Thursday. "
+    "Officials said inflation had stayed above target for a year. "
+    "Markets fell after the announcement. Analysts expect another rise in June."
+)
+INDONESIAN = (
+    "Bank sentral menaikkan suku bunga sebesar setengah poin pada hari Kamis. "
+    "Para pejabat mengatakan inflasi bertahan di atas target selama setahun. "
+    "Pasar saham turun setelah pengumuman itu. Analis memperkirakan kenaikan lagi pada bulan Juni."
+)
+
+
+def add_articles(db: Database, count: int, lang: str = "en") -> list[int]:
+    body = ENGLISH if lang == "en" else INDONESIAN
+    with db.session() as session:
+        articles = [
+            Article(title=f"Title {i}", body=f"{body} Item {i}.", lang=lang, fingerprint=f"fp-{uuid.uuid4().hex}")
+            for i in range(count)
+        ]
+        session.add_all(articles)
+        session.flush()
+        return [article.id for article in articles]
+
+
+def summary_keys(db: Database) -> list[tuple[int, str, str, str]]:
+    with db.session() as session:
+        rows = session.scalars(select(Summary).order_by(Summary.article_id, Summary.kind))
+        return [(row.article_id, row.lang, str(row.kind), row.model) for row in rows]
+
+
+def test_a_job_run_twice_or_by_racing_workers_stores_one_row_each(database: Database, tmp_path: Path) -> None:
+    settings = make_settings(database.url, tmp_path)
+    ids = add_articles(database, 3)
+    # Two "workers": separate services, as in two processes, on the same article ids at once.
+    services = [SummaryService(database, settings), SummaryService(database, settings)]
+    barrier = threading.Barrier(2)
+
+    def work(service: SummaryService) -> None:
+        barrier.wait()
+        run_summary_job(database, service, ids, "en")
+
+    threads = [threading.Thread(target=work, args=(service,)) for service in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert summary_keys(database) == [(i, "en", "summary", "extractive:lead") for i in ids]
+    # Run again: nothing new is computed or stored.
+    before = sum(service.computations for service in services)
+    assert run_summary_job(database, services[0], ids, "en") == ids
+    assert sum(service.computations for service in services) == before
+    assert len(summary_keys(database)) == 3
+
+
+def test_a_job_for_a_deleted_article_completes(database: Database, tmp_path: Path) -> None:
+    service = SummaryService(database, make_settings(database.url, tmp_path))
+    keep, gone = add_articles(database, 2)
+    with database.session() as session:
+        session.execute(delete(Article).where(Article.id == gone))
+    assert run_summary_job(database, service, [gone, keep], "en") == [keep]
+    assert [key[0] for key in summary_keys(database)] == [keep]
+
+
+def test_queued_provider_defers_then_serves_what_the_jobs_stored(database: Database, tmp_path: Path) -> None:
+    settings = make_settings(database.url, tmp_path)
+    service = SummaryService(database, settings)
+    # One slow job thread: the second article's job waits behind the first.
+    jobs = InProcessJobs(database, service, workers=1, delay=0.6)
+    provider = QueuedSummaryProvider(jobs, StoredSummaries(database, settings), wait=0.2)
+    first, second = add_articles(database, 2)
+    provider.prefetch(first, ["en"])
+    with pytest.raises(SummaryNotReady) as raised:
+        provider.summary(second, "en")
+    assert (raised.value.article_id, raised.value.lang) == (second, "en")
+    # Asking again soon does not enqueue the job twice.
+    with pytest.raises(SummaryNotReady):
+        provider.summary(second, "en")
+    jobs.close()  # waits for the queued jobs
+    got = provider.summary(second, "en")
+    assert got == SummaryService(database, settings).summary(second, "en")
+    assert got.method is SummaryMethod.EXTRACTIVE and got.model is None
+    assert service.computations == 2
+    assert len(summary_keys(database)) == 2
+    with database.session() as session:
+        session.execute(delete(Article).where(Article.id == first))
+    with pytest.raises(ArticleGone):
+        provider.summary(first, "en")
+
+
+def test_stored_lookup_falls_back_to_the_original_when_no_translation_comes(database: Database, tmp_path: Path) -> None:
+    settings = make_settings(database.url, tmp_path, translation_model="Helsinki-NLP/opus-mt-{src}-{tgt}")
+    (article_id,) = add_articles(database, 1, lang="id")
+    now = [100.0]
+    lookup = StoredSummaries(database, settings, translation_grace=30.0, clock=lambda: now[0])
+    assert lookup(article_id, "en") is None  # nothing stored yet
+    with database.session() as session:
+        session.add(Summary(article_id=article_id, lang="id", kind=SummaryKind.SUMMARY, model="extractive:lead",
+                            method=SummaryMethod.EXTRACTIVE, title="Title 0", text="Ringkasan."))
+    assert lookup(article_id, "id").text == "Ringkasan."  # type: ignore[union-attr]
+    assert lookup(article_id, "en") is None  # the translation may still come
+    now[0] += 29.0
+    assert lookup(article_id, "en") is None
+    now[0] += 2.0
+    fallback = lookup(article_id, "en")
+    assert fallback is not None and (fallback.lang, fallback.translated_from) == ("id", None)
+    # A translation stored later is found.
+    with database.session() as session:
+        session.add(Summary(article_id=article_id, lang="en", kind=SummaryKind.TRANSLATION,
+                            model="Helsinki-NLP/opus-mt-id-en|extractive:lead", method=SummaryMethod.EXTRACTIVE,
+                            title="Title zero", text="Summary."))
+    translated = lookup(article_id, "en")
+    assert translated is not None
+    assert (translated.lang, translated.text, translated.translated_from) == ("en", "Summary.", "id")
+    assert translated.translation_model == "Helsinki-NLP/opus-mt-id-en"
+
+
+def test_factory_picks_in_process_without_a_broker(sqlite_url: str, tmp_path: Path) -> None:
+    from bot.context import open_context
+
+    ctx = open_context(make_settings(sqlite_url, tmp_path))
+    try:
+        assert isinstance(build_summary_provider(ctx), SummaryService)
+        jobs = build_job_queue(ctx)
+        assert isinstance(jobs, InProcessJobs)
+        jobs.close()
+    finally:
+        ctx.close()
+
+
+# --- a real Celery broker (Redis) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
+    queue = f"newsbot-test-{uuid.uuid4().hex[:8]}"
+    yield make_settings(database_url, tmp_path, broker_url=REDIS_URL, job_queue=queue, job_visibility_timeout=30)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(queue)
+    client.close()
+
+
+def test_celery_jobs_run_on_a_worker_and_the_bot_reads_them(broker_settings: Settings) -> None:
+    ctx = AppContext(settings=broker_settings, db=Database(broker_settings.database_url))
+    try:
+        provider = build_summary_provider(ctx)
+        assert isinstance(provider, QueuedSummaryProvider)
+        ids = add_articles(ctx.db, 3)
+        for article_id in ids:
+            provider.prefetch(article_id, ["en", "id"])
+        # Nothing consumes yet: the jobs wait in the broker (translation is off, so "id" is the same job's row).
+        sender = CeleryJobs(build_celery_app(broker_settings), broker_settings.job_queue)
+        assert sender.depth() == 6
+        assert "6 jobs waiting" in provider.status_line()
+        assert "queue" in sender.ping()
+
+        worker_app = build_celery_app(broker_settings)
+        service = SummaryService(ctx.db, broker_settings)
+        outcomes: list[str] = []
+        register_summarize_task(worker_app, ctx.db, lambda: service, broker_settings, on_done=outcomes.append)
+        with start_worker(worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            deadline = time.monotonic() + 20
+            while len(outcomes) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            results = [provider.summary(article_id, "en") for article_id in ids]
+        assert outcomes == ["done"] * 6
+        assert [result.article_id for result in results] == ids
+        assert all(result.method is SummaryMethod.EXTRACTIVE for result in results)
+        assert service.computations == 3  # the second job of each article found the row
+        assert sender.depth() == 0
+        with ctx.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(Summary)) == 3
+    finally:
+        ctx.close()
+
+
+def test_an_unreachable_broker_is_reported(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(sqlite_url, tmp_path, broker_url="redis://127.0.0.1:1/0")
+    jobs = CeleryJobs(build_celery_app(settings), settings.job_queue)
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - kombu raises OperationalError subclasses
+        jobs.ping()
+    assert time.monotonic() - started < 15
