@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.models import Article, ChatKind, SummaryMethod
-from bot.services.contracts import ArticleSummary
+from bot.db.models import ChatKind
 from bot.i18n import I18n
 from bot.ingest.service import ArticleInput
 from bot.telegram.conversation import Conversation, Incoming, Reply, build_services
@@ -36,30 +33,9 @@ def i18n() -> I18n:
     return I18n.load()
 
 
-class LeadSummaries:
-    """SummaryProvider stand-in: the first two sentences, no translation (like TRANSLATION_MODEL=none)."""
-
-    def __init__(self, database: Database) -> None:
-        self._db = database
-
-    def summary(self, article_id: int, lang: str) -> ArticleSummary:
-        with self._db.session() as session:
-            article = session.get(Article, article_id)
-            if article is None:
-                raise LookupError(f"no article with id {article_id}")
-            text = " ".join(re.split(r"(?<=[.!?])\s+", article.body)[:2])
-            return ArticleSummary(article_id, article.lang or "en", article.title, text,
-                                  SummaryMethod.EXTRACTIVE, None, None, None)
-
-    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
-        return None
-
-    def status_line(self) -> str:
-        return "lead sentences"
-
-
 def make_conversation(database: Database, settings: Settings, i18n: I18n) -> Conversation:
-    return Conversation(build_services(settings, database, i18n, summaries=LeadSummaries(database)))
+    """The real services, SummaryService included (extractive: SUMMARY_MODEL=none in tests)."""
+    return Conversation(build_services(settings, database, i18n))
 
 
 @pytest.fixture
