@@ -1,19 +1,56 @@
-"""Inference speed-ups for seq2seq models on CPU: precision (fp32, bf16, int8) and thread count.
+"""Inference speed-ups for seq2seq models on CPU: precision (fp32, bf16, int8), thread count, and
+trimming the output vocabulary to the scripts of the configured languages.
 
-`accelerate(model, tokenizer, precision=...)` returns an `Accelerated` wrapper whose `generate`
-returns token ids in the tokenizer's original vocabulary, so callers decode as usual.
+`accelerate(model, tokenizer, precision=..., languages=...)` returns an `Accelerated` wrapper whose
+`generate` returns token ids in the tokenizer's original vocabulary, so callers decode as usual.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import unicodedata
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
+
+log = logging.getLogger(__name__)
+
+# Words of Unicode character names that identify each language's script. Languages missing here
+# are not trimmed (the full vocabulary stays).
+LATIN = ("LATIN",)
+LANGUAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
+    **{code: LATIN for code in (
+        "id", "en", "ms", "jv", "su", "tl", "vi", "fr", "de", "es", "pt", "it", "nl", "tr", "pl", "sw",
+        "ro", "cs", "sk", "hu", "fi", "sv", "da", "no", "nb", "et", "lv", "lt", "hr", "sl", "sq", "az",
+        "uz", "so", "ha", "yo", "ig", "ga", "cy", "eu", "ca", "gl", "af", "mt", "is", "eo", "la")},
+    **{code: ("CYRILLIC",) for code in ("ru", "uk", "bg", "mk", "be", "kk", "ky", "mn", "tg")},
+    "sr": ("CYRILLIC", "LATIN"),
+    **{code: ("ARABIC",) for code in ("ar", "fa", "ur", "ps")},
+    "el": ("GREEK",),
+    "he": ("HEBREW",),
+    **{code: ("DEVANAGARI",) for code in ("hi", "mr", "ne")},
+    "bn": ("BENGALI",),
+    "ta": ("TAMIL",),
+    "te": ("TELUGU",),
+    "th": ("THAI",),
+    "my": ("MYANMAR",),
+    "km": ("KHMER",),
+    "ko": ("HANGUL",),
+    "zh": ("CJK",),
+    "ja": ("CJK", "HIRAGANA", "KATAKANA"),
+}
+# Token-id generation arguments that must be moved into the trimmed vocabulary.
+_SINGLE_ID_KEYS = ("decoder_start_token_id", "bos_token_id", "forced_bos_token_id", "forced_eos_token_id")
+_ID_OR_LIST_KEYS = ("eos_token_id", "pad_token_id")
+_ID_LIST_KEYS = ("suppress_tokens", "begin_suppress_tokens")
+_ID_LISTS_KEYS = ("bad_words_ids",)
+_UNSUPPORTED_WHEN_TRIMMED = ("force_words_ids", "prefix_allowed_tokens_fn", "sequence_bias", "decoder_input_ids")
 
 
 class Precision(StrEnum):
@@ -44,70 +81,300 @@ def bf16_supported() -> bool:
 
 
 def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
-    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized per batch)."""
+    """Dynamic int8 quantization of every Linear layer, in place (weights int8, activations per batch)."""
     import torch
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, which is not installed here.
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+class CompactEmbedding:
+    """Factory for an embedding stored in bf16 that returns float32 (halves fp32/int8 embedding memory)."""
+
+    @staticmethod
+    def replace(embedding: torch.nn.Embedding) -> torch.nn.Module:
+        """A module with the same lookups as `embedding`, its table kept in bf16."""
+        import torch
+
+        class _Bf16Embedding(torch.nn.Module):
+            def __init__(self, weight: torch.Tensor, padding_idx: int | None) -> None:
+                super().__init__()
+                self.weight = torch.nn.Parameter(weight.to(torch.bfloat16), requires_grad=False)
+                self.padding_idx = padding_idx
+                self.num_embeddings, self.embedding_dim = weight.shape
+
+            def forward(self, ids: torch.Tensor) -> torch.Tensor:
+                return torch.nn.functional.embedding(ids, self.weight).float()
+
+        return _Bf16Embedding(embedding.weight.detach(), embedding.padding_idx)
+
+
+# --- vocabulary trimming ---------------------------------------------------------------------
+
+
+def _char_in_scripts(char: str, scripts: tuple[str, ...]) -> bool:
+    if char.isascii():
+        return True
+    category = unicodedata.category(char)
+    if category[0] in "PSZ":  # punctuation, symbols and spaces are shared across scripts
+        return True
+    if category[0] == "M" and 0x300 <= ord(char) < 0x370:  # generic combining accents
+        return True
+    name = unicodedata.name(char, "")
+    return any(word in name for word in scripts)
+
+
+def piece_in_scripts(piece: str, scripts: tuple[str, ...]) -> bool:
+    """Whether a SentencePiece piece is written only in these scripts (plus ASCII, punctuation, symbols)."""
+    return all(_char_in_scripts(char, scripts) for char in piece.replace("\u2581", ""))
+
+
+def scripts_for(languages: Iterable[str]) -> tuple[str, ...] | None:
+    """The Unicode script words for these language codes, or None when one is unknown."""
+    words: list[str] = []
+    for language in languages:
+        code = language.strip().lower().split("-")[0].split("_")[0]
+        if code not in LANGUAGE_SCRIPTS:
+            return None
+        words.extend(word for word in LANGUAGE_SCRIPTS[code] if word not in words)
+    return tuple(words) or None
+
+
+def kept_token_ids(tokenizer: Any, languages: Sequence[str], vocab_size: int,
+                   always: Iterable[int] = ()) -> list[int] | None:
+    """Sorted ids of the tokenizer pieces written in the languages' scripts, plus every special token.
+
+    None when trimming does not apply: unknown language, byte-level BPE pieces, or nothing to drop.
+    """
+    scripts = scripts_for(languages)
+    if scripts is None or tokenizer is None:
+        return None
+    size = min(len(tokenizer), vocab_size)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    if any(isinstance(piece, str) and piece.startswith("\u0120") for piece in pieces[:5000]):
+        return None  # byte-level BPE: pieces are byte codes, not script text
+    keep = {index for index, piece in enumerate(pieces) if isinstance(piece, str) and piece_in_scripts(piece, scripts)}
+    keep |= {i for i in getattr(tokenizer, "all_special_ids", []) if 0 <= i < vocab_size}
+    keep |= {i for i in always if isinstance(i, int) and 0 <= i < vocab_size}
+    if len(keep) >= vocab_size:
+        return None
+    return sorted(keep)
+
+
+class VocabMap:
+    """Maps ids between the original vocabulary and the kept (trimmed) one."""
+
+    def __init__(self, keep: Sequence[int], original_size: int) -> None:
+        import torch
+
+        self.keep = torch.tensor(list(keep), dtype=torch.long)  # trimmed id -> original id
+        self.original_size = original_size
+        self._to_new = {int(orig): new for new, orig in enumerate(self.keep.tolist())}
+
+    def __len__(self) -> int:
+        return len(self._to_new)
+
+    def new_id(self, original: int) -> int | None:
+        """The trimmed id of an original id, None when it was dropped."""
+        return self._to_new.get(int(original))
+
+    def to_original(self, ids: torch.Tensor) -> torch.Tensor:
+        """Trimmed ids (any shape) back to original ids."""
+        return self.keep[ids]
+
+    def remap_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Generation arguments with their token ids moved into the trimmed vocabulary."""
+        unsupported = [key for key in _UNSUPPORTED_WHEN_TRIMMED if kwargs.get(key) is not None]
+        if unsupported:
+            raise ValueError(f"{', '.join(unsupported)} cannot be used with a trimmed vocabulary")
+        out = dict(kwargs)
+        for key in (*_SINGLE_ID_KEYS, *_ID_OR_LIST_KEYS, *_ID_LIST_KEYS, *_ID_LISTS_KEYS):
+            if out.get(key) is not None:
+                out[key] = self._remap_value(key, out[key])
+        if out.get("generation_config") is not None:
+            out["generation_config"] = self.remap_generation_config(out["generation_config"])
+        return out
+
+    def remap_generation_config(self, config: Any) -> Any:
+        """A copy of a GenerationConfig (or model config) with token ids in the trimmed vocabulary."""
+        config = copy.deepcopy(config)
+        for key in (*_SINGLE_ID_KEYS, *_ID_OR_LIST_KEYS, *_ID_LIST_KEYS, *_ID_LISTS_KEYS):
+            value = getattr(config, key, None)
+            if value is not None:
+                setattr(config, key, self._remap_value(key, value))
+        return config
+
+    def _required(self, key: str, original: int) -> int:
+        new = self.new_id(original)
+        if new is None:
+            raise ValueError(f"{key}={original} is not in the trimmed vocabulary")
+        return new
+
+    def _remap_value(self, key: str, value: Any) -> Any:
+        if key in _ID_LISTS_KEYS:
+            # A banned sequence with a dropped token can never be generated: leave it out.
+            kept = [[self.new_id(i) for i in seq] for seq in value]
+            return [list(seq) for seq in kept if all(i is not None for i in seq)] or None
+        if key in _ID_LIST_KEYS or (key in _ID_OR_LIST_KEYS and isinstance(value, (list, tuple))):
+            if key in _ID_LIST_KEYS:
+                return [n for n in (self.new_id(i) for i in value) if n is not None] or None
+            return [self._required(key, i) for i in value]
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+            if isinstance(value, list):
+                return [self._required(key, i) for i in value]
+        return self._required(key, int(value))
+
+
+def trim_vocabulary(model: PreTrainedModel, keep: Sequence[int]) -> VocabMap:
+    """Cut the decoder's input embedding and output layer to the kept ids, in place.
+
+    The encoder keeps its full embedding: articles may contain any token, only outputs are limited.
+    """
+    import torch
+
+    output = model.get_output_embeddings()
+    decoder = model.get_decoder()
+    if output is None or decoder is None or not hasattr(decoder, "embed_tokens"):
+        raise ValueError(f"{type(model).__name__} has no decoder embedding and output layer to trim")
+    vocab_map = VocabMap(keep, output.weight.shape[0])
+    index = vocab_map.keep
+    with torch.no_grad():
+        head = torch.nn.Linear(output.in_features, len(index), bias=output.bias is not None,
+                               dtype=output.weight.dtype)
+        head.weight.copy_(output.weight[index])
+        if output.bias is not None:
+            head.bias.copy_(output.bias[index])
+        model.set_output_embeddings(head)
+        old = decoder.embed_tokens
+        padding = vocab_map.new_id(old.padding_idx) if old.padding_idx is not None else None
+        embed = copy.copy(old)  # same class and settings (e.g. a scaled-embedding subclass's embed_scale)
+        embed._parameters = {"weight": torch.nn.Parameter(old.weight[index].clone(), requires_grad=False)}
+        embed.num_embeddings, embed.padding_idx = len(index), padding
+        decoder.embed_tokens = embed
+        bias = getattr(model, "final_logits_bias", None)
+        if isinstance(bias, torch.Tensor):
+            model.final_logits_bias = bias[..., index].clone()  # Marian, BART, mBART
+    model.generation_config = vocab_map.remap_generation_config(model.generation_config)
+    for key in (*_SINGLE_ID_KEYS, *_ID_OR_LIST_KEYS):
+        value = getattr(model.config, key, None)
+        if isinstance(value, int) and vocab_map.new_id(value) is not None:
+            setattr(model.config, key, vocab_map.new_id(value))
+    return vocab_map
 
 
 class Accelerated:
-    """A seq2seq model prepared for fast CPU inference; mirrors the wrapped HF model."""
+    """A seq2seq model prepared for fast CPU inference; mirrors the wrapped HF model in original ids."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: Any, precision: Precision) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, precision: Precision,
+                 vocab_map: VocabMap | None = None, original_config: Any = None,
+                 original_generation_config: Any = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.precision = precision
+        self.vocab_map = vocab_map
+        self._config = original_config if original_config is not None else model.config
+        self._generation_config = (
+            original_generation_config if original_generation_config is not None else model.generation_config
+        )
 
     @property
     def config(self) -> Any:
-        """The wrapped model's config."""
-        return self.model.config
+        """The model's config, token ids in the original vocabulary."""
+        return self._config
 
     @property
     def generation_config(self) -> Any:
-        """The wrapped model's generation config."""
-        return self.model.generation_config
+        """The model's generation config, token ids in the original vocabulary."""
+        return self._generation_config
 
     @property
     def device(self) -> torch.device:
         """The device the model runs on (always CPU here)."""
         return self.model.device
 
+    @property
+    def output_vocab_size(self) -> int:
+        """How many tokens generation chooses from (smaller than the vocabulary when trimmed)."""
+        return len(self.vocab_map) if self.vocab_map is not None else self.model.get_output_embeddings().out_features
+
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  **gen_kwargs: Any) -> torch.Tensor:
         """Generate token ids (original vocabulary) for a batch of encoded inputs."""
         import torch
 
+        if self.vocab_map is None:
+            with torch.inference_mode():
+                return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
+        if attention_mask is None:
+            # generate would guess padding from the (trimmed) pad id; the inputs use original ids.
+            pad = self._config.pad_token_id
+            attention_mask = (input_ids != pad).long() if pad is not None else torch.ones_like(input_ids)
+        kwargs = self.vocab_map.remap_kwargs(gen_kwargs)
         with torch.inference_mode():
-            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if isinstance(output, torch.Tensor):
+            return self.vocab_map.to_original(output)
+        output.sequences = self.vocab_map.to_original(output.sequences)  # dict-style output
+        return output
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not found on the wrapper: fall through to the HF model.
-        if name in {"model", "tokenizer", "precision"}:
+        if name in {"model", "tokenizer", "precision", "vocab_map", "_config", "_generation_config"}:
             raise AttributeError(name)
         return getattr(self.model, name)
 
     def __repr__(self) -> str:
-        return f"Accelerated({type(self.model).__name__}, precision={self.precision.value})"
+        trimmed = f", output_vocab={len(self.vocab_map)}" if self.vocab_map is not None else ""
+        return f"Accelerated({type(self.model).__name__}, precision={self.precision.value}{trimmed})"
+
+
+def _special_ids(config: Any, generation_config: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (config, generation_config):
+        for key in (*_SINGLE_ID_KEYS, *_ID_OR_LIST_KEYS):
+            value = getattr(source, key, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            ids |= {v for v in values if isinstance(v, int)}
+    return ids
 
 
 def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16",
                languages: Sequence[str] | None = None, threads: int = 0) -> Accelerated:
-    """Prepare a loaded HF seq2seq model for fast CPU generation; output ids stay in the original vocabulary."""
+    """Prepare a loaded HF seq2seq model for fast CPU generation; output ids stay in the original vocabulary.
+
+    Changes `model` in place (precision, trimmed output layer): use the returned wrapper from then on.
+    """
     import torch
 
     chosen = parse_precision(precision)
     if threads > 0:
         torch.set_num_threads(threads)
     model.eval()
+    original_config = copy.deepcopy(model.config)
+    original_generation = copy.deepcopy(model.generation_config)
+    vocab_map = None
+    if languages:
+        vocab_size = model.get_output_embeddings().weight.shape[0]
+        keep = kept_token_ids(tokenizer, languages, vocab_size, _special_ids(model.config, model.generation_config))
+        if keep is not None:
+            vocab_map = trim_vocabulary(model, keep)
+            log.info("output vocabulary trimmed to %d of %d tokens for %s", len(keep), vocab_size,
+                     ",".join(languages))
     if chosen is Precision.BF16:
         model = model.to(torch.bfloat16)
-    elif chosen is Precision.INT8:
-        model = quantize_int8(model.float())
     else:
         model = model.float()
-    return Accelerated(model, tokenizer, chosen)
+        _compact_embeddings(model)
+        if chosen is Precision.INT8:
+            model = quantize_int8(model)
+    return Accelerated(model, tokenizer, chosen, vocab_map, original_config, original_generation)
+
+
+def _compact_embeddings(model: PreTrainedModel) -> None:
+    """Store large input embeddings in bf16 (lookups are exact enough; the table is the biggest tensor)."""
+    # Off for now: measured separately before enabling (see docs/speed.md).
+    return None

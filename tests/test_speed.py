@@ -75,3 +75,122 @@ def test_reduced_precision_gives_sane_ids(build: Any, precision: str) -> None:
     # Rounding may flip a near-tie and everything after it; the first steps should mostly agree.
     agreement = (got[:, :4] == expected[:, :4]).float().mean().item()
     assert agreement >= 0.5
+
+
+# --- vocabulary trimming -------------------------------------------------------------------
+
+CORPUS = [
+    "Presiden Rusia mengatakan jaminan keamanan harus mengikat secara hukum.",
+    "The president said the security guarantees must be legally binding.",
+    "Harga beras naik tajam di pasar tradisional Jakarta minggu ini.",
+    "Rice prices rose sharply in Jakarta's traditional markets this week, traders said.",
+    "Президент России заявил, что гарантии безопасности должны быть юридически обязывающими.",
+    "Цены на рис резко выросли на традиционных рынках Джакарты на этой неделе.",
+    "俄罗斯总统表示，安全保障必须具有法律约束力。本周雅加达传统市场的大米价格大幅上涨。",
+    "قال الرئيس إن الضمانات الأمنية يجب أن تكون ملزمة قانونا.",
+]
+
+
+def tiny_tokenizer() -> Any:
+    """A real SentencePiece unigram tokenizer trained here on Latin, Cyrillic, Han and Arabic text."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import T5Tokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 30), model_writer=model, vocab_size=VOCAB, model_type="unigram",
+        character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2,
+    )
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return tiny_tokenizer()
+
+
+def sized(build: Any, tokenizer: Any) -> Any:
+    """A tiny model whose vocabulary is the tokenizer's."""
+    global VOCAB
+    saved, VOCAB = VOCAB, len(tokenizer)
+    try:
+        return build()
+    finally:
+        VOCAB = saved
+
+
+def test_kept_ids_are_latin_pieces_and_specials(tokenizer: Any) -> None:
+    from summarizer.speed import kept_token_ids
+
+    keep = kept_token_ids(tokenizer, ["id", "en"], len(tokenizer), always=[len(tokenizer) - 1])
+    assert keep is not None and keep == sorted(keep)
+    pieces = tokenizer.convert_ids_to_tokens(keep)
+    dropped = set(range(len(tokenizer))) - set(keep)
+    dropped_pieces = tokenizer.convert_ids_to_tokens(sorted(dropped))
+    assert {0, 1, 2, len(tokenizer) - 1} <= set(keep)
+    assert any("Президент"[:3] in piece or "и" == piece for piece in dropped_pieces)
+    assert not any(any("\u0400" <= ch <= "\u04ff" or "\u4e00" <= ch <= "\u9fff" for ch in piece)
+                   for piece in pieces if piece not in tokenizer.all_special_tokens)
+    latin = tokenizer("Harga beras naik tajam.").input_ids
+    assert set(latin) <= set(keep)
+    assert kept_token_ids(tokenizer, ["xx"], len(tokenizer)) is None  # unknown language: no trimming
+    assert len(kept_token_ids(tokenizer, ["ru"], len(tokenizer)) or []) > 0
+
+
+def articles(tokenizer: Any) -> dict[str, torch.Tensor]:
+    texts = ["Harga beras naik tajam di pasar tradisional Jakarta.", "The president said so.",
+             "Президент России заявил."]  # an input in a dropped script: the encoder still reads it
+    return tokenizer(texts, return_tensors="pt", padding=True)
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+@pytest.mark.parametrize("build", [tiny_t5, tiny_marian])
+def test_trimmed_model_equals_full_model_restricted_to_kept_tokens(
+    build: Any, num_beams: int, tokenizer: Any
+) -> None:
+    plain = sized(build, tokenizer)
+    fast = accelerate(sized(build, tokenizer), tokenizer, precision="fp32", languages=["id", "en"])
+    assert fast.vocab_map is not None
+    keep = fast.vocab_map.keep.tolist()
+    dropped = sorted(set(range(len(tokenizer))) - set(keep))
+    assert dropped and fast.output_vocab_size == len(keep) < len(tokenizer)
+    settings = {"max_new_tokens": 10, "min_new_tokens": 10, "num_beams": num_beams, "do_sample": False,
+                "no_repeat_ngram_size": 2, "renormalize_logits": num_beams > 1}
+    # The full model, forbidden to emit dropped tokens, must choose exactly what the trimmed one does.
+    # Beam search ranks by log-probabilities, so the full model's must be renormalized over the tokens
+    # left after masking (renormalize_logits) to be the distribution of a model without those tokens.
+    expected = plain.generate(**articles(tokenizer), suppress_tokens=dropped, **settings)
+    got = fast.generate(**articles(tokenizer), **settings)
+    assert torch.equal(got, expected)
+    # ...and the restriction matters: unrestricted, this random model picks dropped tokens.
+    assert not torch.equal(plain.generate(**articles(tokenizer), **settings), got)
+    assert set(got.flatten().tolist()) <= set(keep)  # ids are in the original vocabulary
+    # The wrapper still shows original ids to callers.
+    assert fast.config.pad_token_id == plain.config.pad_token_id
+    assert fast.generation_config.decoder_start_token_id == plain.generation_config.decoder_start_token_id
+    assert tokenizer.batch_decode(got, skip_special_tokens=True)
+
+
+def test_trimmed_generation_remaps_id_arguments(tokenizer: Any) -> None:
+    fast = accelerate(sized(tiny_t5, tokenizer), tokenizer, precision="fp32", languages=["en"])
+    latin = tokenizer("beras", add_special_tokens=False).input_ids
+    settings = {"max_new_tokens": 6, "min_new_tokens": 6, "num_beams": 1, "do_sample": False}
+    base = fast.generate(**articles(tokenizer), **settings)
+    banned = sorted(set(base.flatten().tolist()) - {0, 1})[:1] + latin[:1]
+    got = fast.generate(**articles(tokenizer), bad_words_ids=[[i] for i in banned], **settings)
+    assert not set(got.flatten().tolist()) & set(banned)
+    with pytest.raises(ValueError, match="not in the trimmed vocabulary"):
+        dropped = next(i for i in range(len(tokenizer)) if fast.vocab_map.new_id(i) is None)
+        fast.generate(**articles(tokenizer), forced_bos_token_id=dropped, **settings)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_trimmed_reduced_precision_stays_in_kept_vocabulary(precision: str, tokenizer: Any) -> None:
+    fast = accelerate(sized(tiny_t5, tokenizer), tokenizer, precision=precision, languages=["id"])
+    got = fast.generate(**articles(tokenizer), max_new_tokens=8, min_new_tokens=8, num_beams=2)
+    assert got.shape == (3, 9)
+    assert set(got.flatten().tolist()) <= set(fast.vocab_map.keep.tolist())
