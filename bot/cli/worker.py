@@ -22,6 +22,7 @@ from bot.context import AppContext, open_context
 log = logging.getLogger(__name__)
 
 SCHEMA_WAIT_S = 120.0
+WARM_UP_TEXT = "Newsbot is starting. This sentence loads the models."
 
 
 def wait_for_schema(ctx: AppContext, timeout: float) -> None:
@@ -63,11 +64,23 @@ class LazySummaryService:
             return self._service
 
     def warm_up(self) -> None:
-        """Load the models now, so the first job doesn't pay for it and readiness tells the truth."""
-        service = self.get()
-        warm = getattr(service, "warm_up", None)
-        if callable(warm):
-            warm()
+        """Load the models now (one tiny generation each), so readiness tells the truth and the first job is fast."""
+        from summarizer import TranslationUnavailable
+
+        engine = self.get().engine  # type: ignore[attr-defined]
+        langs = list(dict.fromkeys(self._ctx.settings.model_languages))
+        try:
+            for lang in langs:
+                engine.summarize_batch([WARM_UP_TEXT], [lang])
+            for src in langs:
+                for tgt in langs:
+                    if src != tgt:
+                        try:
+                            engine.translate_batch([WARM_UP_TEXT], src, tgt)
+                        except TranslationUnavailable:
+                            pass  # reported by the engine once; jobs send the original then
+        except Exception:  # noqa: BLE001 - a failed warm-up must not stop the worker; jobs fall back
+            log.warning("model warm-up failed", exc_info=True)
 
     def status_line(self) -> str:
         service = self.get()
@@ -81,8 +94,8 @@ def _pin_cpus(cpus: tuple[int, ...]) -> None:
 
 def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...], hostname: str | None) -> None:
     """Build everything from settings, load the models, then consume jobs until shut down."""
-    from bot.jobs.celery_app import CeleryJobs, build_celery_app, register_summarize_task
-    from bot.ops.health import Check, HealthServer, database_check, status_check
+    from bot.jobs.celery_app import build_celery_app, register_summarize_task
+    from bot.ops.health import HealthServer, process_checks
     from bot.ops.logctx import install_context_filter, log_context
     from bot.ops.metrics import build_metrics
 
@@ -98,7 +111,8 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
         log.info("worker %s ready: %s", name, service.status_line())
 
     app = build_celery_app(settings)
-    metrics = build_metrics(ctx.db, queue_depth=CeleryJobs(app, settings.job_queue).depth)
+    checks, depth = process_checks(settings, ctx.db, service.status_line)
+    metrics = build_metrics(ctx.db, queue_depth=depth)
     metrics.count_logged_errors()
     register_summarize_task(
         app, ctx.db, service.get, settings,  # type: ignore[arg-type]
@@ -106,11 +120,6 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     )
     health: HealthServer | None = None
     if settings.health_port:
-        checks = [
-            database_check(ctx.db),
-            status_check("models", service.status_line),
-            Check("queue", CeleryJobs(app, settings.job_queue).ping),
-        ]
         health = HealthServer(settings.health_listen, settings.health_port, checks, metrics).start()
     argv = [
         "worker",

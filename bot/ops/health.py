@@ -6,10 +6,11 @@ checks run in the server's thread, so they may block (database ping, broker conn
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from bot.config import Settings
 from bot.db import Database
-from bot.ops.metrics import Metrics
+from bot.ops.metrics import Metrics, build_metrics
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +137,38 @@ class HealthServer:
                 log.debug("health: " + format, *args)
 
         return Handler
+
+
+def process_checks(settings: Settings, db: Database, status_line: Callable[[], str]) -> tuple[list[Check], Callable[[], int | None] | None]:
+    """Readiness checks of a bot or worker process, and the queue-depth probe when BROKER_URL is set."""
+    checks = [database_check(db), status_check("models", status_line)]
+    depth: Callable[[], int | None] | None = None
+    if settings.broker_url:
+        from bot.jobs.celery_app import CeleryJobs, build_celery_app
+
+        jobs = CeleryJobs(build_celery_app(settings), settings.job_queue)
+        checks.append(Check("queue", jobs.ping))
+        depth = jobs.depth
+    return checks, depth
+
+
+def health_task(
+    settings: Settings, db: Database, status_line: Callable[[], str]
+) -> Callable[[asyncio.Event], Awaitable[None]] | None:
+    """A background task for the bot's event loop: serve HEALTH_PORT until stopped (None when off)."""
+    if not settings.health_port:
+        return None
+    port = settings.health_port
+
+    async def serve(stop: asyncio.Event) -> None:
+        checks, depth = process_checks(settings, db, status_line)
+        metrics = build_metrics(db, queue_depth=depth)
+        counting = metrics.count_logged_errors()
+        server = HealthServer(settings.health_listen, port, checks, metrics).start()
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.to_thread(server.stop)
+            logging.getLogger().removeHandler(counting)
+
+    return serve

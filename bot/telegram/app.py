@@ -90,7 +90,11 @@ def build_application(
     """The Application with handlers, rate limiter, menus and background tasks (push loop, feeds)."""
     settings = context.settings
     token = token_of(settings)
-    services = services or build_services(settings, context.db, i18n)
+    if services is None:
+        from bot.jobs import build_summary_provider
+
+        # In-process summaries without BROKER_URL; queued for `newsbot worker` with it.
+        services = build_services(settings, context.db, i18n, summaries=build_summary_provider(context))
     builder = (
         ApplicationBuilder()
         .token(token)
@@ -150,7 +154,17 @@ def default_background(services: BotServices) -> list[BackgroundTask]:
     feeds = _feed_poller_task(services)
     if feeds is not None:
         tasks.append(feeds)
+    health = _health_task(services)
+    if health is not None:
+        tasks.append(health)
     return tasks
+
+
+def _health_task(services: BotServices) -> BackgroundTask | None:
+    """/healthz, /readyz and /metrics on HEALTH_PORT (None when unset)."""
+    from bot.ops.health import health_task
+
+    return health_task(services.settings, services.db, services.summaries.status_line)
 
 
 def _push_loop_task(services: BotServices) -> BackgroundTask | None:
