@@ -17,9 +17,12 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
+from sqlalchemy import func, select
+
 from bot.context import AppContext
-from bot.db.models import ChatKind
-from bot.i18n import I18n
+from bot.db.models import Article, ChatKind, Delivery, DeliveryStatus
+from bot.i18n import Html, I18n
+from bot.telegram.render import RenderedMessage
 from bot.telegram.conversation import (
     BotServices,
     Button,
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SHELL_CHAT_ID = 1
 SHELL_USER_ID = 1
+DRAIN_TIMEOUT = 30.0  # seconds to wait at end of input for pending pushes
 _LINK = re.compile(r'<a\s+href="([^"]*)"\s*>(.*?)</a>', re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 
@@ -154,16 +158,64 @@ def stdin_stream() -> TextIO:
     return sys.stdin
 
 
+class ShellTransport:
+    """C1's Transport for the terminal: prints each push and numbers it like a message id."""
+
+    def __init__(self, printer: ShellPrinter) -> None:
+        self._printer = printer
+        self._next_id = 1
+
+    async def send(self, chat_id: int, message: RenderedMessage) -> int:
+        """Print the push; it cannot fail the way Telegram can."""
+        buttons = tuple(
+            tuple(Button(b.text, callback_data=b.callback_data) for b in row) for row in message.buttons
+        )
+        self._printer.reply(Reply(Html(message.html), buttons), prefix="🔔 ")
+        message_id, self._next_id = self._next_id, self._next_id + 1
+        return message_id
+
+
+def undelivered(services: BotServices, chat_id: int) -> int:
+    """Articles not yet fanned out plus this chat's deliveries not yet sent (pending or sending)."""
+    with services.db.session() as session:
+        waiting = session.scalar(
+            select(func.count()).select_from(Delivery).where(
+                Delivery.chat_id == chat_id,
+                Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+            )
+        ) or 0
+        unfanned = session.scalar(
+            select(func.count()).select_from(Article).where(Article.fanned_out_at.is_(None))
+        ) or 0
+    return int(waiting) + int(unfanned)
+
+
 async def run_shell_app(context: AppContext, i18n: I18n, *, chat_id: int = SHELL_CHAT_ID,
                         user_lang: str | None = None, stdin: TextIO, stdout: TextIO,
                         interactive: bool = False, user_name: str = "shell",
-                        services: BotServices | None = None) -> None:
-    """Build the services on `context` and run the shell until end of input."""
+                        services: BotServices | None = None, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+    """Build the services on `context` and run the shell, with pushes, until end of input."""
+    from bot.services.deliveries import SHELL_CHAT_KINDS
+    from bot.telegram.pushes import PushLoop
+
     services = services or build_services(context.settings, context.db, i18n)
     conversation = Conversation(services)
     printer = ShellPrinter(stdout)
     session = ShellSession(conversation, printer, chat_id=chat_id, user_lang=user_lang)
     # Create the local chat up front so pushes can reach it before the first command.
     await asyncio.to_thread(services.chats.ensure, chat_id, ChatKind.SHELL, user_name, user_lang)
+    pushes = PushLoop(db=services.db, settings=services.settings, transport=ShellTransport(printer),
+                      summaries=services.summaries, i18n=i18n, kinds=SHELL_CHAT_KINDS)
+
+    async def drain() -> None:
+        # End of input: let articles stored meanwhile reach this chat before exiting.
+        deadline = asyncio.get_running_loop().time() + drain_timeout
+        pushes.kick()
+        while await asyncio.to_thread(undelivered, services, chat_id):
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("exiting with pushes still pending")
+                return
+            await asyncio.sleep(0.1)
+
     banner = i18n.plain(user_lang, "shell.banner", chat_id=chat_id) if interactive else None
-    await run_shell(session, stdin, banner=banner)
+    await run_shell(session, stdin, banner=banner, background=pushes.run, drain=drain)

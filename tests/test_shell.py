@@ -1,0 +1,144 @@
+"""`newsbot shell` and bare `newsbot` as a user runs them: a subprocess with commands on stdin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from queue import Empty, Queue
+
+import pytest
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.migrate import upgrade
+from bot.i18n import Html, I18n
+from bot.ingest.service import ArticleInput, IngestService
+from bot.tags import TagService
+from bot.telegram.shell import html_to_text
+from conftest import make_settings
+
+REPO = Path(__file__).resolve().parent.parent
+BODY = (
+    "Russia said on Monday it would demand binding security guarantees before any ceasefire talks. "
+    "Officials in Moscow repeated that the proposal must be written into a treaty signed by all sides. "
+    "Diplomats in Europe said the demand would make an agreement harder to reach this year."
+)
+
+
+@pytest.fixture(scope="module")
+def i18n() -> I18n:
+    return I18n.load()
+
+
+def shell_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "ADMIN_"))}
+    env.update(DATABASE_URL=database_url, SUMMARY_MODEL="none", TRANSLATION_MODEL="none", LOG_LEVEL="WARNING",
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    return env
+
+
+def newsbot(args: list[str], tmp_path: Path, database_url: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    # cwd is the test's folder, so no developer .env is read.
+    return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+                          cwd=tmp_path, env=shell_env(database_url), timeout=120)
+
+
+def block(i18n: I18n, lang: str, key: str, **params: object) -> str:
+    return html_to_text(i18n.t(lang, key, **params)) + "\n\n"
+
+
+def test_piped_script_gets_the_same_answers(tmp_path: Path, i18n: I18n) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    script = "/start\n/follow Rusia\n/follow Russia\n/following\n/lang id\n/following\n/nonsense\n"
+    done = newsbot(["shell"], tmp_path, url, script)
+    assert done.returncode == 0, done.stderr
+    expected = "".join([
+        block(i18n, "en", "start"),
+        block(i18n, "en", "follow.added", tags="Rusia"),
+        block(i18n, "en", "follow.already", tags="Rusia"),
+        block(i18n, "en", "following.list", count=1, tags="Rusia"),
+        block(i18n, "id", "lang.done"),
+        block(i18n, "id", "following.list", count=1, tags="Rusia"),
+        block(i18n, "id", "unknown", help=Html(i18n.t("id", "help") + "\n\n" + i18n.t("id", "help.admin"))),
+    ])
+    assert done.stdout == expected
+    # The same database: the shell's chat and follow are stored like a Telegram chat's.
+    stats = newsbot(["stats", "--json"], tmp_path, url, "")
+    assert '"chats": 1' in stats.stdout and '"subscriptions": 1' in stats.stdout
+
+
+def test_bare_newsbot_without_token_opens_the_shell(tmp_path: Path, i18n: I18n) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    done = newsbot([], tmp_path, url, "/start\n")
+    assert done.returncode == 0, done.stderr
+    assert i18n.plain(None, "shell.no_token") in done.stderr
+    assert done.stdout == block(i18n, "en", "start")
+
+
+def test_run_without_token_explains_and_exits_2(tmp_path: Path, i18n: I18n) -> None:
+    done = newsbot(["run"], tmp_path, f"sqlite:///{tmp_path / 'bot.sqlite3'}", "")
+    assert done.returncode == 2
+    assert "@BotFather" in done.stderr and "TELEGRAM_BOT_TOKEN" in done.stderr
+    assert done.stdout == ""
+
+
+def _reader(stream: object, lines: Queue[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line)
+
+
+def _read_until(lines: Queue[str], needle: str, timeout: float = 60.0) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        try:
+            seen += lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except Empty:
+            raise AssertionError(f"{needle!r} not printed; got {seen!r}") from None
+    return seen
+
+
+def test_push_appears_while_the_shell_runs(tmp_path: Path, i18n: I18n) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    process = subprocess.Popen([sys.executable, "-m", "bot", "shell"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=shell_env(url))
+    lines: Queue[str] = Queue()
+    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
+    try:
+        assert process.stdin is not None
+        process.stdin.write("/follow Russia\n")
+        process.stdin.flush()
+        _read_until(lines, html_to_text(i18n.t("en", "follow.added", tags="Rusia")))
+        # Another process (this test) stores an article tagged with an alias of the followed tag.
+        settings: Settings = make_settings(url, tmp_path)
+        database = Database(url)
+        upgrade(database.engine)
+        result = IngestService(database, settings, TagService(database, settings)).ingest(
+            ArticleInput(body=BODY, title="Russia demands guarantees", tags=["Россия"], lang="en",
+                         url="https://example.com/russia")
+        )
+        database.dispose()
+        pushed = _read_until(lines, "🔔 ")
+        pushed += _read_until(lines, "@unf:")
+        assert "Russia demands guarantees (https://example.com/russia)" in pushed
+        assert "Russia said on Monday" in pushed
+        assert f"@tr:{result.article_id}:id" in pushed
+        process.stdin.write(f"/summary {result.article_id}\n")
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+        rest = ""
+        while True:
+            try:
+                rest += lines.get(timeout=2)
+            except Empty:
+                break
+        assert "Russia said on Monday" in rest
+        assert rest.count("🔔") == 0  # pushed once, not again
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
