@@ -351,6 +351,8 @@ class _State:
         self.admins: dict[int, list[int]] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.webhook: dict[str, Any] = {}
+        self.hold_after: int | None = None  # sendMessage calls beyond this many successes hang
+        self.held = 0  # requests hanging right now
 
     def push(self, update: dict[str, Any]) -> int:
         with self.lock:
@@ -490,6 +492,19 @@ class FakeBotApi(_Scripting):
     def set_latency(self, seconds: float) -> None:
         """Delay every answer to a sending method by `seconds`."""
         self._state.latency = seconds
+
+    def hold_sends(self, after: int) -> None:
+        """Accept `after` messages in all, then let every further sendMessage hang (no answer)."""
+        self._state.hold_after = after
+
+    def release_sends(self) -> None:
+        """Stop holding: hanging requests whose client is still there are accepted."""
+        self._state.hold_after = None
+
+    def held_requests(self) -> int:
+        """sendMessage requests hanging right now."""
+        with self._state.lock:
+            return self._state.held
 
     def register_chat(self, chat_id: int, chat_type: str, title: str | None = None, admins: list[int] | None = None) -> None:
         """Tell the server a chat's type and title (getChat) and, for groups, its admins."""
@@ -665,6 +680,17 @@ def build_app(state: _State, new_update: asyncio.Event, *, control: bool) -> web
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             raise _ApiError(400, "Bad Request: message is too long")
+        if state.hold_after is not None and len(state.sent) >= state.hold_after:
+            # Hang like an unreachable server: the message is only accepted after release, and
+            # never if the client goes away first (aiohttp cancels this handler then).
+            with state.lock:
+                state.held += 1
+            try:
+                while state.hold_after is not None and len(state.sent) >= state.hold_after:
+                    await asyncio.sleep(0.02)
+            finally:
+                with state.lock:
+                    state.held -= 1
         preview = params.get("link_preview_options") or {}
         reply = params.get("reply_parameters") or {}
         with state.lock:

@@ -1,0 +1,382 @@
+"""The delivery outbox: claim due deliveries, record what happened to each send.
+
+Life of a delivery: pending -> sending (claimed, committed BEFORE the Telegram call) -> sent
+(with the message id). Failures: retry (backoff) ... -> parked after DELIVERY_MAX_ATTEMPTS;
+cancelled when the chat is gone. A claim holds a lease (next_attempt_at while `sending`); a
+row still `sending` after its lease, or left by a process that died (recovered when the push
+loop starts), goes back to pending and is sent again: delivery is at-least-once, and the only
+window for a duplicate is between Telegram's answer and the `sent` commit (see docs/pushes.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, case, func, or_, select, update
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.models import Article, Chat, ChatKind, Delivery, DeliveryStatus, Source, Subscription
+from bot.i18n import DEFAULT_LANG, normalize_lang
+
+log = logging.getLogger(__name__)
+
+# Kinds of chats Telegram delivers to; the terminal shell delivers to SHELL chats only.
+TELEGRAM_CHAT_KINDS: frozenset[ChatKind] = frozenset(
+    {ChatKind.PRIVATE, ChatKind.GROUP, ChatKind.SUPERGROUP, ChatKind.CHANNEL}
+)
+SHELL_CHAT_KINDS: frozenset[ChatKind] = frozenset({ChatKind.SHELL})
+DEFAULT_LEASE = timedelta(minutes=5)
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 3600.0
+MAX_ERROR_CHARS = 1000
+
+
+def backoff_seconds(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_MAX_SECONDS) -> float:
+    """Exponential backoff after `attempts` failed tries: base, 2*base, 4*base ... capped."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery this process is now sending."""
+
+    id: int
+    article_id: int
+    story_id: int
+    chat_id: int
+    chat_kind: ChatKind
+    lang: str
+    attempts: int  # including this one
+
+
+@dataclass(frozen=True)
+class ParkedDelivery:
+    """A delivery that gave up, for admins."""
+
+    id: int
+    article_id: int
+    chat_id: int
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TagView:
+    """A tag as shown under a push."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """What a push shows of an article (loaded once per article by the sender)."""
+
+    id: int
+    title: str
+    url: str | None
+    lang: str | None
+    source_name: str | None
+    tags: tuple[TagView, ...]  # by name
+
+
+@dataclass(frozen=True)
+class FailureOutcome:
+    """What `fail` decided: retry at a time, or parked."""
+
+    parked: bool
+    next_attempt_at: datetime | None
+
+
+class DeliveryService:
+    """Every method is one short transaction; sync, call it from a thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        backoff_base: float = BACKOFF_BASE_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._max_attempts = settings.delivery_max_attempts
+        self._lease = lease
+        self._backoff_base = backoff_base
+        self._now = clock
+
+    # --- claiming ---------------------------------------------------------------------------
+    def claim_due(
+        self,
+        limit: int,
+        *,
+        kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS,
+        exclude_chats: Collection[int] = (),
+    ) -> list[ClaimedDelivery]:
+        """Mark up to `limit` due deliveries `sending` (at most one per chat) and return them.
+
+        Due: pending, or retry whose time has come; oldest first. Chats in `exclude_chats`
+        (already being sent to, or cooling down) are skipped, so each chat gets its pushes in order.
+        """
+        if limit <= 0:
+            return []
+        now = self._now()
+        due = or_(
+            Delivery.status == DeliveryStatus.PENDING,
+            and_(Delivery.status == DeliveryStatus.RETRY, Delivery.next_attempt_at <= now),
+        )
+        query = (
+            select(Delivery.id, Delivery.chat_id)
+            .join(Chat, Chat.id == Delivery.chat_id)
+            .where(due, Chat.kind.in_(list(kinds)))
+            .order_by(Delivery.id)
+            .limit(limit * 4 + len(exclude_chats))
+            .with_for_update(skip_locked=True, of=Delivery)
+        )
+        excluded = set(exclude_chats)
+        with self._db.session() as session:
+            chosen: list[int] = []
+            for delivery_id, chat_id in session.execute(query).all():
+                if chat_id in excluded:
+                    continue
+                excluded.add(chat_id)
+                chosen.append(delivery_id)
+                if len(chosen) >= limit:
+                    break
+            if not chosen:
+                return []
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chosen))
+                .values(
+                    status=DeliveryStatus.SENDING,
+                    attempts=Delivery.attempts + 1,
+                    next_attempt_at=now + self._lease,
+                    updated_at=now,
+                )
+            )
+            rows = session.execute(
+                select(Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts)
+                .join(Chat, Chat.id == Delivery.chat_id)
+                .where(Delivery.id.in_(chosen))
+                .order_by(Delivery.id)
+            ).all()
+        return [
+            ClaimedDelivery(
+                id=row[0],
+                article_id=row[1],
+                story_id=row[2],
+                chat_id=row[3],
+                chat_kind=ChatKind(row[4]),
+                lang=normalize_lang(row[5]) or DEFAULT_LANG,
+                attempts=row[6],
+            )
+            for row in rows
+        ]
+
+    def recover_orphans(self, *, kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS, all_sending: bool = False) -> int:
+        """Put `sending` rows whose claim lapsed (or all, at start-up) back to pending.
+
+        At start-up no other sender for these chat kinds is alive (one bot process per token),
+        so every `sending` row belongs to a process that died mid-send: it is sent again.
+        """
+        now = self._now()
+        condition = Delivery.status == DeliveryStatus.SENDING
+        if not all_sending:
+            condition = and_(condition, Delivery.next_attempt_at <= now)
+        chats = select(Chat.id).where(Chat.kind.in_(list(kinds)))
+        with self._db.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(condition, Delivery.chat_id.in_(chats))
+                .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            count = result.rowcount or 0
+        if count:
+            log.warning("re-queued %d deliveries left `sending` by a stopped sender", count)
+        return count
+
+    # --- outcomes ----------------------------------------------------------------------------
+    def mark_sent(self, delivery_id: int, message_id: int) -> bool:
+        """Record a successful send; False if the row was no longer ours (already re-queued)."""
+        now = self._now()
+        with self._db.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                .values(
+                    status=DeliveryStatus.SENT,
+                    message_id=message_id,
+                    sent_at=now,
+                    next_attempt_at=None,
+                    last_error=None,
+                    updated_at=now,
+                )
+            )
+            return bool(result.rowcount)
+
+    def reschedule(self, delivery_id: int, seconds: float, reason: str) -> None:
+        """Telegram said RetryAfter: try again then, without counting it as a failed attempt."""
+        now = self._now()
+        with self._db.session() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                .values(
+                    status=DeliveryStatus.RETRY,
+                    attempts=case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
+                    next_attempt_at=now + timedelta(seconds=seconds),
+                    last_error=reason[:MAX_ERROR_CHARS],
+                    updated_at=now,
+                )
+            )
+
+    def fail(self, delivery_id: int, error: str) -> FailureOutcome:
+        """A failed attempt: retry after exponential backoff, or park after the last attempt."""
+        now = self._now()
+        with self._db.session() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None or delivery.status != DeliveryStatus.SENDING:
+                return FailureOutcome(parked=False, next_attempt_at=None)
+            delivery.last_error = error[:MAX_ERROR_CHARS]
+            delivery.updated_at = now
+            if delivery.attempts >= self._max_attempts:
+                delivery.status = DeliveryStatus.PARKED
+                delivery.next_attempt_at = None
+                log.warning("delivery %s parked after %d attempts: %s", delivery_id, delivery.attempts, error)
+                return FailureOutcome(parked=True, next_attempt_at=None)
+            delivery.status = DeliveryStatus.RETRY
+            delivery.next_attempt_at = now + timedelta(seconds=backoff_seconds(delivery.attempts, self._backoff_base))
+            return FailureOutcome(parked=False, next_attempt_at=delivery.next_attempt_at)
+
+    def chat_gone(self, chat_id: int, reason: str) -> int:
+        """Deactivate the chat and cancel its unsent deliveries (this one included); returns how many."""
+        now = self._now()
+        with self._db.session() as session:
+            session.execute(
+                update(Chat)
+                .where(Chat.id == chat_id)
+                .values(active=False, deactivated_reason=reason[:MAX_ERROR_CHARS], updated_at=now)
+            )
+            result = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.chat_id == chat_id,
+                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING]),
+                )
+                .values(status=DeliveryStatus.CANCELLED, last_error=reason[:MAX_ERROR_CHARS], next_attempt_at=None, updated_at=now)
+            )
+            count = result.rowcount or 0
+        log.info("chat %s deactivated (%s); %d deliveries cancelled", chat_id, reason, count)
+        return count
+
+    def cancel(self, delivery_id: int, reason: str) -> None:
+        """Drop a claimed delivery that must not be sent (the chat unfollowed its tags)."""
+        now = self._now()
+        with self._db.session() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                .values(status=DeliveryStatus.CANCELLED, last_error=reason[:MAX_ERROR_CHARS], next_attempt_at=None, updated_at=now)
+            )
+
+    def requeue_parked(self, delivery_ids: Sequence[int] | None = None) -> int:
+        """Give parked deliveries (some, or all) a fresh set of attempts."""
+        now = self._now()
+        condition = Delivery.status == DeliveryStatus.PARKED
+        if delivery_ids is not None:
+            condition = and_(condition, Delivery.id.in_(list(delivery_ids)))
+        with self._db.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(condition)
+                .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
+            )
+            return result.rowcount or 0
+
+    # --- reading -------------------------------------------------------------------------------
+    def counts(self) -> dict[DeliveryStatus, int]:
+        """Deliveries by status (every status present, zero included)."""
+        with self._db.session() as session:
+            rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        counts = {status: 0 for status in DeliveryStatus}
+        for status, count in rows:
+            counts[DeliveryStatus(status)] = count
+        return counts
+
+    def parked(self, limit: int = 20) -> list[ParkedDelivery]:
+        """The most recently parked deliveries, for admins."""
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(Delivery)
+                .where(Delivery.status == DeliveryStatus.PARKED)
+                .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
+                .limit(limit)
+            ).all()
+            return [
+                ParkedDelivery(
+                    id=row.id,
+                    article_id=row.article_id,
+                    chat_id=row.chat_id,
+                    attempts=row.attempts,
+                    last_error=row.last_error,
+                    updated_at=row.updated_at,
+                )
+                for row in rows
+            ]
+
+    def next_due_in(self, *, kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS) -> float | None:
+        """Seconds until the earliest retry is due (0 if something is due now, None if nothing waits)."""
+        with self._db.session() as session:
+            pending = session.scalar(
+                select(Delivery.id)
+                .join(Chat, Chat.id == Delivery.chat_id)
+                .where(Delivery.status == DeliveryStatus.PENDING, Chat.kind.in_(list(kinds)))
+                .limit(1)
+            )
+            if pending is not None:
+                return 0.0
+            earliest = session.scalar(
+                select(func.min(Delivery.next_attempt_at))
+                .join(Chat, Chat.id == Delivery.chat_id)
+                .where(Delivery.status == DeliveryStatus.RETRY, Chat.kind.in_(list(kinds)))
+            )
+        if earliest is None:
+            return None
+        if earliest.tzinfo is None:
+            earliest = earliest.replace(tzinfo=UTC)
+        return max(0.0, (earliest - self._now()).total_seconds())
+
+    def article_view(self, article_id: int) -> ArticleView | None:
+        """Title, link, language, source name and tags of an article."""
+        with self._db.session() as session:
+            article = session.get(Article, article_id)
+            if article is None:
+                return None
+            source = session.get(Source, article.source_id) if article.source_id is not None else None
+            return ArticleView(
+                id=article.id,
+                title=article.title,
+                url=article.url,
+                lang=article.lang,
+                source_name=source.name if source is not None else None,
+                tags=tuple(TagView(tag.id, tag.name) for tag in article.tags),
+            )
+
+    def followed_tag_ids(self, chat_id: int, tag_ids: Collection[int]) -> set[int]:
+        """Which of `tag_ids` the chat follows (for its unfollow buttons)."""
+        if not tag_ids:
+            return set()
+        with self._db.session() as session:
+            return set(
+                session.scalars(
+                    select(Subscription.tag_id).where(Subscription.chat_id == chat_id, Subscription.tag_id.in_(list(tag_ids)))
+                ).all()
+            )

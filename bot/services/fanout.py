@@ -1,0 +1,136 @@
+"""Fan-out: turn each newly stored article into one pending delivery per following chat.
+
+Any process may store articles (the bot, `newsbot ingest`, feeds); whichever process runs the
+fan-out claims articles whose `fanned_out_at` is NULL, oldest first, one per transaction:
+deliveries for every active chat that follows one of the article's tags are inserted and the
+article is marked fanned out in that same transaction, so a crash leaves either all of it or
+none. Claims are exclusive: PostgreSQL row locks with SKIP LOCKED, SQLite's BEGIN IMMEDIATE.
+A chat that already has a delivery for the story (a near-duplicate re-publication) is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db import Database
+from bot.db.models import Article, ArticleTag, Chat, Delivery, DeliveryStatus, Subscription
+from bot.i18n import DEFAULT_LANG, normalize_lang
+from bot.services.contracts import SummaryProvider
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    """One article's fan-out: how many deliveries were created, in which languages."""
+
+    article_id: int
+    story_id: int
+    deliveries: int
+    langs: tuple[str, ...]
+
+
+@dataclass
+class FanoutResult:
+    """What one `run_once` did."""
+
+    articles: list[FannedOut] = field(default_factory=list)
+
+    @property
+    def deliveries(self) -> int:
+        return sum(item.deliveries for item in self.articles)
+
+
+class FanoutService:
+    """Creates deliveries for articles not yet fanned out; sync, call it from a thread."""
+
+    def __init__(self, db: Database, summaries: SummaryProvider | None = None) -> None:
+        self._db = db
+        self._summaries = summaries
+
+    def pending(self) -> int:
+        """Articles waiting for fan-out."""
+        with self._db.session() as session:
+            return session.scalar(select(func.count()).select_from(Article).where(Article.fanned_out_at.is_(None))) or 0
+
+    def run_once(self, max_articles: int = 20) -> FanoutResult:
+        """Fan out up to `max_articles` waiting articles, each in its own transaction."""
+        result = FanoutResult()
+        for _ in range(max_articles):
+            item = self.fan_out_next()
+            if item is None:
+                break
+            result.articles.append(item)
+            if self._summaries is not None and item.langs:
+                try:
+                    self._summaries.prefetch(item.article_id, list(item.langs))
+                except Exception:  # a prefetch hint must never stop the fan-out
+                    log.warning("summary prefetch failed for article %s", item.article_id, exc_info=True)
+        return result
+
+    def fan_out_next(self) -> FannedOut | None:
+        """Claim the oldest waiting article and create its deliveries, in one transaction."""
+        with self._db.session() as session:
+            row = session.execute(
+                select(Article.id, Article.story_id)
+                .where(Article.fanned_out_at.is_(None))
+                .order_by(Article.created_at, Article.id)
+                .limit(1)
+                .with_for_update(skip_locked=True, of=Article)
+            ).first()
+            if row is None:
+                return None
+            article_id, story_id = row[0], row[1] or row[0]
+            followers = self._followers(session, article_id, story_id)
+            self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers])
+            session.execute(
+                update(Article).where(Article.id == article_id).values(fanned_out_at=datetime.now(UTC))
+            )
+            langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for _, lang in followers}))
+        log.info("fan-out of article %s: %d deliveries", article_id, len(followers))
+        return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(followers), langs=langs)
+
+    @staticmethod
+    def _followers(session: Session, article_id: int, story_id: int) -> Sequence[tuple[int, str | None]]:
+        """Active chats following any tag of the article, without a delivery of this story yet."""
+        already = exists().where(Delivery.chat_id == Chat.id, Delivery.story_id == story_id)
+        query = (
+            select(Chat.id, Chat.lang)
+            .join(Subscription, Subscription.chat_id == Chat.id)
+            .join(ArticleTag, ArticleTag.tag_id == Subscription.tag_id)
+            .where(ArticleTag.article_id == article_id, Chat.active.is_(True), ~already)
+            .distinct()
+            .order_by(Chat.id)
+        )
+        return [(chat_id, lang) for chat_id, lang in session.execute(query).all()]
+
+    def _insert(self, session: Session, article_id: int, story_id: int, chat_ids: list[int]) -> None:
+        """Insert pending deliveries; a concurrent fan-out of the same story wins silently."""
+        if not chat_ids:
+            return
+        now = datetime.now(UTC)
+        insert = postgresql.insert if self._db.engine.dialect.name == "postgresql" else sqlite.insert
+        for start in range(0, len(chat_ids), INSERT_CHUNK):
+            rows = [
+                {
+                    "article_id": article_id,
+                    "story_id": story_id,
+                    "chat_id": chat_id,
+                    "status": DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for chat_id in chat_ids[start : start + INSERT_CHUNK]
+            ]
+            statement = insert(Delivery).on_conflict_do_nothing(index_elements=["chat_id", "story_id"])
+            session.execute(statement, rows)

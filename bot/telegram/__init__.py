@@ -1,0 +1,1 @@
+"""Telegram adapters: the conversation, push delivery, rendering and rate limits."""

@@ -1,0 +1,300 @@
+"""One limiter for everything the bot sends: global, per-chat and per-group rates, RetryAfter.
+
+`SendRateLimiter` is a PTB `BaseRateLimiter`, passed to `ApplicationBuilder().rate_limiter(...)`,
+so command replies and pushes share it. Message-sending calls wait for:
+
+1. their chat's turn (one at a time per chat, SEND_RATE_PER_CHAT apart; groups also at most
+   SEND_RATE_PER_GROUP_MINUTE in any 60 s), then
+2. a global slot (SEND_RATE_GLOBAL per second, strictly spaced). Waiters for global slots are
+   served by priority: replies to users (the default) before pushes (`Priority.PUSH`), so a
+   /follow is answered quickly even while a large fan-out saturates the global rate.
+
+A 429 RetryAfter blocks that chat for the time Telegram asks; 429s for several chats within a
+short window mean the bot as a whole is limited, and then every send pauses. The request is
+retried up to `max_retries` times after the wait, then the RetryAfter is raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Bot API methods that put a message into a chat and count toward Telegram's limits.
+LIMITED_METHODS = frozenset(
+    {
+        "sendMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageMedia",
+        "editMessageReplyMarkup",
+        "sendPhoto",
+        "sendDocument",
+        "sendVideo",
+        "sendAnimation",
+        "sendAudio",
+        "sendVoice",
+        "sendMediaGroup",
+        "sendSticker",
+        "sendPoll",
+        "sendLocation",
+        "sendContact",
+        "copyMessage",
+        "copyMessages",
+        "forwardMessage",
+        "forwardMessages",
+    }
+)
+# 429s for this many different chats within GLOBAL_429_WINDOW seconds mean a global limit.
+GLOBAL_429_CHATS = 2
+GLOBAL_429_WINDOW = 2.0
+GROUP_WINDOW = 60.0
+# Per-chat state is dropped once idle this long, so 10,000 chats do not pile up forever.
+CHAT_STATE_TTL = 120.0
+
+
+class Priority(enum.IntEnum):
+    """Order in which waiters get global slots; lower goes first."""
+
+    REPLY = 0  # answers to a user's command or button
+    PUSH = 1  # background deliveries
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """RetryAfter.retry_after is an int or a timedelta depending on PTB settings."""
+    value: Any = error.retry_after
+    return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
+
+
+def is_group_chat(chat_id: int) -> bool:
+    """Groups, supergroups and channels have negative ids; users positive."""
+    return chat_id < 0
+
+
+class _GlobalGate:
+    """Hands out send slots `interval` apart, highest priority first (then FIFO)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.interval = 1.0 / rate
+        self._clock = clock
+        self._next_free = 0.0
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    def pause_until(self, moment: float) -> None:
+        """No slot before `moment` (a global RetryAfter)."""
+        self._next_free = max(self._next_free, moment)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def acquire(self, priority: int) -> None:
+        now = self._clock()
+        if not self._waiters and now >= self._next_free:
+            self._next_free = now + self.interval
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), future))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._wake = asyncio.Event()
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="send-rate-gate")
+        await future
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        while self._waiters:
+            delay = self._next_free - self._clock()
+            if delay > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+                continue
+            _, _, future = heapq.heappop(self._waiters)
+            if future.done():  # the waiter was cancelled
+                continue
+            self._next_free = max(self._clock(), self._next_free) + self.interval
+            future.set_result(None)
+
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            try:
+                await self._dispatcher
+            except asyncio.CancelledError:
+                pass
+        for _, _, future in self._waiters:
+            if not future.done():
+                future.cancel()
+        self._waiters.clear()
+
+
+@dataclass
+class _ChatState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_at: float = 0.0
+    recent: deque[float] = field(default_factory=deque)  # group send times in the last minute
+    last_used: float = 0.0
+
+
+class SendRateLimiter(BaseRateLimiter[int]):
+    """Telegram's sending limits for one bot, shared by all its requests."""
+
+    def __init__(
+        self,
+        global_rate: float = 30.0,
+        per_chat_rate: float = 1.0,
+        per_group_minute: float = 20.0,
+        *,
+        max_retries: int = 1,
+        max_retry_wait: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.global_rate = global_rate
+        self.per_chat_interval = 1.0 / per_chat_rate
+        self.per_group_minute = max(1, int(per_group_minute))
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self._clock = clock
+        self._gate = _GlobalGate(global_rate, clock)
+        self._chats: dict[int, _ChatState] = {}
+        self._recent_429: deque[tuple[float, int]] = deque()
+        self._global_pause_until = 0.0
+        self._acquired = 0
+
+    async def initialize(self) -> None:
+        """Nothing to open: state lives in memory."""
+
+    async def shutdown(self) -> None:
+        """Release waiters of the global gate."""
+        await self._gate.close()
+
+    # --- what the push sender asks ------------------------------------------------------------
+    def cooling_chats(self) -> set[int]:
+        """Chats that may not be sent to for more than a second (RetryAfter or group limit)."""
+        horizon = self._clock() + 1.0
+        return {chat_id for chat_id, state in self._chats.items() if state.next_at > horizon}
+
+    def globally_paused_for(self) -> float:
+        """Seconds left of a global RetryAfter pause (0 when none)."""
+        return max(0.0, self._global_pause_until - self._clock())
+
+    def note_retry_after(self, chat_id: int | None, seconds: float) -> None:
+        """Record a 429: block the chat, or every chat when several chats got one recently."""
+        now = self._clock()
+        until = now + seconds
+        if chat_id is not None:
+            state = self._chats.setdefault(chat_id, _ChatState())
+            state.next_at = max(state.next_at, until)
+            state.last_used = now
+            self._recent_429.append((now, chat_id))
+        while self._recent_429 and self._recent_429[0][0] < now - GLOBAL_429_WINDOW:
+            self._recent_429.popleft()
+        distinct = {chat for _, chat in self._recent_429}
+        if chat_id is None or len(distinct) >= GLOBAL_429_CHATS:
+            log.warning("Telegram rate limit for the whole bot: pausing sends for %.1f s", seconds)
+            self._global_pause_until = max(self._global_pause_until, until)
+            self._gate.pause_until(until)
+
+    # --- the PTB contract -----------------------------------------------------------------------
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        """Wait for the chat's turn and a global slot, call, and honour RetryAfter."""
+        chat_id = data.get("chat_id")
+        if not isinstance(chat_id, int):
+            chat_id = None  # "@channelname" or no chat: only the global limit applies
+        limited = endpoint in LIMITED_METHODS
+        priority = int(rate_limit_args) if rate_limit_args is not None else int(Priority.REPLY)
+        attempt = 0
+        while True:
+            if limited:
+                await self.acquire(chat_id, priority)
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as error:
+                seconds = retry_after_seconds(error)
+                self.note_retry_after(chat_id, seconds)
+                if attempt >= self.max_retries or seconds > self.max_retry_wait:
+                    raise
+                attempt += 1
+                log.info("RetryAfter %.1f s on %s; retrying after the wait", seconds, endpoint)
+                if not limited:
+                    await asyncio.sleep(seconds)
+
+    async def acquire(self, chat_id: int | None, priority: int = Priority.REPLY) -> None:
+        """Wait until a message to `chat_id` may be sent now, and claim that moment."""
+        if chat_id is None:
+            await self._wait_global_pause()
+            await self._gate.acquire(priority)
+            return
+        state = self._chats.get(chat_id)
+        if state is None:
+            state = self._chats[chat_id] = _ChatState()
+        async with state.lock:
+            while True:
+                now = self._clock()
+                ready = state.next_at
+                if is_group_chat(chat_id):
+                    while state.recent and state.recent[0] <= now - GROUP_WINDOW:
+                        state.recent.popleft()
+                    if len(state.recent) >= self.per_group_minute:
+                        ready = max(ready, state.recent[0] + GROUP_WINDOW)
+                if ready <= now:
+                    break
+                await asyncio.sleep(ready - now)
+            await self._wait_global_pause()
+            await self._gate.acquire(priority)
+            sent_at = self._clock()
+            state.next_at = max(state.next_at, sent_at + self.per_chat_interval)
+            state.last_used = sent_at
+            if is_group_chat(chat_id):
+                state.recent.append(sent_at)
+        self._acquired += 1
+        if self._acquired % 1000 == 0:
+            self._prune()
+
+    async def _wait_global_pause(self) -> None:
+        while (left := self._global_pause_until - self._clock()) > 0:
+            await asyncio.sleep(left)
+
+    def _prune(self) -> None:
+        """Forget chats idle for a while (their limits have long expired)."""
+        cutoff = self._clock() - CHAT_STATE_TTL
+        for chat_id in [
+            cid
+            for cid, state in self._chats.items()
+            if state.last_used < cutoff and state.next_at < cutoff and not state.lock.locked()
+        ]:
+            del self._chats[chat_id]
+
+
+def build_rate_limiter(settings: Settings) -> SendRateLimiter:
+    """The limiter configured from SEND_RATE_GLOBAL, SEND_RATE_PER_CHAT, SEND_RATE_PER_GROUP_MINUTE."""
+    return SendRateLimiter(
+        global_rate=settings.send_rate_global,
+        per_chat_rate=settings.send_rate_per_chat,
+        per_group_minute=settings.send_rate_per_group_minute,
+    )
