@@ -23,6 +23,8 @@ from summarizer.text import clean_whitespace, split_sentences, tidy_generated, t
 
 log = logging.getLogger(__name__)
 
+TRANSLATION_NO_REPEAT_NGRAM = 4  # looser than for summaries: translations may repeat short phrases
+
 
 @dataclass
 class EngineStats:
@@ -135,9 +137,14 @@ class Engine:
         return [tidy_generated(text) for text in decoded]
 
     def _generate(
-        self, loaded: LoadedModel, texts: Sequence[str], kwargs: dict[str, Any], max_length: int
+        self,
+        loaded: LoadedModel,
+        texts: Sequence[str],
+        kwargs: dict[str, Any],
+        max_length: int,
+        caps: Sequence[int] | None = None,
     ) -> list[str]:
-        """Tokenize with right padding, generate without gradients, decode."""
+        """Tokenize with right padding, generate without gradients, decode (each cut to its cap)."""
         import torch
 
         with loaded.lock, torch.inference_mode():
@@ -148,9 +155,13 @@ class Engine:
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
             )
             self.stats.add("generate_calls")
+            sequences = [row.tolist() for row in output]
+            if caps is not None:
+                # Sequences start with the decoder start token, then the new tokens.
+                sequences = [sequence[: cap + 1] for sequence, cap in zip(sequences, caps, strict=True)]
             return [
                 clean_whitespace(text)
-                for text in loaded.tokenizer.batch_decode(output, skip_special_tokens=True)
+                for text in loaded.tokenizer.batch_decode(sequences, skip_special_tokens=True)
             ]
 
     # --- translation ----------------------------------------------------------------------
@@ -207,7 +218,7 @@ class Engine:
     def _translate_with(self, loaded: LoadedModel, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         kwargs: dict[str, Any] = {
             "num_beams": self.config.translation_num_beams,
-            "max_new_tokens": self.config.translation_max_new_tokens,
+            "no_repeat_ngram_size": TRANSLATION_NO_REPEAT_NGRAM,
             "do_sample": False,
         }
         tokenizer = loaded.tokenizer
@@ -224,7 +235,16 @@ class Engine:
         order = sorted((index for index, text in enumerate(texts) if text.strip()), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.config.batch_size):
             chunk = order[start : start + self.config.batch_size]
-            outputs = self._generate(loaded, [texts[index] for index in chunk], kwargs, self.config.max_input_tokens)
+            # A translation is rarely more than twice as long as its source: bound runaway output,
+            # per text (cut after generation), so a batch gives what one-by-one calls give.
+            caps = [
+                min(self.config.translation_max_new_tokens, 2 * len(tokenizer(texts[index])["input_ids"]) + 8)
+                for index in chunk
+            ]
+            kwargs["max_new_tokens"] = max(caps)
+            outputs = self._generate(
+                loaded, [texts[index] for index in chunk], kwargs, self.config.max_input_tokens, caps
+            )
             for index, text in zip(chunk, outputs, strict=True):
                 results[index] = text
         return results

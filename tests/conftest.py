@@ -110,6 +110,14 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Tiny random-weight mT5 and Marian models saved to folders (tests/tinymodels.py), built once."""
+    from tinymodels import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
 @pytest.fixture
 def fake_bot_api() -> Iterator[object]:
     """A fake Telegram Bot API server on loopback (tests/fakebotapi.py); base_url for PTB."""

@@ -100,7 +100,7 @@ class SummaryService:
         self._guard = threading.Lock()
         self._inflight: dict[_Key, Future[_Row | None]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self.computations = 0  # summaries and translations computed (not read from the cache)
+        self.computations = 0  # summaries and translations computed here (not read from the cache)
 
     # --- public API ------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class SummaryService:
                 if todo:
                     computed = compute([items[index][1] for index, _key, _future in todo])
                     with self._guard:
-                        self.computations += len(todo)
+                        self.computations += sum(1 for row in computed if row is not None)
                     for (index, _key, future), row in zip(todo, computed, strict=True):
                         stored = self._store(row) if row is not None else None
                         results[index] = stored

@@ -1,0 +1,123 @@
+"""The engine with tiny local models, loaded through Settings like users' models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.services.summaries import summarizer_config
+from conftest import make_settings
+from summarizer import Engine, Method, SummarizerConfig
+from summarizer.text import split_sentences
+from tinymodels import TinyModels, article
+
+
+def tiny_engine(tiny_models: TinyModels, tmp_path: Path, **overrides: object) -> Engine:
+    """An engine built from Settings, as the bot builds it (greedy, short fixed outputs)."""
+    values: dict[str, object] = {
+        "summary_model": str(tiny_models.summary),
+        "translation_model": tiny_models.translation_template,
+        "summary_num_beams": 1,
+        "translation_num_beams": 1,
+        "summary_max_new_tokens": 10,
+        "model_precision": "fp32",
+        "model_batch_size": 3,
+    }
+    values.update(overrides)
+    return Engine(summarizer_config(make_settings("sqlite://", tmp_path, **values)))
+
+
+def test_batched_output_equals_one_by_one(tiny_models: TinyModels, tmp_path: Path) -> None:
+    engine = tiny_engine(tiny_models, tmp_path)
+    texts = [article(seed, sentences=2 + seed) for seed in range(5)]  # different lengths -> padding
+    batched = engine.summarize_batch(texts, ["id"] * 5)
+    single = [engine.summarize(text, "id") for text in texts]
+    assert [output.text for output in batched] == [output.text for output in single]
+    assert all(output.text for output in batched)
+    assert {output.method for output in batched} == {Method.SEQ2SEQ}
+    assert {output.model for output in batched} == {str(tiny_models.summary)}
+    assert engine.models.loads == 1
+    assert engine.stats.generate_calls == 2 + 5  # two batches of at most 3, then five singles
+
+
+def test_long_input_is_cut_at_a_sentence_boundary(tiny_models: TinyModels, tmp_path: Path) -> None:
+    engine = tiny_engine(tiny_models, tmp_path, summary_max_input_tokens=40)
+    tokenizer = engine.models.get(str(tiny_models.summary)).tokenizer
+    text = article(7, sentences=30)
+    prepared = engine.prepare_input(tokenizer, text)
+    assert text.startswith(prepared)
+    assert prepared.endswith((".", "!", "?"))
+    assert len(tokenizer(prepared)["input_ids"]) <= 40
+    assert len(split_sentences(prepared)) >= 1
+    assert engine.summarize(text, "id").method is Method.SEQ2SEQ
+
+
+def test_missing_model_falls_back_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = Engine(SummarizerConfig(summary_model=str(tmp_path / "no-such-model"), sentences=1))
+    text = "Banjir melanda Jakarta pada hari Senin pagi. Ribuan warga mengungsi ke tempat aman."
+    with caplog.at_level(logging.WARNING):
+        first = engine.summarize(text, "id")
+        second = engine.summarize_batch([text, text], ["id", "en"])
+    assert first.method is Method.EXTRACTIVE and first.model is None
+    assert first.text == "Banjir melanda Jakarta pada hari Senin pagi."
+    assert first.fallback_reason and "does not exist" in first.fallback_reason
+    assert [output.method for output in second] == [Method.EXTRACTIVE, Method.EXTRACTIVE]
+    warnings = [record for record in caplog.records if "unavailable" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "newsbot models fetch" in warnings[0].getMessage()
+    assert engine.summary_key("id") == "extractive:lead"
+    assert "unavailable, using extractive:lead" in engine.status_line()
+
+
+def test_broken_model_folder_and_uncached_hub_id_fall_back(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    engine = Engine(
+        SummarizerConfig(
+            summary_model=str(broken),
+            summary_model_overrides={"en": "example-org/not-in-cache"},
+            cache_dir=tmp_path / "hf-cache",
+            offline=True,
+        )
+    )
+    text = "The central bank raised interest rates on Thursday. Markets fell after the news."
+    by_folder, by_hub_id = engine.summarize_batch([text, text], ["id", "en"])
+    assert by_folder.method is Method.EXTRACTIVE and "cannot load" in (by_folder.fallback_reason or "")
+    assert by_hub_id.method is Method.EXTRACTIVE
+    assert "HF_HUB_OFFLINE" in (by_hub_id.fallback_reason or "")
+    assert engine.models.loads == 0
+
+
+def test_per_language_override_and_none(tiny_models: TinyModels, tmp_path: Path) -> None:
+    engine = tiny_engine(tiny_models, tmp_path, summary_model_overrides="en=none")
+    text = article(3)
+    indonesian, english = engine.summarize_batch([text, text], ["id", "en"])
+    assert indonesian.method is Method.SEQ2SEQ
+    assert english.method is Method.EXTRACTIVE and english.fallback_reason is None
+    assert engine.summary_key("en") == "extractive:lead"
+    assert engine.summary_key("id") == str(tiny_models.summary)
+
+
+def test_concurrent_first_calls_load_the_model_once(tiny_models: TinyModels, tmp_path: Path) -> None:
+    engine = tiny_engine(tiny_models, tmp_path)
+    barrier = threading.Barrier(6)
+    outputs = []
+
+    def call(seed: int) -> None:
+        barrier.wait()
+        outputs.append(engine.summarize(article(seed), "id"))
+
+    threads = [threading.Thread(target=call, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outputs) == 6 and {output.method for output in outputs} == {Method.SEQ2SEQ}
+    assert engine.models.loads == 1
+    assert "loaded (fp32)" in engine.status_line()

@@ -1,0 +1,177 @@
+"""Builders of tiny random-weight seq2seq models saved like Hub models, for tests.
+
+Tokenizers are trained on the fly (sentencepiece unigram) on sentences generated here, so the
+tests need no download and no data files. Load the saved folders with from_pretrained, exactly
+as users load real models (SUMMARY_MODEL=<folder>, TRANSLATION_MODEL=<folder with {src}-{tgt}>).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+_WORDS = (
+    "rusia minta barat berikan garansi mengikat menlu menyatakan moskow keamanan janji nato "
+    "presiden jakarta banjir warga pemerintah harga naik pasar saham bank sentral bunga "
+    "the central bank raised interest rates on thursday officials said inflation markets fell "
+    "analysts expect floods residents government prices rose people city police minister"
+).split()
+_NAMES = ("Lavrov", "Putin", "Washington", "Eropa", "Jakarta", "Surabaya", "Reuters", "NATO")
+VOCAB_SIZE = 160
+# Generated outputs have at least this many tokens, so random weights never give empty text.
+MIN_NEW_TOKENS = 6
+
+
+def training_sentences(count: int = 600, seed: int = 0) -> list[str]:
+    """Indonesian- and English-like sentences with names, numbers and punctuation."""
+    rnd = random.Random(seed)
+    sentences = []
+    for _ in range(count):
+        words = [rnd.choice(_WORDS) for _ in range(rnd.randint(4, 14))]
+        if rnd.random() < 0.5:
+            words.insert(rnd.randrange(len(words)), rnd.choice(_NAMES))
+        if rnd.random() < 0.2:
+            words.append(str(rnd.randint(1, 2030)))
+        sentence = " ".join(words)
+        sentences.append(sentence[0].upper() + sentence[1:] + rnd.choice(".!?.,"[:4]))
+    return sentences
+
+
+def article(seed: int, sentences: int = 6) -> str:
+    """A short article-like text of generated sentences."""
+    return " ".join(training_sentences(sentences, seed=seed))
+
+
+def _train_sentencepiece(path: Path) -> None:
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(training_sentences()),
+        model_writer=buffer,
+        vocab_size=VOCAB_SIZE,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    path.write_bytes(buffer.getvalue())
+
+
+def _pieces(spm_path: Path) -> list[tuple[str, float]]:
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_file=str(spm_path))
+    return [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+
+
+def build_tiny_mt5(folder: Path, seed: int = 0) -> Path:
+    """A random-weight 2-layer mT5 with a T5 tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import GenerationConfig, MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spm_path = folder / "train.spm"
+    _train_sentencepiece(spm_path)
+    tokenizer = T5Tokenizer(vocab=_pieces(spm_path), extra_ids=0)
+    spm_path.unlink()
+    config = MT5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = MT5ForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        min_new_tokens=MIN_NEW_TOKENS,
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_marian(folder: Path, seed: int = 0) -> Path:
+    """A random-weight 1-layer Marian translation model with a sentencepiece MarianTokenizer."""
+    import torch
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spm_path = folder / "train.spm"
+    _train_sentencepiece(spm_path)
+    vocab = {piece: index for index, (piece, _score) in enumerate(_pieces(spm_path))}
+    (folder / "train-vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        source_spm=str(spm_path),
+        target_spm=str(spm_path),
+        vocab=str(folder / "train-vocab.json"),
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+    )
+    config = MarianConfig(
+        vocab_size=len(vocab),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = MarianMTModel(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        bad_words_ids=[[config.pad_token_id]],
+        min_new_tokens=MIN_NEW_TOKENS,
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    spm_path.unlink()
+    (folder / "train-vocab.json").unlink()
+    return folder
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Folders of the tiny models: a summarizer and Marian pairs id-en, en-id and en-de."""
+
+    root: Path
+    summary: Path
+
+    @property
+    def translation_template(self) -> str:
+        """TRANSLATION_MODEL value: marian-{src}-{tgt} folders (no id-de: that pair pivots via en)."""
+        return str(self.root / "marian-{src}-{tgt}")
+
+
+def build_tiny_models(root: Path) -> TinyModels:
+    """Build every tiny model once (a few seconds) under root."""
+    summary = build_tiny_mt5(root / "tiny-mt5", seed=0)
+    for seed, pair in enumerate(("id-en", "en-id", "en-de"), start=1):
+        build_tiny_marian(root / f"marian-{pair}", seed=seed)
+    return TinyModels(root=root, summary=summary)
