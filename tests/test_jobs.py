@@ -70,7 +70,7 @@ def test_a_job_run_twice_or_by_racing_workers_stores_one_row_each(database: Data
 
     def work(service: SummaryService) -> None:
         barrier.wait()
-        run_summary_job(database, service, ids, "en")
+        run_summary_job(database, service, ids, ["en"])
 
     threads = [threading.Thread(target=work, args=(service,)) for service in services]
     for thread in threads:
@@ -80,7 +80,7 @@ def test_a_job_run_twice_or_by_racing_workers_stores_one_row_each(database: Data
     assert summary_keys(database) == [(i, "en", "summary", "extractive:lead") for i in ids]
     # Run again: nothing new is computed or stored.
     before = sum(service.computations for service in services)
-    assert run_summary_job(database, services[0], ids, "en") == ids
+    assert run_summary_job(database, services[0], ids, ["en"]) == ids
     assert sum(service.computations for service in services) == before
     assert len(summary_keys(database)) == 3
 
@@ -90,7 +90,7 @@ def test_a_job_for_a_deleted_article_completes(database: Database, tmp_path: Pat
     keep, gone = add_articles(database, 2)
     with database.session() as session:
         session.execute(delete(Article).where(Article.id == gone))
-    assert run_summary_job(database, service, [gone, keep], "en") == [keep]
+    assert run_summary_job(database, service, [gone, keep], ["en"]) == [keep]
     assert [key[0] for key in summary_keys(database)] == [keep]
 
 
@@ -180,10 +180,10 @@ def test_celery_jobs_run_on_a_worker_and_the_bot_reads_them(broker_settings: Set
         ids = add_articles(ctx.db, 3)
         for article_id in ids:
             provider.prefetch(article_id, ["en", "id"])
-        # Nothing consumes yet: the jobs wait in the broker (translation is off, so "id" is the same job's row).
+        # Nothing consumes yet: one job per article (both languages) waits in the broker.
         sender = CeleryJobs(build_celery_app(broker_settings), broker_settings.job_queue)
-        assert sender.depth() == 6
-        assert "6 jobs waiting" in provider.status_line()
+        assert sender.depth() == 3
+        assert "3 jobs waiting" in provider.status_line()
         assert "queue" in sender.ping()
 
         worker_app = build_celery_app(broker_settings)
@@ -192,13 +192,13 @@ def test_celery_jobs_run_on_a_worker_and_the_bot_reads_them(broker_settings: Set
         register_summarize_task(worker_app, ctx.db, lambda: service, broker_settings, on_done=outcomes.append)
         with start_worker(worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
             deadline = time.monotonic() + 20
-            while len(outcomes) < 6 and time.monotonic() < deadline:
+            while len(outcomes) < 3 and time.monotonic() < deadline:
                 time.sleep(0.05)
             results = [provider.summary(article_id, "en") for article_id in ids]
-        assert outcomes == ["done"] * 6
+        assert outcomes == ["done"] * 3
         assert [result.article_id for result in results] == ids
         assert all(result.method is SummaryMethod.EXTRACTIVE for result in results)
-        assert service.computations == 3  # the second job of each article found the row
+        assert service.computations == 3  # "id" found the row "en" made (translation is off)
         assert sender.depth() == 0
         with ctx.db.session() as session:
             assert session.scalar(select(func.count()).select_from(Summary)) == 3

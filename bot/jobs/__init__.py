@@ -1,7 +1,9 @@
 """Summary and translation jobs: run in the bot's threads (embedded) or on Celery workers (scale-out).
 
-A job is (article ids, language): "make the summary of these articles readable in this language",
-i.e. the summary in each article's own language plus, when the language differs, its translation.
+A job is (article ids, languages): "make the summaries of these articles readable in these
+languages", i.e. the summary in each article's own language plus its translation into each other
+language asked for. One job per article with all its readers' languages means the summary is
+made once and then translated, instead of two jobs racing to summarize the same article.
 Jobs are idempotent: the summary service stores one row per (article, lang, kind, model) and
 re-reads the row when another process won the race, so a job run twice computes nothing twice.
 
@@ -58,7 +60,7 @@ class BatchSummarizer(Protocol):
 class JobQueue(Protocol):
     """Where the bot sends summary jobs."""
 
-    def submit(self, article_ids: Sequence[int], lang: str) -> None:
+    def submit(self, article_ids: Sequence[int], langs: Sequence[str]) -> None:
         """Enqueue one job; returns at once."""
         ...
 
@@ -76,10 +78,10 @@ class JobQueue(Protocol):
 
 
 def run_summary_job(
-    db: Database, summarizer: BatchSummarizer, article_ids: Sequence[int], lang: str, *, delay: float = 0.0
+    db: Database, summarizer: BatchSummarizer, article_ids: Sequence[int], langs: Sequence[str], *, delay: float = 0.0
 ) -> list[int]:
     """The body of every job, wherever it runs: summarize the articles that still exist; returns their ids."""
-    with log_context(job_articles=list(article_ids), job_lang=lang):
+    with log_context(job_articles=list(article_ids), job_langs=list(langs)):
         started = time.monotonic()
         with db.session() as session:
             existing = set(session.scalars(select(Article.id).where(Article.id.in_(list(article_ids)))))
@@ -87,16 +89,18 @@ def run_summary_job(
         if len(present) < len(article_ids):
             # A deleted article is not an error: the job is done for it.
             log.info("job skips deleted articles %s", sorted(set(article_ids) - existing))
-        log.info("job started: articles %s lang %s", present, lang)
+        log.info("job started: articles %s langs %s", present, ",".join(langs))
         if delay:
             # Before computing, so a worker killed "mid-job" in tests dies before storing anything.
             time.sleep(delay)
         before = getattr(summarizer, "computations", 0)
         if present:
-            summarizer.summarize_articles(present, lang)
+            for lang in dict.fromkeys(langs):
+                summarizer.summarize_articles(present, lang)
         computed = getattr(summarizer, "computations", 0) - before
         log.info(
-            "job done: articles %s lang %s computed %d in %.2fs", present, lang, computed, time.monotonic() - started
+            "job done: articles %s langs %s computed %d in %.2fs",
+            present, ",".join(langs), computed, time.monotonic() - started,
         )
         return present
 
@@ -112,10 +116,12 @@ class InProcessJobs:
         self._pending = 0
         self._lock = threading.Lock()
 
-    def submit(self, article_ids: Sequence[int], lang: str) -> None:
+    def submit(self, article_ids: Sequence[int], langs: Sequence[str]) -> None:
         with self._lock:
             self._pending += 1
-        future = self._pool.submit(run_summary_job, self._db, self._summarizer, list(article_ids), lang, delay=self._delay)
+        future = self._pool.submit(
+            run_summary_job, self._db, self._summarizer, list(article_ids), list(langs), delay=self._delay
+        )
         future.add_done_callback(self._finished)
 
     def _finished(self, future: Future[list[int]]) -> None:
@@ -158,30 +164,34 @@ class QueuedSummaryProvider:
         self._submitted: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _submit_once(self, article_id: int, lang: str) -> None:
-        """Enqueue unless this process enqueued the same job recently (jobs are idempotent anyway)."""
-        key = (article_id, lang)
+    def _submit_once(self, article_id: int, langs: Sequence[str]) -> None:
+        """Enqueue the languages this process did not enqueue recently (jobs are idempotent anyway)."""
         now = time.monotonic()
+        todo: list[str] = []
         with self._lock:
-            last = self._submitted.get(key)
-            if last is not None and now - last < RESUBMIT_AFTER_S:
-                return
-            self._submitted[key] = now
-            self._submitted.move_to_end(key)
+            for lang in dict.fromkeys(langs):
+                key = (article_id, lang)
+                last = self._submitted.get(key)
+                if last is not None and now - last < RESUBMIT_AFTER_S:
+                    continue
+                todo.append(lang)
+                self._submitted[key] = now
+                self._submitted.move_to_end(key)
             while len(self._submitted) > REMEMBERED_SUBMISSIONS:
                 self._submitted.popitem(last=False)
-        self._jobs.submit([article_id], lang)
+        if todo:
+            self._jobs.submit([article_id], todo)
 
     def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
-        for lang in dict.fromkeys(langs):
-            if self._lookup(article_id, lang) is None:
-                self._submit_once(article_id, lang)
+        missing = [lang for lang in dict.fromkeys(langs) if self._lookup(article_id, lang) is None]
+        if missing:
+            self._submit_once(article_id, missing)
 
     def summary(self, article_id: int, lang: str) -> ArticleSummary:
         stored = self._lookup(article_id, lang)
         if stored is not None:
             return stored
-        self._submit_once(article_id, lang)
+        self._submit_once(article_id, [lang])
         started = time.monotonic()
         while time.monotonic() - started < self._wait:
             time.sleep(POLL_INTERVAL_S)

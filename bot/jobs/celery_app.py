@@ -85,13 +85,15 @@ def register_summarize_task(
         retry_jitter=True,
         max_retries=settings.job_max_retries,
     )
-    def summarize(self: Task, article_ids: Sequence[int], lang: str) -> list[int]:
+    def summarize(self: Task, article_ids: Sequence[int], langs: Sequence[str]) -> list[int]:
         try:
-            done = run_summary_job(db, summarizer(), list(article_ids), lang, delay=settings.job_test_delay)
+            done = run_summary_job(db, summarizer(), list(article_ids), list(langs), delay=settings.job_test_delay)
         except Exception:
             if on_done is not None:
                 on_done("retried" if self.request.retries < settings.job_max_retries else "failed")
-            log.warning("job for articles %s lang %s failed (try %d)", article_ids, lang, self.request.retries + 1, exc_info=True)
+            log.warning(
+                "job for articles %s langs %s failed (try %d)", article_ids, langs, self.request.retries + 1, exc_info=True
+            )
             raise
         if on_done is not None:
             on_done("done")
@@ -107,8 +109,8 @@ class CeleryJobs:
         self._app = app
         self._queue = queue
 
-    def submit(self, article_ids: Sequence[int], lang: str) -> None:
-        self._app.send_task(SUMMARIZE_TASK, args=[list(article_ids), lang], queue=self._queue)
+    def submit(self, article_ids: Sequence[int], langs: Sequence[str]) -> None:
+        self._app.send_task(SUMMARIZE_TASK, args=[list(article_ids), list(langs)], queue=self._queue)
 
     def depth(self) -> int:
         with self._app.connection_for_read() as connection:
