@@ -14,8 +14,11 @@ SIMHASH_BITS = 64
 SHINGLE_SIZE = 3
 
 
-def clean_text(text: str) -> str:
-    """Tidy whitespace: NFC, no control characters, single spaces, paragraphs split by one blank line."""
+def clean_text(text: str, *, join_wrapped: bool = True) -> str:
+    """Tidy whitespace: NFC, no control characters, single spaces, paragraphs split by one blank line.
+
+    With join_wrapped, hard-wrapped prose lines inside a paragraph are joined back together.
+    """
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _CONTROL.sub("", text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
@@ -25,16 +28,18 @@ def clean_text(text: str) -> str:
         if line:
             current.append(line)
         elif current:
-            paragraphs.append(" ".join(current) if _is_wrapped(current) else "\n".join(current))
+            paragraphs.append(" ".join(current) if join_wrapped and _is_wrapped(current) else "\n".join(current))
             current = []
     if current:
-        paragraphs.append(" ".join(current) if _is_wrapped(current) else "\n".join(current))
+        paragraphs.append(" ".join(current) if join_wrapped and _is_wrapped(current) else "\n".join(current))
     return _BLANK_LINES.sub("\n\n", "\n\n".join(paragraphs)).strip()
 
 
 def _is_wrapped(lines: list[str]) -> bool:
-    # Hard-wrapped prose (lines that don't end a sentence) is joined back into one paragraph.
-    return len(lines) > 1 and not any(line.endswith((".", "!", "?", ":", "\u201d", '"')) for line in lines[:-1])
+    # Hard-wrapped prose: long lines that don't end a sentence, continued on the next line.
+    return len(lines) > 1 and all(
+        len(line) >= 40 and not line.endswith((".", "!", "?", ":", "\u201d", '"')) for line in lines[:-1]
+    )
 
 
 def words(text: str) -> list[str]:

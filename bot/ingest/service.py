@@ -189,7 +189,7 @@ class IngestService:
             try:
                 tag = self._tags.get_or_create(session, name)
             except TagError as error:
-                log.info("skipping tag: %s", error)
+                log.debug("skipping tag: %s", error)
                 continue
             tags.setdefault(tag.id, tag)
         return list(tags.values())
