@@ -1,0 +1,101 @@
+"""`newsbot summarize`: offline (extractive, saying so) and with a tiny local model (seq2seq)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from tinymodels import TinyModels
+
+SAMPLE = Path(__file__).parent / "fixtures" / "rusia-garansi-mengikat.txt"
+ENGLISH = (
+    "Central Bank Raises Rates\n\n"
+    "The central bank raised interest rates by half a point on Thursday, its third rise this year. "
+    "Officials said inflation had stayed above the target for more than a year and needed to come down. "
+    "Markets fell sharply after the announcement, and analysts expect another rise in June.\n"
+)
+TITLE = "Bukan Sekadar Janji, Rusia Minta Barat Berikan Garansi Mengikat"
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment of a user's shell: a fresh SQLite file, an empty model cache, no .env."""
+    monkeypatch.chdir(tmp_path)
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'newsbot.sqlite3'}",
+        "DATA_DIR": str(tmp_path),
+        "MODEL_CACHE_DIR": str(tmp_path / "hf-cache"),
+        "LOG_LEVEL": "ERROR",
+        "MODEL_PRECISION": "fp32",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, object]], str]:
+    result = CliRunner().invoke(cli, ["summarize", *args], env=env, catch_exceptions=False)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()] if "--json" in args else []
+    return result.exit_code, lines, result.stderr
+
+
+def test_offline_default_models_fall_back_to_extractive_and_say_so(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "HF_HUB_OFFLINE": "1"}  # default SUMMARY_MODEL and TRANSLATION_MODEL, not cached
+    code, records, stderr = run(env, str(SAMPLE), "--json", "--lang", "en")
+    assert code == 0
+    assert len(records) == 1
+    record = records[0]
+    assert record["source"] == str(SAMPLE) and record["title"] == TITLE and record["lang"] == "id"
+    assert record["method"] == "extractive" and record["model"] is None and record["translation"] is None
+    assert str(record["summary"]).startswith("POROS PERLAWANAN – Menlu Rusia, Sergey Lavrov")
+    notices = [line for line in stderr.splitlines() if line.startswith("newsbot summarize:")]
+    assert len([line for line in notices if "csebuetnlp/mT5_multilingual_XLSum is unavailable" in line]) == 1
+    assert "newsbot models fetch" in stderr and "HF_HUB_OFFLINE" in stderr
+    # The stored article can be summarized again by id: cached, same result.
+    code, again, _stderr = run(env, str(record["id"]), "--json")
+    assert code == 0 and again[0]["summary"] == record["summary"] and again[0]["source"] == str(record["id"])
+
+
+def test_tiny_model_names_itself_and_translates(cli_env: dict[str, str], tiny_models: TinyModels) -> None:
+    env = {
+        **cli_env,
+        "SUMMARY_MODEL": str(tiny_models.summary),
+        "TRANSLATION_MODEL": tiny_models.translation_template,
+        "SUMMARY_NUM_BEAMS": "1",
+        "TRANSLATION_NUM_BEAMS": "1",
+        "SUMMARY_MAX_NEW_TOKENS": "8",
+    }
+    folder = Path("articles")  # relative to the test's working folder
+    folder.mkdir()
+    (folder / "a-rusia.txt").write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "b-bank.txt").write_text(ENGLISH, encoding="utf-8")
+    code, records, stderr = run(env, str(SAMPLE), "--json", "--lang", "en")
+    assert code == 0, stderr
+    record = records[0]
+    assert record["method"] == "seq2seq" and record["model"] == str(tiny_models.summary)
+    assert record["summary"] and record["lang"] == "id"
+    translation = record["translation"]
+    assert isinstance(translation, dict) and translation["lang"] == "en"
+    assert translation["model"] == str(tiny_models.root / "marian-id-en")
+    assert translation["title"] and translation["summary"]
+    assert "unavailable" not in stderr
+    # A folder, a missing file and a bad id: the good ones print, the bad ones are reported, exit 1.
+    code, records, stderr = run(env, str(folder), "nope.txt", "99999", "--json")
+    assert code == 1
+    assert [r["source"] for r in records] == [str(folder / "a-rusia.txt"), str(folder / "b-bank.txt")]
+    assert [r["lang"] for r in records] == ["id", "en"]
+    assert records[0]["summary"] == record["summary"]  # the same article: read from the cache
+    assert records[1]["method"] == "seq2seq"
+    assert "nope.txt: no such file" in stderr and "no stored article with id 99999" in stderr
+
+
+def test_plain_output_and_bad_lang(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "SUMMARY_MODEL": "none", "TRANSLATION_MODEL": "none"}
+    code, _records, stderr = run(env, str(SAMPLE), "--lang", "en")
+    assert code == 0
+    assert "translation to en is off" in stderr
+    result = CliRunner().invoke(cli, ["summarize", str(SAMPLE)], env=env)
+    assert result.stdout.startswith(f"#1 {TITLE} [id] (extractive)\nPOROS PERLAWANAN")
+    result = CliRunner().invoke(cli, ["summarize", str(SAMPLE), "--lang", "english!"], env=env)
+    assert result.exit_code == 2 and "--lang expects a language code" in result.stderr
