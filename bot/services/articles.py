@@ -28,6 +28,7 @@ class ArticleRef:
     tags: tuple[TagRef, ...]
     created_at: datetime
     story_id: int | None
+    source_name: str | None = None
 
 
 def _ref(article: Article) -> ArticleRef:
@@ -39,6 +40,7 @@ def _ref(article: Article) -> ArticleRef:
         tags=tuple(TagRef(tag.id, tag.name) for tag in article.tags),
         created_at=article.created_at,
         story_id=article.story_id,
+        source_name=article.source.name if article.source is not None else None,
     )
 
 
@@ -61,7 +63,7 @@ class ArticleQueries:
         self._tags = tags
 
     def _base(self) -> Select[tuple[Article]]:
-        return select(Article).options(selectinload(Article.tags))
+        return select(Article).options(selectinload(Article.tags), selectinload(Article.source))
 
     def get(self, article_id: int) -> ArticleRef | None:
         """One article, or None."""

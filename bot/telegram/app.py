@@ -21,7 +21,9 @@ from bot.context import AppContext
 from bot.i18n import DEFAULT_LANG, I18n
 from bot.telegram import handlers
 from bot.telegram.conversation import MENU_COMMANDS, BotServices, Command, Conversation, build_services
-from bot.telegram.handlers import BOT_DATA_KEY, BotRuntime, ErrorReporter
+from bot.telegram.handlers import ADMIN_REPORT_CHARS, BOT_DATA_KEY, BotRuntime, ErrorReporter, send_reply
+from bot.telegram.conversation import Reply
+from bot.telegram.ratelimit import SendRateLimiter, build_rate_limiter
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +104,16 @@ def build_application(
         .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot", 1))
         .concurrent_updates(True)
     )
-    try:
-        from bot.telegram.ratelimit import build_rate_limiter
-
-        builder = builder.rate_limiter(build_rate_limiter(settings))
-    except ImportError:  # pragma: no cover - the push helper's limiter is part of the package
-        log.warning("no shared rate limiter; sending without one")
+    # One limiter for replies and pushes, so together they stay within Telegram's limits.
+    limiter = build_rate_limiter(settings)
+    builder = builder.rate_limiter(limiter)
     runtime = BotRuntime(
         services=services,
         conversation=Conversation(services),
         reporter=ErrorReporter(settings.admin_ids, [token]),
     )
-    tasks = list(background) if background is not None else default_background(services)
+    application_box: list[Application] = []
+    tasks = list(background) if background is not None else default_background(services, runtime, limiter, application_box)
 
     async def post_init(application: Application) -> None:
         await set_menus(application, i18n)
@@ -126,6 +126,7 @@ def build_application(
 
     application = builder.post_init(post_init).post_shutdown(post_shutdown).build()
     application.bot_data[BOT_DATA_KEY] = runtime
+    application_box.append(application)
     register_handlers(application)
     return application
 
@@ -145,30 +146,40 @@ async def stop_background(runtime: BotRuntime, timeout: float = 15.0) -> None:
     runtime.tasks.clear()
 
 
-def default_background(services: BotServices) -> list[BackgroundTask]:
-    """The push loop and the feed poller, when their modules are installed."""
-    tasks: list[BackgroundTask] = []
-    push = _push_loop_task(services)
-    if push is not None:
-        tasks.append(push)
+def default_background(services: BotServices, runtime: BotRuntime, limiter: SendRateLimiter,
+                       application_box: list[Application]) -> list[BackgroundTask]:
+    """The push loop (Telegram chats) and the feed poller."""
+    tasks: list[BackgroundTask] = [_push_loop_task(services, runtime, limiter, application_box)]
     feeds = _feed_poller_task(services)
     if feeds is not None:
         tasks.append(feeds)
-    health = _health_task(services)
-    if health is not None:
-        tasks.append(health)
     return tasks
 
 
-def _health_task(services: BotServices) -> BackgroundTask | None:
-    """/healthz, /readyz and /metrics on HEALTH_PORT (None when unset)."""
-    from bot.ops.health import health_task
+def _push_loop_task(services: BotServices, runtime: BotRuntime, limiter: SendRateLimiter,
+                    application_box: list[Application]) -> BackgroundTask:
+    async def run_pushes(stop: asyncio.Event) -> None:
+        from bot.telegram.pushes import ParkedNotice, PushLoop
+        from bot.telegram.transport import TelegramTransport
 
-    return health_task(services.settings, services.db, services.summaries.status_line)
+        bot = application_box[0].bot
 
+        async def on_parked(notice: ParkedNotice) -> None:
+            # Parked deliveries are visible to admins: one short message, rate-limited like errors.
+            if not runtime.reporter.admin_ids or not runtime.reporter.due():
+                return
+            text = services.i18n.t(None, "error.parked", delivery_id=notice.delivery_id, article_id=notice.article_id,
+                                   chat_id=notice.chat_id, attempts=notice.attempts,
+                                   error=runtime.reporter.redact(notice.error)[:ADMIN_REPORT_CHARS])
+            for admin_id in runtime.reporter.admin_ids:
+                await send_reply(bot, admin_id, Reply(text))
 
-def _push_loop_task(services: BotServices) -> BackgroundTask | None:
-    return None  # wired once bot/telegram/pushes.py lands
+        loop = PushLoop(db=services.db, settings=services.settings, transport=TelegramTransport(bot),
+                        summaries=services.summaries, i18n=services.i18n, limiter=limiter, on_parked=on_parked)
+        runtime.pushes = loop
+        await loop.run(stop)
+
+    return run_pushes
 
 
 def _feed_poller_task(services: BotServices) -> BackgroundTask | None:

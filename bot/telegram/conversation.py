@@ -20,10 +20,11 @@ from bot.i18n import Html, I18n, escape
 from bot.services.abuse import CommandRateLimiter, RateVerdict
 from bot.services.articles import ArticleQueries, ArticleRef
 from bot.services.chats import ChatInfo, ChatService
-from bot.services.contracts import ArticleSummary, SummaryProvider
+from bot.services.contracts import SummaryProvider
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, TagRef, split_tag_args
 from bot.tags import TagService
+from bot.telegram.render import RenderedMessage, render_push
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,10 @@ class Conversation:
             return self._reply(chat.lang, "summary.not_found", id=article_id)
         summary = self.s.summaries.summary(article_id, lang)
         following = {tag.id for tag in self.s.subscriptions.following(chat.id)}
-        return format_summary(self.i18n, chat.lang, article, summary, following)
+        # The same message as a push of this article, so buttons and edits behave alike.
+        rendered = render_push(article, article.tags, article.source_name, summary, chat.lang, self.i18n,
+                               followed_tag_ids=following)
+        return reply_of(rendered)
 
     # --- commands -----------------------------------------------------------------------
     def _cmd_start(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
@@ -564,37 +568,10 @@ def _is_user_error(error: Exception) -> bool:
     return bool(names & {"IngestError", "FetchError", "InvalidUrl", "TagError", "FeedError", "NoArticle", "ValueError"})
 
 
-def format_summary(i18n: I18n, chat_lang: str, article: ArticleRef, summary: ArticleSummary,
-                   following: set[int]) -> Reply:
-    """An article's summary message: linked title, text, machine-made note, tags, buttons."""
-    title = escape(summary.title or article.title)
-    head = f'<b><a href="{escape_attr(article.url)}">{title}</a></b>' if article.url else f"<b>{title}</b>"
-    if summary.translated_from:
-        note = i18n.t(chat_lang, "summary.machine_translated", src=summary.translated_from)
-    else:
-        note = i18n.t(chat_lang, "summary.machine_made")
-    tags = " ".join(f"#{tag.name.replace(' ', '_')}" for tag in article.tags)
-    parts = [head, escape(summary.text), f"<i>{note}</i>"]
-    if tags:
-        parts.append(escape(tags))
-    text = "\n\n".join(parts)
-    if len(text) > MAX_MESSAGE_CHARS:
-        overflow = len(text) - MAX_MESSAGE_CHARS + 1
-        parts[1] = escape(truncate(summary.text, max(len(summary.text) - overflow - 20, 20)))
-        text = "\n\n".join(parts)
-    row: list[Button] = []
-    if summary.translated_from:
-        row.append(Button(i18n.plain(chat_lang, "btn.original"), callback_data=f"{CallbackKind.ORIGINAL}:{article.id}"))
-    for lang in i18n.langs:
-        if lang != summary.lang and not (summary.translated_from and lang == summary.translated_from):
-            row.append(Button(i18n.plain(chat_lang, "btn.translate", lang_name=i18n.plain(lang, "lang.name")),
-                              callback_data=f"{CallbackKind.TRANSLATE}:{article.id}:{lang}"))
-    rows: list[tuple[Button, ...]] = [tuple(row)] if row else []
-    for tag in article.tags:
-        if tag.id in following:
-            rows.append((Button(i18n.plain(chat_lang, "btn.unfollow", tag=tag.name),
-                                callback_data=f"{CallbackKind.UNFOLLOW}:{tag.id}"),))
-    return Reply(Html(text), tuple(rows))
+def reply_of(message: RenderedMessage) -> Reply:
+    """C1's rendered push message as a Reply (same text and buttons)."""
+    buttons = tuple(tuple(Button(b.text, callback_data=b.callback_data) for b in row) for row in message.buttons)
+    return Reply(Html(message.html), buttons)
 
 
 # --- feeds: thin calls into A's FeedService --------------------------------------------------

@@ -28,10 +28,10 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.db.models import ChatKind
-from bot.i18n import Html
 from bot.logs import RedactingFilter
 from bot.telegram.conversation import (
     BotServices,
+    Command,
     Conversation,
     Incoming,
     Post,
@@ -85,6 +85,7 @@ class BotRuntime:
     reporter: ErrorReporter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event | None = None
+    pushes: Any = None  # the PushLoop once started (kicked after in-process ingests)
 
 
 def runtime(context: ContextTypes.DEFAULT_TYPE) -> BotRuntime:
@@ -151,6 +152,12 @@ async def is_chat_admin(bot: Bot, chat_id: int, user_id: int | None, message: Me
     return member.status in _ADMIN_STATUSES
 
 
+def kick_pushes(rt: BotRuntime) -> None:
+    """A new article may be stored: let the push loop fan it out now instead of at its next poll."""
+    if rt.pushes is not None:
+        rt.pushes.kick()
+
+
 # --- the conversation ----------------------------------------------------------------------
 async def converse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Answer a message through the shared conversation."""
@@ -176,6 +183,8 @@ async def converse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         replied=post_of(message.reply_to_message) if message.reply_to_message else None,
     )
     replies = await asyncio.to_thread(rt.conversation.handle, incoming)
+    if command_of(text) is Command.SUMMARY:
+        kick_pushes(rt)  # a linked or replied article may have been stored just now
     for reply in replies:
         await send_reply(context.bot, chat.id, reply)
 
@@ -256,6 +265,7 @@ async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
             rt.services.chats.ensure, message.chat.id, ChatKind.PRIVATE, message.chat.full_name, user.language_code
         )
         reply = await asyncio.to_thread(rt.conversation.ingest_reply, chat.lang, post_of(message))
+        kick_pushes(rt)
         await send_reply(context.bot, message.chat.id, reply)
         return
     await converse(update, context)
@@ -272,6 +282,7 @@ async def channel_post(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     rt = runtime(context)
     reply = await asyncio.to_thread(rt.conversation.ingest_reply, "en", post_of(post))
+    kick_pushes(rt)
     log.info("channel %s post %s: %s", post.chat.id, post.message_id, reply.text.replace("\n", " ")[:200])
 
 
@@ -336,7 +347,3 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         except TelegramError:
             log.warning("could not report the error to admin %s", admin_id)
 
-
-def html_reply(text: str) -> Reply:
-    """A reply of already-valid HTML."""
-    return Reply(Html(text))

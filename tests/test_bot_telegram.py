@@ -1,0 +1,214 @@
+"""End to end: the real PTB Application, polling the fake Bot API server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram.ext import Application
+
+from bot.context import AppContext
+from bot.db import Database
+from bot.i18n import Html, I18n
+from bot.logs import REDACTED, setup_logging
+from bot.telegram.app import build_application
+from bot.telegram.conversation import build_services
+from conftest import make_settings
+from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
+from test_i18n import html_errors
+
+ADMIN = 900
+USER = 1001
+BODY = (
+    "Russia said on Monday it would demand binding security guarantees before any ceasefire talks. "
+    "Officials in Moscow repeated that the proposal must be written into a treaty signed by all sides. "
+    "Diplomats in Europe said the demand would make an agreement harder to reach this year."
+)
+
+
+@pytest.fixture(scope="module")
+def i18n() -> I18n:
+    return I18n.load()
+
+
+class Bot:
+    """A running Application against the fake server, with helpers to talk to it."""
+
+    def __init__(self, server: FakeBotApi, application: Application, i18n: I18n) -> None:
+        self.server = server
+        self.application = application
+        self.i18n = i18n
+
+    async def said(self, chat_id: int, count: int, timeout: float = 15.0) -> list[SentMessage]:
+        """Wait until the bot sent `count` messages to the chat; every one is valid HTML."""
+        messages = await self.server.async_wait_for_messages(count, chat_id, timeout)
+        assert len(messages) >= count, [m.text for m in messages]
+        for message in messages:
+            assert message.parse_mode == "HTML"
+            assert html_errors(message.text) == [], message.text
+        return messages
+
+    async def ask(self, user_id: int, text: str, *, chat_id: int | None = None, **kwargs: Any) -> str:
+        """Send a command and return the text of the one reply it gets."""
+        target = user_id if chat_id is None else chat_id
+        before = len(self.server.sent_messages(target))
+        self.server.user_message(user_id, text, chat_id=chat_id, **kwargs)
+        messages = await self.said(target, before + 1)
+        return messages[before].text
+
+
+async def start_bot(server: FakeBotApi, database: Database, tmp_path: Path, i18n: I18n, **overrides: Any) -> Application:
+    settings = make_settings(database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
+                             telegram_base_url=server.base_url, admin_ids=[ADMIN], **overrides)
+    context = AppContext(settings=settings, db=database)
+    application = build_application(context, i18n, services=build_services(settings, database, i18n))
+    await application.initialize()
+    assert application.post_init is not None
+    await application.post_init(application)
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(poll_interval=0.0, timeout=1)
+    return application
+
+
+async def stop_bot(application: Application) -> None:
+    assert application.updater is not None
+    await application.updater.stop()
+    await application.stop()
+    assert application.post_shutdown is not None
+    await application.post_shutdown(application)
+    await application.shutdown()
+
+
+@pytest.fixture
+async def bot(sqlite_database: Database, tmp_path: Path, i18n: I18n) -> AsyncIterator[Bot]:
+    with FakeBotApi() as server:
+        application = await start_bot(server, sqlite_database, tmp_path, i18n)
+        try:
+            yield Bot(server, application, i18n)
+        finally:
+            await stop_bot(application)
+
+
+async def test_menus_are_set_in_english_and_indonesian(bot: Bot, i18n: I18n) -> None:
+    commands = bot.server.my_commands()
+    by_lang = {key: {c["command"]: c["description"] for c in value} for key, value in commands.items()}
+    english = next(v for k, v in by_lang.items() if not k.endswith("/id"))
+    indonesian = next(v for k, v in by_lang.items() if k.endswith("/id"))
+    assert english["follow"] == i18n.plain("en", "cmd.follow")
+    assert indonesian["follow"] == i18n.plain("id", "cmd.follow")
+    assert set(english) == set(indonesian) == {"start", "help", "follow", "unfollow", "following", "tags", "latest",
+                                               "search", "summary", "lang", "settings"}
+
+
+async def test_private_conversation(bot: Bot, i18n: I18n) -> None:
+    assert await bot.ask(USER, "/start") == i18n.t("en", "start")
+    assert await bot.ask(USER, "/follow Rusia") == i18n.t("en", "follow.added", tags="Rusia")
+    assert await bot.ask(USER, "/follow Russia") == i18n.t("en", "follow.already", tags="Rusia")
+    assert await bot.ask(USER, "/following") == i18n.t("en", "following.list", count=1, tags="Rusia")
+    assert await bot.ask(USER, "/lang id") == i18n.t("id", "lang.done")
+    assert await bot.ask(USER, "/unfollow Russia") == i18n.t("id", "unfollow.removed", tags="Rusia")
+    assert await bot.ask(USER, "/whatever") == i18n.t("id", "unknown", help=i18n.t("id", "help"))
+    assert await bot.ask(USER, "/latest") == i18n.t("id", "latest.none")
+    assert await bot.ask(USER, "/search perang") == i18n.t("id", "search.none", query="perang")
+    assert await bot.ask(USER, "/tags") == i18n.t("id", "tags.none")
+    # A new user whose Telegram language is Indonesian is answered in Indonesian from the start.
+    assert await bot.ask(2002, "/start", lang="id") == i18n.t("id", "start")
+
+
+async def test_group_follows_need_a_group_admin(bot: Bot, i18n: I18n) -> None:
+    group = -100777
+    bot.server.register_chat(group, "supergroup", "Readers", admins=[41])
+    assert await bot.ask(42, "/follow Rusia", chat_id=group) == i18n.t("en", "group_admin_only")
+    assert await bot.ask(41, "/follow Rusia", chat_id=group) == i18n.t("en", "follow.added", tags="Rusia")
+    assert await bot.ask(42, "/following", chat_id=group) == i18n.t("en", "following.list", count=1, tags="Rusia")
+    assert any(call.params.get("user_id") == 42 for call in bot.server.calls("getChatMember"))
+
+
+async def test_admin_commands_and_refusals(bot: Bot, i18n: I18n) -> None:
+    assert await bot.ask(USER, "/addfeed https://example.com/feed.xml") == i18n.t("en", "admin_only", command="/addfeed")
+    assert await bot.ask(USER, "/stats") == i18n.t("en", "admin_only", command="/stats")
+    assert await bot.ask(ADMIN, "/stats") == i18n.t(
+        "en", "stats", articles=0, chats=2, active_chats=2, subscriptions=0, summaries=0,
+        deliveries=i18n.plain("en", "stats.none"))
+
+
+async def test_rate_limit_answers_once_then_ignores(sqlite_database: Database, tmp_path: Path, i18n: I18n) -> None:
+    with FakeBotApi() as server:
+        application = await start_bot(server, sqlite_database, tmp_path, i18n, command_rate_limit=2)
+        try:
+            bot = Bot(server, application, i18n)
+            assert await bot.ask(USER, "/start") == i18n.t("en", "start")
+            assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+            assert await bot.ask(USER, "/start") == i18n.t("en", "slow_down", limit=2)
+            server.user_message(USER, "/start")
+            server.user_message(USER, "/start")
+            assert await server.async_wait_for(lambda s: s.pending_updates() == 0, 10)
+            await asyncio.sleep(0.5)
+            assert len(server.sent_messages(USER)) == 3
+        finally:
+            await stop_bot(application)
+
+
+async def test_push_summary_and_buttons(bot: Bot, i18n: I18n) -> None:
+    services = bot.application.bot_data["newsbot"].services
+    from bot.ingest.service import ArticleInput
+
+    assert await bot.ask(USER, "/follow Russia") == i18n.t("en", "follow.added", tags="Rusia")
+    result = await asyncio.to_thread(services.ingest.ingest, ArticleInput(
+        body=BODY, title="Russia demands guarantees", tags=["Rusia"], lang="en", url="https://example.com/r"))
+    # The push loop started in post_init delivers the new article once.
+    [_, push] = await bot.said(USER, 2)
+    assert push.text.startswith('<b><a href="https://example.com/r">Russia demands guarantees</a></b>')
+    text = await bot.ask(USER, f"/summary {result.article_id}")
+    assert text == push.text
+    message = bot.server.sent_messages(USER)[-1]
+    data = [d for _, d in message.buttons()]
+    assert f"tr:{result.article_id}:id" in data and any(d.startswith("unf:") for d in data)
+    bot.server.callback_query(USER, f"tr:{result.article_id}:id", message_id=message.message_id)
+    await bot.server.async_wait_for(lambda s: len(s.calls("editMessageText")) == 1, 10)
+    unf = next(d for d in data if d.startswith("unf:"))
+    bot.server.callback_query(USER, unf, message_id=message.message_id)
+    messages = await bot.said(USER, 4)
+    assert messages[-1].text == i18n.t("en", "unfollow.button_done", tag="Rusia")
+    assert await bot.ask(USER, "/following") == i18n.t("en", "following.none")
+    assert len(bot.server.calls("answerCallbackQuery")) == 2
+
+
+async def test_token_never_in_logs(sqlite_database: Database, tmp_path: Path, i18n: I18n) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    setup_logging("DEBUG", "text", secrets=[DEFAULT_TOKEN])
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    # httpx logs request URLs, which hold the token: let it, and check the filter removes it.
+    logging.getLogger("httpx").setLevel(logging.DEBUG)
+    try:
+        with FakeBotApi() as server:
+            application = await start_bot(server, sqlite_database, tmp_path, i18n)
+            try:
+                bot = Bot(server, application, i18n)
+                server.fail_server_error(chat_id=USER, times=1)
+                server.user_message(USER, "/start")  # the reply fails: an error is logged
+                # The failed reply is logged and the user gets an apology instead.
+                [apology] = await bot.said(USER, 1)
+                assert apology.text == i18n.t("en", "error.generic")
+                assert any(c.status == 500 for c in server.calls("sendMessage"))
+                assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+            finally:
+                await stop_bot(application)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs = stream.getvalue()
+    assert "getUpdates" in logs and REDACTED in logs
+    assert DEFAULT_TOKEN not in logs
+    assert DEFAULT_TOKEN.split(":")[1] not in logs
