@@ -324,3 +324,32 @@ class PushLoop:
 
 class _NotFollowing(Exception):
     """The chat unfollowed every tag of the article after the fan-out."""
+
+
+def telegram_push_loop(
+    application: Any,
+    *,
+    db: Database,
+    settings: Settings,
+    summaries: SummaryProvider,
+    i18n: I18n,
+    on_parked: ParkedHook | None = None,
+    **options: Any,
+) -> PushLoop:
+    """The push loop of a PTB Application: its bot as transport, its shared rate limiter.
+
+    Build it in post_init (the bot exists then) and run `loop.run(stop)` as a background task.
+    """
+    from bot.telegram.transport import TelegramTransport
+
+    limiter = getattr(application.bot, "rate_limiter", None)
+    return PushLoop(
+        db=db,
+        settings=settings,
+        transport=TelegramTransport(application.bot),
+        summaries=summaries,
+        i18n=i18n,
+        limiter=limiter if isinstance(limiter, SendRateLimiter) else None,
+        on_parked=on_parked,
+        **options,
+    )

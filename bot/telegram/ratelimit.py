@@ -164,6 +164,7 @@ class SendRateLimiter(BaseRateLimiter[int]):
         *,
         max_retries: int = 1,
         max_retry_wait: float = 60.0,
+        group_window: float = GROUP_WINDOW,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.global_rate = global_rate
@@ -171,6 +172,7 @@ class SendRateLimiter(BaseRateLimiter[int]):
         self.per_group_minute = max(1, int(per_group_minute))
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
+        self.group_window = group_window
         self._clock = clock
         self._gate = _GlobalGate(global_rate, clock)
         self._chats: dict[int, _ChatState] = {}
@@ -258,10 +260,10 @@ class SendRateLimiter(BaseRateLimiter[int]):
                 now = self._clock()
                 ready = state.next_at
                 if is_group_chat(chat_id):
-                    while state.recent and state.recent[0] <= now - GROUP_WINDOW:
+                    while state.recent and state.recent[0] <= now - self.group_window:
                         state.recent.popleft()
                     if len(state.recent) >= self.per_group_minute:
-                        ready = max(ready, state.recent[0] + GROUP_WINDOW)
+                        ready = max(ready, state.recent[0] + self.group_window)
                 if ready <= now:
                     break
                 await asyncio.sleep(ready - now)

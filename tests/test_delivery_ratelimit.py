@@ -1,0 +1,110 @@
+"""The shared limiter paces PTB's real requests (fake Bot API on loopback): global, per chat, per group,
+replies before pushes, and RetryAfter honoured for a chat or for the whole bot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from telegram.error import RetryAfter
+from telegram.ext import Application, ApplicationBuilder, ExtBot
+
+from bot.telegram.ratelimit import Priority, SendRateLimiter, build_rate_limiter
+from conftest import make_settings
+from fakebotapi import FakeBotApi
+
+
+async def _app(server: FakeBotApi, limiter: SendRateLimiter) -> Application:
+    app = ApplicationBuilder().token(server.token).base_url(server.base_url).rate_limiter(limiter).build()
+    await app.initialize()
+    return app
+
+
+@pytest.fixture
+async def bot_with(fake_bot_api: FakeBotApi) -> AsyncIterator:  # type: ignore[type-arg]
+    apps: list[Application] = []
+
+    async def make(limiter: SendRateLimiter) -> ExtBot:
+        app = await _app(fake_bot_api, limiter)
+        apps.append(app)
+        return app.bot
+
+    yield make
+    for app in apps:
+        await app.shutdown()
+
+
+def send_times(server: FakeBotApi, chat_id: int | None = None) -> list[float]:
+    return [c.time for c in server.calls("sendMessage") if c.status == 200 and (chat_id is None or c.chat_id == chat_id)]
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    return max(sum(1 for t in times if start <= t < start + window) for start in times)
+
+
+async def test_global_rate_is_never_exceeded(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+    bot = await bot_with(SendRateLimiter(global_rate=40, per_chat_rate=100))
+    start = time.monotonic()
+    await asyncio.gather(*(bot.send_message(chat, "x") for chat in range(1, 33)))
+    elapsed = time.monotonic() - start
+    times = send_times(fake_bot_api)
+    assert len(times) == 32
+    assert elapsed >= 31 / 40 * 0.95
+    assert max_in_window(times, 0.25) <= 0.25 * 40 + 2
+
+
+async def test_each_chat_waits_its_interval_and_groups_their_minute(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+    bot = await bot_with(SendRateLimiter(global_rate=1000, per_chat_rate=10, per_group_minute=3, group_window=1.0))
+    await asyncio.gather(*(bot.send_message(5, f"m{i}") for i in range(4)), *(bot.send_message(-100, f"g{i}") for i in range(5)))
+    private = send_times(fake_bot_api, 5)
+    group = send_times(fake_bot_api, -100)
+    assert [m.text for m in fake_bot_api.sent_messages(5)] == ["m0", "m1", "m2", "m3"]  # in order
+    assert min(b - a for a, b in zip(private, private[1:])) >= 0.09
+    assert max_in_window(group, 0.99) <= 3
+    assert group[3] - group[0] >= 0.98
+
+
+async def test_replies_overtake_queued_pushes(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+    bot = await bot_with(SendRateLimiter(global_rate=20, per_chat_rate=100))
+    pushes = [asyncio.create_task(bot.send_message(chat, "push", rate_limit_args=Priority.PUSH)) for chat in range(1, 21)]
+    await asyncio.sleep(0.12)  # a couple of pushes are out, the rest queue for global slots
+    await bot.send_message(999, "reply")
+    await asyncio.gather(*pushes)
+    order = [m.chat_id for m in fake_bot_api.sent_messages()]
+    assert order.index(999) <= 4
+
+
+async def test_retry_after_for_one_chat_waits_and_retries_that_chat_only(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+    limiter = SendRateLimiter(global_rate=1000, per_chat_rate=100)
+    bot = await bot_with(limiter)
+    fake_bot_api.fail_retry_after(1, chat_id=7, times=1)
+    started = time.monotonic()
+    first = asyncio.create_task(bot.send_message(7, "later"))
+    await asyncio.sleep(0.1)
+    await bot.send_message(8, "now")
+    assert time.monotonic() - started < 0.9  # chat 8 was not held back by chat 7's 429
+    message = await first
+    assert message.message_id == 1
+    calls = [c for c in fake_bot_api.calls("sendMessage") if c.chat_id == 7]
+    assert [c.status for c in calls] == [429, 200] and calls[1].time - calls[0].time >= 0.95
+
+
+async def test_retry_after_on_several_chats_pauses_the_whole_bot(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+    limiter = SendRateLimiter(global_rate=1000, per_chat_rate=100, max_retries=0)
+    bot = await bot_with(limiter)
+    fake_bot_api.fail_retry_after(1, times=2)  # any chat, twice
+    for chat in (1, 2):
+        with pytest.raises(RetryAfter):
+            await bot.send_message(chat, "x")
+    assert limiter.globally_paused_for() > 0.5
+    started = time.monotonic()
+    await bot.send_message(3, "after the pause")
+    assert time.monotonic() - started >= 0.8
+
+
+def test_limiter_is_built_from_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings("sqlite://", tmp_path, send_rate_global=12, send_rate_per_chat=0.5, send_rate_per_group_minute=7)
+    limiter = build_rate_limiter(settings)
+    assert (limiter.global_rate, limiter.per_chat_interval, limiter.per_group_minute) == (12, 2.0, 7)

@@ -1,0 +1,210 @@
+"""Pushes end to end: the real Application (handlers, shared limiter, push loop) against the fake
+Bot API on loopback. Scripted users follow tags with /follow, articles are ingested in this process
+and in another one, and we check exactly who gets which message, in which language, as valid HTML;
+429 and 403 answers are simulated."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from telegram.ext import Application
+
+from bot.config import Settings
+from bot.context import AppContext
+from bot.db import Database
+from bot.db.migrate import upgrade
+from bot.db.models import Article, Chat, Delivery, DeliveryStatus
+from bot.i18n import I18n
+from bot.ingest.service import ArticleInput, IngestService
+from bot.services.deliveries import DeliveryService
+from bot.tags import TagService
+from bot.telegram.app import build_application
+from bot.telegram.conversation import build_services
+from bot.telegram.pushes import PushLoop, telegram_push_loop
+from conftest import make_settings
+from fakebotapi import FakeBotApi, SentMessage
+from test_fanout import BODY_EN, BODY_ID
+from test_render_push import check_html
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Bot:
+    """A running bot: its Application, push loop, and the database it shares with other processes."""
+
+    app: Application
+    pushes: PushLoop
+    db: Database
+    settings: Settings
+    server: FakeBotApi
+
+    def ingest(self, tags: list[str], *, body: str = BODY_ID, lang: str = "id", url: str | None = None) -> int:
+        service = IngestService(self.db, self.settings, TagService(self.db, self.settings))
+        return service.ingest(ArticleInput(body=body, tags=tags, lang=lang, url=url, title=None)).article_id
+
+    async def pushes_to(self, chat_id: int, count: int, timeout: float = 15.0) -> list[SentMessage]:
+        """Wait for `count` pushes (messages with an unfollow button) in a chat."""
+        await self.server.async_wait_for(lambda s: len(pushes_in(s, chat_id)) >= count, timeout)
+        return pushes_in(self.server, chat_id)
+
+    def delivery_status(self) -> dict[int, DeliveryStatus]:
+        with self.db.session() as session:
+            return {c: DeliveryStatus(s) for c, s in session.execute(select(Delivery.chat_id, Delivery.status))}
+
+
+def pushes_in(server: FakeBotApi, chat_id: int | None = None) -> list[SentMessage]:
+    return [m for m in server.sent_messages(chat_id) if any(data.startswith("unf:") for _, data in m.buttons())]
+
+
+@pytest.fixture
+async def bot(fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Bot]:
+    settings = make_settings(
+        sqlite_url, tmp_path, telegram_bot_token=fake_bot_api.token, telegram_base_url=fake_bot_api.base_url,
+        admin_ids=[900],
+    )
+    db = Database(sqlite_url)
+    upgrade(db.engine)
+    i18n = I18n.load()
+    services = build_services(settings, db, i18n)
+    holder: dict[str, PushLoop] = {}
+    # Fast retries for the test; everything else is the production set-up.
+    deliveries = DeliveryService(db, settings, backoff_base=0.2)
+
+    async def push_task(stop: asyncio.Event) -> None:
+        loop = telegram_push_loop(
+            application, db=db, settings=settings, summaries=services.summaries, i18n=i18n,
+            deliveries=deliveries, poll_interval=0.2,
+        )
+        holder["loop"] = loop
+        await loop.run(stop)
+
+    application = build_application(AppContext(settings=settings, db=db), i18n, services=services, background=[push_task])
+    await application.initialize()
+    await application.post_init(application)  # type: ignore[misc]
+    await application.start()
+    await application.updater.start_polling(poll_interval=0.0, timeout=1)  # type: ignore[union-attr]
+    while "loop" not in holder:
+        await asyncio.sleep(0.01)
+    try:
+        yield Bot(app=application, pushes=holder["loop"], db=db, settings=settings, server=fake_bot_api)
+    finally:
+        await application.updater.stop()  # type: ignore[union-attr]
+        await application.stop()
+        await application.post_shutdown(application)  # type: ignore[misc]
+        await application.shutdown()
+        db.dispose()
+
+
+async def follow(bot: Bot, user_id: int, text: str, *, chat_id: int | None = None, lang: str = "en") -> None:
+    """Send a /follow and wait for the bot's answer in that chat."""
+    target = chat_id if chat_id is not None else user_id
+    before = len(bot.server.sent_messages(target))
+    if chat_id is None:
+        bot.server.user_command(user_id, text, lang=lang)
+    else:
+        bot.server.group_message(chat_id, user_id, text, lang=lang)
+    assert await bot.server.async_wait_for(lambda s: len(s.sent_messages(target)) > before, 10)
+    assert "✅" in bot.server.sent_messages(target)[-1].text
+
+
+async def test_followers_get_one_push_each_in_their_language_as_valid_html(bot: Bot) -> None:
+    bot.server.set_admins(-100777, [13])
+    await follow(bot, 11, "/follow Rusia", lang="en")
+    await follow(bot, 12, "/follow Russia", lang="id")  # an alias of Rusia
+    await follow(bot, 13, "/follow Ukraina", chat_id=-100777, lang="id")
+    await follow(bot, 14, "/follow Ekonomi", lang="en")
+
+    article = bot.ingest(["Rusia", "Ukraina"], url="https://news.example/rusia?a=1&b=<2>")
+    english = (await bot.pushes_to(11, 1))[0]
+    indonesian = (await bot.pushes_to(12, 1))[0]
+    group = (await bot.pushes_to(-100777, 1))[0]
+    await asyncio.sleep(0.6)  # time for any stray duplicate to show up
+    assert {m.chat_id for m in pushes_in(bot.server)} == {11, 12, -100777}
+    assert [len(pushes_in(bot.server, chat)) for chat in (11, 12, -100777, 14)] == [1, 1, 1, 0]
+
+    with bot.db.session() as session:
+        url = session.get(Article, article).url
+    assert url and "&" in url
+    for message in (english, indonesian, group):
+        parsed = check_html(message.text)
+        assert message.parse_mode == "HTML" and message.disable_preview
+        assert ("a", {"href": url}) in parsed.tags
+        assert "Lavrov" in parsed.text  # the (extractive) summary of the article
+        assert "#Rusia #Ukraina" in parsed.text
+    assert "Machine-made summary." in english.text  # English chat: English labels
+    assert "Ringkasan buatan mesin." in indonesian.text and "Ringkasan buatan mesin." in group.text
+    assert english.buttons() == [("🌐 English", f"tr:{article}:en"), ("🔕 Unfollow #Rusia", f"unf:{bot_tag(bot, 'Rusia')}")]
+    assert [data for _, data in group.buttons()] == [f"tr:{article}:en", f"unf:{bot_tag(bot, 'Ukraina')}"]
+    assert set(bot.delivery_status().values()) == {DeliveryStatus.SENT}
+
+
+def bot_tag(bot: Bot, name: str) -> int:
+    from bot.db.models import Tag
+
+    with bot.db.session() as session:
+        return session.scalars(select(Tag.id).where(Tag.name == name)).one()
+
+
+async def test_an_article_stored_by_another_process_is_pushed(bot: Bot, tmp_path: Path) -> None:
+    await follow(bot, 21, "/follow Ekonomi")
+    script = textwrap.dedent(
+        f"""
+        from bot.config import Settings
+        from bot.db import Database
+        from bot.ingest.service import ArticleInput, IngestService
+        from bot.tags import TagService
+        settings = Settings(_env_file=None, database_url={bot.settings.database_url!r}, summary_model="none", translation_model="none")
+        db = Database(settings.database_url)
+        result = IngestService(db, settings, TagService(db, settings)).ingest(
+            ArticleInput(body={BODY_EN!r}, tags=["Ekonomi"], lang="en", title="Rates up again"))
+        print(result.article_id)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [push] = await bot.pushes_to(21, 1)
+    assert "Rates up again" in push.text and "central bank" in push.text
+
+
+async def test_rate_limited_chat_is_retried_and_blocked_chat_is_deactivated(bot: Bot) -> None:
+    for user in (31, 32, 33):
+        await follow(bot, user, "/follow Rusia")
+    bot.server.fail_retry_after(1, chat_id=31, times=2)  # the limiter retries once, the loop reschedules
+    bot.server.block_chat(32)
+    bot.ingest(["Rusia"])
+    assert len(await bot.pushes_to(33, 1)) == 1
+    assert len(await bot.pushes_to(31, 1, timeout=20)) == 1
+    await asyncio.sleep(0.5)
+    assert pushes_in(bot.server, 32) == []
+    assert [c.status for c in bot.server.calls("sendMessage") if c.chat_id == 31][-3:] == [429, 429, 200]
+    assert bot.delivery_status() == {31: DeliveryStatus.SENT, 32: DeliveryStatus.CANCELLED, 33: DeliveryStatus.SENT}
+    with bot.db.session() as session:
+        chat = session.get(Chat, 32)
+        assert not chat.active and "blocked" in (chat.deactivated_reason or "")
+    assert bot.pushes.stats.chats_gone == 1 and bot.pushes.stats.rate_limited == 1
+
+
+async def test_server_errors_are_retried_with_backoff_then_parked(bot: Bot) -> None:
+    await follow(bot, 41, "/follow Rusia")
+    await follow(bot, 42, "/follow Rusia")
+    bot.server.fail_server_error(chat_id=41, times=2)  # recovers on the third try
+    bot.server.fail_server_error(chat_id=42, times=None)  # never recovers
+    bot.ingest(["Rusia"])
+    assert len(await bot.pushes_to(41, 1, timeout=20)) == 1
+    assert await bot.server.async_wait_for(lambda s: bot.delivery_status().get(42) == DeliveryStatus.PARKED, 30)
+    attempts = [c for c in bot.server.calls("sendMessage") if c.chat_id == 42 and c.status == 500]
+    assert len(attempts) == bot.settings.delivery_max_attempts
+    gaps = [b.time - a.time for a, b in zip(attempts, attempts[1:])]
+    # Backoff 0.2, 0.4, 0.8, 1.6 s, but never faster than the chat's 1 message/s.
+    assert min(gaps) >= 0.95 and gaps[-1] >= 1.55
+    [parked] = bot.pushes.deliveries.parked(5)
+    assert parked.chat_id == 42 and "Internal Server Error" in (parked.last_error or "")
