@@ -1,0 +1,87 @@
+"""`newsbot models list|fetch`: the configured models, and downloading them for offline use."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from bot.cli.common import cli_settings
+from bot.config import EXIT_USAGE
+
+EXIT_FAILED = 1
+
+
+@click.group()
+def models() -> None:
+    """The summary and translation models newsbot is configured to use."""
+
+
+@models.command("list")
+def list_models() -> None:
+    """Show each configured model and whether it is in the local cache."""
+    from bot.services.summaries import summarizer_config
+    from summarizer.fetch import is_cached, planned_models
+
+    config = summarizer_config(cli_settings())
+    planned = planned_models(config)
+    if not planned:
+        click.echo("no models configured: extractive summaries, no translation")
+        return
+    for model in planned:
+        if model.local:
+            state = "local folder" if os.path.isdir(os.path.expanduser(model.model_id)) else "missing folder"
+        else:
+            state = "cached" if is_cached(model.model_id, config.cache_dir) else "not cached"
+        click.echo(f"{model.role.value:11s} {model.detail:9s} {model.model_id}  [{state}]")
+
+
+@models.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be downloaded.")
+def fetch(dry_run: bool) -> None:
+    """Download the configured models into the cache (MODEL_CACHE_DIR), for offline servers and images."""
+    from bot.services.summaries import summarizer_config
+    from summarizer.fetch import Role, download, planned_models
+    from summarizer.models import hub_reachable
+
+    settings = cli_settings()
+    config = summarizer_config(settings)
+    remote = [model for model in planned_models(config) if not model.local]
+    if not remote:
+        click.echo("nothing to download: no Hub models configured (local folders or none)")
+        return
+    if dry_run:
+        for model in remote:
+            click.echo(f"would download {model.model_id} ({model.role.value}, {model.detail})")
+        return
+    if config.offline:
+        click.echo(
+            "newsbot models fetch: HF_HUB_OFFLINE is set, so nothing can be downloaded; "
+            "run it where the Hugging Face Hub is reachable with HF_HUB_OFFLINE=0",
+            err=True,
+        )
+        raise SystemExit(EXIT_USAGE)
+    if not hub_reachable(config.hub_probe_timeout):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        click.echo(
+            f"newsbot models fetch: cannot reach the Hugging Face Hub at {endpoint}; "
+            "check the network or proxy (HTTPS_PROXY), or copy a filled cache folder (MODEL_CACHE_DIR)",
+            err=True,
+        )
+        raise SystemExit(EXIT_FAILED)
+    failed = 0
+    for model in remote:
+        click.echo(f"downloading {model.model_id} ({model.role.value}, {model.detail})", err=True)
+        try:
+            folder = download(model.model_id, config.cache_dir)
+        except Exception as error:  # noqa: BLE001 - report each model's failure and go on
+            failed += 1
+            hint = "; translation will pivot through English" if model.role is Role.TRANSLATION else ""
+            click.echo(
+                f"newsbot models fetch: {model.model_id}: {type(error).__name__}: {str(error)[:300]}{hint}",
+                err=True,
+            )
+            continue
+        click.echo(f"{model.model_id} -> {folder}")
+    if failed:
+        raise SystemExit(EXIT_FAILED)

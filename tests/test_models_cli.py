@@ -1,0 +1,72 @@
+"""`newsbot models list|fetch`: planned models, cache state, offline and unreachable Hub errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from summarizer import SummarizerConfig
+from summarizer.fetch import Role, planned_models
+from tinymodels import TinyModels
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'newsbot.sqlite3'}",
+        "MODEL_CACHE_DIR": str(tmp_path / "hf-cache"),
+        "LOG_LEVEL": "ERROR",
+    }
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_planned_models_cover_overrides_and_language_pairs() -> None:
+    config = SummarizerConfig(
+        summary_model="org/sum",
+        summary_model_overrides={"en": "org/sum-en", "id": "none"},
+        translation_model="org/mt-{src}-{tgt}",
+        languages=("id", "en", "ms"),
+    )
+    planned = [(model.model_id, model.role, model.detail) for model in planned_models(config)]
+    assert planned[:2] == [("org/sum", Role.SUMMARY, "default"), ("org/sum-en", Role.SUMMARY, "en")]
+    pairs = {detail for _model, role, detail in planned if role is Role.TRANSLATION}
+    assert pairs == {"id-en", "id-ms", "en-id", "en-ms", "ms-id", "ms-en"}
+    assert planned_models(SummarizerConfig()) == []  # none and none
+
+
+def test_list_shows_cache_state_and_local_folders(env: dict[str, str], tiny_models: TinyModels) -> None:
+    result = CliRunner().invoke(cli, ["models", "list"], env=env)
+    assert result.exit_code == 0
+    assert "csebuetnlp/mT5_multilingual_XLSum  [not cached]" in result.stdout
+    assert "Helsinki-NLP/opus-mt-id-en  [not cached]" in result.stdout
+    assert "Helsinki-NLP/opus-mt-en-id  [not cached]" in result.stdout
+    local = {**env, "SUMMARY_MODEL": str(tiny_models.summary), "TRANSLATION_MODEL": "none"}
+    result = CliRunner().invoke(cli, ["models", "list"], env=local)
+    assert result.stdout.strip() == f"summary     default   {tiny_models.summary}  [local folder]"
+    result = CliRunner().invoke(cli, ["models", "fetch"], env=local)
+    assert result.exit_code == 0 and "nothing to download" in result.stdout
+
+
+def test_fetch_dry_run_offline_and_unreachable(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["models", "fetch", "--dry-run"], env=env)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "would download csebuetnlp/mT5_multilingual_XLSum (summary, default)",
+        "would download Helsinki-NLP/opus-mt-id-en (translation, id-en)",
+        "would download Helsinki-NLP/opus-mt-en-id (translation, en-id)",
+    ]
+    result = CliRunner().invoke(cli, ["models", "fetch"], env={**env, "HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == 2 and "HF_HUB_OFFLINE is set" in result.stderr
+    unreachable = {**env, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    result = CliRunner().invoke(cli, ["models", "fetch"], env=unreachable)
+    assert result.exit_code == 1 and "cannot reach the Hugging Face Hub" in result.stderr
