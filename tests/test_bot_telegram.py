@@ -202,6 +202,10 @@ async def test_token_never_in_logs(sqlite_database: Database, tmp_path: Path, i1
                 assert apology.text == i18n.t("en", "error.generic")
                 assert any(c.status == 500 for c in server.calls("sendMessage"))
                 assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+                # Admins hear about the error once, briefly, without the token.
+                [report] = await bot.said(ADMIN, 1)
+                assert report.text.startswith(i18n.t("en", "error.admin_report", error="NetworkError"))
+                assert DEFAULT_TOKEN not in report.text
             finally:
                 await stop_bot(application)
     finally:
@@ -212,3 +216,63 @@ async def test_token_never_in_logs(sqlite_database: Database, tmp_path: Path, i1
     assert "getUpdates" in logs and REDACTED in logs
     assert DEFAULT_TOKEN not in logs
     assert DEFAULT_TOKEN.split(":")[1] not in logs
+
+
+def _hashtag_entities(text: str) -> list[dict[str, Any]]:
+    """hashtag entities as Telegram sends them (UTF-16 offsets)."""
+    entities = []
+    for word in text.split():
+        if word.startswith("#"):
+            prefix = text[: text.index(word)]
+            entities.append({"type": "hashtag", "offset": len(prefix.encode("utf-16-le")) // 2,
+                             "length": len(word.encode("utf-16-le")) // 2})
+    return entities
+
+
+async def test_channel_post_becomes_an_article_and_is_pushed(bot: Bot, i18n: I18n) -> None:
+    assert await bot.ask(USER, "/follow Russia") == i18n.t("en", "follow.added", tags="Rusia")
+    text = "Moscow demands guarantees 🇷🇺\n\n" + BODY + "\n\n#Rusia #Diplomasi"
+    bot.server.channel_post(-1001234, text, title="Kabar Dunia", username="kabardunia",
+                            entities=_hashtag_entities(text))
+    [_, push] = await bot.said(USER, 2)
+    assert "Russia said on Monday" in push.text
+    assert "Kabar Dunia" in push.text  # the channel is the article's source
+    services = bot.application.bot_data["newsbot"].services
+    [article] = await asyncio.to_thread(services.articles.latest, 5)
+    assert article.url == "https://t.me/kabardunia/" + article.url.rsplit("/", 1)[-1]
+    assert {tag.name for tag in article.tags} >= {"Rusia", "Diplomasi"}
+    # Nothing is said in the channel itself.
+    assert bot.server.sent_messages(-1001234) == []
+
+
+async def test_admin_forward_becomes_an_article_with_confirmation(bot: Bot, i18n: I18n) -> None:
+    channel = {"id": -1005555, "type": "channel", "title": "Berita", "username": "berita", "message_id": 77}
+    text = BODY + " #Rusia"
+    bot.server.user_message(ADMIN, text, forward_from_chat=channel, entities=_hashtag_entities(text))
+    [confirmation] = await bot.said(ADMIN, 1)
+    services = bot.application.bot_data["newsbot"].services
+    [article] = await asyncio.to_thread(services.articles.latest, 5)
+    assert confirmation.text == i18n.t("en", "ingest.stored", id=article.id, title=article.title, tags="Rusia")
+    assert article.url == "https://t.me/berita/77"
+    # The same forward again is a duplicate; a non-admin's forward is not stored.
+    bot.server.user_message(ADMIN, text, forward_from_chat=channel, entities=_hashtag_entities(text))
+    messages = await bot.said(ADMIN, 2)
+    assert messages[1].text == i18n.t("en", "ingest.duplicate", id=article.id, title=article.title)
+    assert await bot.ask(USER, text, forward_from_chat=channel) == i18n.t("en", "unknown", help=i18n.t("en", "help"))
+    assert len(await asyncio.to_thread(services.articles.latest, 5)) == 1
+
+
+async def test_admin_feeds_and_bad_links(bot: Bot, i18n: I18n) -> None:
+    assert await bot.ask(ADMIN, "/addfeed https://example.com/feed.xml Rusia, Ekonomi") == i18n.t(
+        "en", "addfeed.done", id=1, url="https://example.com/feed.xml", tags="Rusia, Ekonomi")
+    assert await bot.ask(ADMIN, "/feeds") == "\n".join([
+        i18n.t("en", "feeds.header"),
+        i18n.t("en", "feeds.item", id=1, url="https://example.com/feed.xml", status="active", tags="Rusia, Ekonomi"),
+    ])
+    assert await bot.ask(ADMIN, "/removefeed 1") == i18n.t("en", "removefeed.done", feed="1")
+    assert await bot.ask(ADMIN, "/removefeed 1") == i18n.t("en", "removefeed.not_found", feed="1")
+    assert await bot.ask(ADMIN, "/feeds") == i18n.t("en", "feeds.none")
+    assert await bot.ask(USER, "/removefeed 1") == i18n.t("en", "admin_only", command="/removefeed")
+    # A link to a private address is refused with one clear line, nothing is fetched.
+    reply = await bot.ask(USER, "/summary http://127.0.0.1:9/secret")
+    assert reply.startswith(i18n.t("en", "summary.bad_url", reason="")), reply

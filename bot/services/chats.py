@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
 from bot.db import Database
-from bot.db.models import Chat, ChatKind
+from bot.db.models import Chat, ChatKind, Source, SourceKind
 from bot.i18n import DEFAULT_LANG, normalize_lang
 
 
@@ -87,3 +90,24 @@ class ChatService:
             if chat is not None:
                 chat.active = False
                 chat.deactivated_reason = reason[:1000]
+
+    def channel_source(self, telegram_chat_id: int, title: str | None) -> int:
+        """The id of the `sources` row of a Telegram channel whose posts we store (created once)."""
+        name = (title or str(telegram_chat_id))[:300]
+        for _attempt in range(2):
+            try:
+                with self._db.session() as session:
+                    source = session.scalars(
+                        select(Source).where(Source.telegram_chat_id == telegram_chat_id)
+                    ).one_or_none()
+                    if source is None:
+                        source = Source(kind=SourceKind.TELEGRAM, name=name, telegram_chat_id=telegram_chat_id,
+                                        default_tags=[])
+                        session.add(source)
+                    elif title and source.name != name:
+                        source.name = name
+                    session.flush()
+                    return source.id
+            except IntegrityError:
+                continue  # another process created it at the same moment; read it next time
+        raise RuntimeError(f"could not record the source of channel {telegram_chat_id}")

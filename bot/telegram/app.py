@@ -123,6 +123,10 @@ def build_application(
 
     async def post_shutdown(application: Application) -> None:
         await stop_background(runtime)
+        services.feeds.close()
+        close = getattr(services.summaries, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
 
     application = builder.post_init(post_init).post_shutdown(post_shutdown).build()
     application.bot_data[BOT_DATA_KEY] = runtime
@@ -183,7 +187,12 @@ def _push_loop_task(services: BotServices, runtime: BotRuntime, limiter: SendRat
 
 
 def _feed_poller_task(services: BotServices) -> BackgroundTask | None:
-    return None  # wired once bot/ingest/feeds.py lands
+    async def poll_feeds(stop: asyncio.Event) -> None:
+        from bot.ingest.feeds import run_feed_poller
+
+        await run_feed_poller(services.feeds, stop, services.settings.feed_poll_interval)
+
+    return poll_feeds
 
 
 def run_application(application: Application, settings: Settings) -> None:

@@ -8,6 +8,7 @@ adapters call it from a worker thread (asyncio.to_thread), never on the event lo
 from __future__ import annotations
 
 import enum
+import html
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.models import ChatKind
+from bot.db.models import ChatKind, Source
 from bot.i18n import Html, I18n, escape
 from bot.services.abuse import CommandRateLimiter, RateVerdict
 from bot.services.articles import ArticleQueries, ArticleRef
@@ -23,7 +24,12 @@ from bot.services.chats import ChatInfo, ChatService
 from bot.services.contracts import SummaryProvider
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, TagRef, split_tag_args
-from bot.tags import TagService
+from bot.ingest.feeds import FeedError, FeedService
+from bot.ingest.fetch import FetchError, fetch_article
+from bot.ingest.service import IngestError, IngestResult, IngestService
+from bot.ingest.urls import InvalidUrl
+from bot.ingest.telegram_post import PostEntity, parse_telegram_post
+from bot.tags import TagError, TagService
 from bot.telegram.render import RenderedMessage, render_push
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ FOLLOW_OFFER_TAGS = 3
 TAGS_SHOWN = 20
 SEARCH_RESULTS = 10
 BUTTON_TITLE_CHARS = 40
+# Errors whose one-line message is the answer to bad input (as opposed to bugs).
+USER_ERRORS: tuple[type[Exception], ...] = (IngestError, FetchError, FeedError, TagError, InvalidUrl)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
@@ -203,9 +211,9 @@ class BotServices:
     articles: ArticleQueries
     summaries: SummaryProvider
     rate_limiter: CommandRateLimiter
-    ingest: object | None = None  # bot.ingest.service.IngestService
-    feeds: object | None = None  # bot.ingest.feeds.FeedService
-    fetch_article: Callable[[str], object] | None = None  # URL -> IngestResult
+    ingest: IngestService
+    feeds: FeedService
+    fetch_article: Callable[[str], IngestResult]  # URL -> stored article (fetch + ingest)
 
 
 class Conversation:
@@ -407,32 +415,24 @@ class Conversation:
         return [self._reply(chat.lang, "summary.usage")]
 
     def _summary_of_url(self, chat: ChatInfo, url: str) -> Reply:
-        if self.s.fetch_article is None:
-            return self._reply(chat.lang, "summary.bad_url", reason="fetching links is not available")
         try:
             result = self.s.fetch_article(url)
-        except Exception as error:  # noqa: BLE001 - fetch/ingest errors are the user's answer
-            if not _is_user_error(error):
-                raise
+        except USER_ERRORS as error:  # private address, not a page, too big, no text...
             return self._reply(chat.lang, "summary.bad_url", reason=truncate(str(error), 300))
-        return self.summary_reply(chat, int(getattr(result, "article_id")), chat.lang)
+        return self.summary_reply(chat, result.article_id, chat.lang)
 
     def _summary_of_post(self, chat: ChatInfo, post: Post) -> Reply:
+        """The replied-to message is the article, or (too short to be one) links to it."""
+        if not post.text.strip():
+            return self._reply(chat.lang, "summary.no_article")
         try:
             result = self.ingest_post(post)
-        except NoArticle:
-            url = first_url(post)
-            if url is None:
-                return self._reply(chat.lang, "summary.no_article")
-            return self._summary_of_url(chat, url)
-        except Exception as error:  # noqa: BLE001
-            if not _is_user_error(error):
-                raise
+        except USER_ERRORS as error:
             url = first_url(post)
             if url is not None:
                 return self._summary_of_url(chat, url)
             return self._reply(chat.lang, "summary.failed", reason=truncate(str(error), 300))
-        return self.summary_reply(chat, int(getattr(result, "article_id")), chat.lang)
+        return self.summary_reply(chat, result.article_id, chat.lang)
 
     def _cmd_latest(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
         words = args.split()
@@ -484,20 +484,16 @@ class Conversation:
         url, _, rest = args.partition(" ")
         if not url or not _URL.match(url):
             return [self._reply(chat.lang, "addfeed.usage")]
-        if self.s.feeds is None:
-            return [self._reply(chat.lang, "addfeed.failed", reason="feeds are not available")]
         tags = split_tag_args(rest)
         try:
-            feed = feed_add(self.s.feeds, url, tags)
-        except Exception as error:  # noqa: BLE001
-            if not _is_user_error(error):
-                raise
+            feed = _feed_view(self.s.feeds.add(url, tags))
+        except USER_ERRORS as error:
             return [self._reply(chat.lang, "addfeed.failed", reason=truncate(str(error), 300))]
         return [self._reply(chat.lang, "addfeed.done", id=feed.id, url=feed.url,
                             tags=", ".join(feed.tags) or self.i18n.plain(chat.lang, "ingest.no_tags"))]
 
     def _cmd_feeds(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
-        feeds = feed_list(self.s.feeds) if self.s.feeds is not None else []
+        feeds = [_feed_view(source) for source in self.s.feeds.list()]
         if not feeds:
             return [self._reply(chat.lang, "feeds.none")]
         lines = [self.i18n.t(chat.lang, "feeds.header")]
@@ -510,62 +506,44 @@ class Conversation:
         target = args.strip()
         if not target:
             return [self._reply(chat.lang, "removefeed.usage")]
-        removed = feed_remove(self.s.feeds, target) if self.s.feeds is not None else False
+        removed = self.s.feeds.remove(int(target.lstrip("#")) if target.lstrip("#").isdigit() else target)
         key = "removefeed.done" if removed else "removefeed.not_found"
         return [self._reply(chat.lang, key, feed=truncate(target, 200))]
 
     # --- articles from posts ------------------------------------------------------------
-    def ingest_post(self, post: Post, source_id: int | None = None) -> object:
-        """Store a message holding an article; returns the IngestResult. Raises NoArticle."""
-        if self.s.ingest is None:
-            raise NoArticle("ingestion is not available")
-        from bot.ingest.telegram_post import PostEntity, parse_telegram_post
-
+    def ingest_post(self, post: Post, source_id: int | None = None) -> IngestResult:
+        """Store a message holding an article (IngestError when it holds none)."""
         entities = [PostEntity(type=e.type, offset=e.offset, length=e.length, url=e.url) for e in post.entities]
         item = parse_telegram_post(post.text, entities, post.url)
         if source_id is not None:
             item.source_id = source_id
-        return self.s.ingest.ingest(item)  # type: ignore[attr-defined]
+        return self.s.ingest.ingest(item)
 
     def ingest_reply(self, lang: str, post: Post, source_id: int | None = None) -> Reply:
         """Store a post and describe the outcome (for the admin who forwarded it)."""
         try:
             result = self.ingest_post(post, source_id)
-        except Exception as error:  # noqa: BLE001
-            if not _is_user_error(error):
-                raise
+        except USER_ERRORS as error:
             return self._reply(lang, "ingest.failed", reason=truncate(str(error), 300))
         return self.describe_ingest(lang, result)
 
-    def describe_ingest(self, lang: str, result: object) -> Reply:
+    def describe_ingest(self, lang: str, result: IngestResult) -> Reply:
         """'Stored article #12: title / Tags: …' or 'Already stored as #12'."""
-        article_id = getattr(result, "article_id")
-        title = truncate(str(getattr(result, "title")), 200)
-        if not getattr(result, "created"):
+        article_id = result.article_id
+        title = truncate(result.title, 200)
+        if not result.created:
             return self._reply(lang, "ingest.duplicate", id=article_id, title=title)
-        tags = ", ".join(getattr(result, "tags")) or self.i18n.plain(lang, "ingest.no_tags")
+        tags = ", ".join(result.tags) or self.i18n.plain(lang, "ingest.no_tags")
         text = self.i18n.t(lang, "ingest.stored", id=article_id, title=title, tags=tags)
-        story_id = getattr(result, "story_id", None)
-        if story_id is not None and story_id != article_id:
+        story_id = result.story_id
+        if story_id != article_id:
             text = Html(f"{text}\n{self.i18n.t(lang, 'ingest.story', story_id=story_id)}")
         return Reply(text)
 
 
-class NoArticle(Exception):
-    """The message holds no article to store."""
-
-
 def escape_attr(value: str) -> str:
     """Escape a value for an HTML attribute (href)."""
-    import html
-
     return html.escape(value, quote=True)
-
-
-def _is_user_error(error: Exception) -> bool:
-    """Errors whose message is a fine answer to the user (bad input), as opposed to bugs."""
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"IngestError", "FetchError", "InvalidUrl", "TagError", "FeedError", "NoArticle", "ValueError"})
 
 
 def reply_of(message: RenderedMessage) -> Reply:
@@ -583,38 +561,23 @@ class FeedView:
     tags: list[str]
 
 
-def _feed_view(source: object) -> FeedView:
-    return FeedView(
-        id=int(getattr(source, "id")),
-        url=str(getattr(source, "url", "") or ""),
-        status=str(getattr(source, "status", "")),
-        tags=list(getattr(source, "default_tags", None) or getattr(source, "tags", None) or []),
-    )
-
-
-def feed_add(feeds: object, url: str, tags: list[str]) -> FeedView:
-    return _feed_view(feeds.add(url, tags))  # type: ignore[attr-defined]
-
-
-def feed_list(feeds: object) -> list[FeedView]:
-    return [_feed_view(source) for source in feeds.list()]  # type: ignore[attr-defined]
-
-
-def feed_remove(feeds: object, target: str) -> bool:
-    return bool(feeds.remove(target))  # type: ignore[attr-defined]
+def _feed_view(source: Source) -> FeedView:
+    return FeedView(id=source.id, url=source.url or "", status=str(source.status), tags=list(source.default_tags or []))
 
 
 def build_services(settings: Settings, db: Database, i18n: I18n,
                    summaries: SummaryProvider | None = None) -> BotServices:
-    """Build every service of the conversation once (in main); heavy modules load lazily."""
-    from bot.ingest.service import IngestService
-
+    """Build every service of the conversation once (in main); models load lazily on first use."""
     tags = TagService(db, settings)
     if summaries is None:
         from bot.services.summaries import SummaryService
 
         summaries = SummaryService(db, settings)
     ingest = IngestService(db, settings, tags)
+
+    def fetch_and_store(url: str) -> IngestResult:
+        return ingest.ingest(fetch_article(url, settings))
+
     return BotServices(
         settings=settings,
         db=db,
@@ -626,29 +589,6 @@ def build_services(settings: Settings, db: Database, i18n: I18n,
         summaries=summaries,
         rate_limiter=CommandRateLimiter(settings.command_rate_limit),
         ingest=ingest,
-        feeds=_feed_service(db, settings, tags),
-        fetch_article=_url_fetcher(settings, ingest),
+        feeds=FeedService(db, settings, ingest),
+        fetch_article=fetch_and_store,
     )
-
-
-def _feed_service(db: Database, settings: Settings, tags: TagService) -> object | None:
-    """A's FeedService when the feeds module is installed."""
-    try:
-        from bot.ingest.feeds import FeedService
-    except ImportError:
-        return None
-    return FeedService(db, settings)  # type: ignore[call-arg]
-
-
-def _url_fetcher(settings: Settings, ingest: object) -> Callable[[str], object] | None:
-    """URL -> IngestResult through A's fetcher, when the fetch module is installed."""
-    try:
-        from bot.ingest import fetch
-    except ImportError:
-        return None
-
-    def fetch_article(url: str) -> object:
-        item = fetch.fetch_article(url, settings)  # type: ignore[attr-defined]
-        return ingest.ingest(item)  # type: ignore[attr-defined]
-
-    return fetch_article

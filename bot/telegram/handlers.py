@@ -264,7 +264,11 @@ async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         chat = await asyncio.to_thread(
             rt.services.chats.ensure, message.chat.id, ChatKind.PRIVATE, message.chat.full_name, user.language_code
         )
-        reply = await asyncio.to_thread(rt.conversation.ingest_reply, chat.lang, post_of(message))
+        source_id = None
+        origin = message.forward_origin
+        if isinstance(origin, MessageOriginChannel):
+            source_id = await asyncio.to_thread(rt.services.chats.channel_source, origin.chat.id, origin.chat.title)
+        reply = await asyncio.to_thread(rt.conversation.ingest_reply, chat.lang, post_of(message), source_id)
         kick_pushes(rt)
         await send_reply(context.bot, message.chat.id, reply)
         return
@@ -281,7 +285,8 @@ async def channel_post(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await converse(update, context)  # only the channel's admins can post there
         return
     rt = runtime(context)
-    reply = await asyncio.to_thread(rt.conversation.ingest_reply, "en", post_of(post))
+    source_id = await asyncio.to_thread(rt.services.chats.channel_source, post.chat.id, post.chat.title)
+    reply = await asyncio.to_thread(rt.conversation.ingest_reply, "en", post_of(post), source_id)
     kick_pushes(rt)
     log.info("channel %s post %s: %s", post.chat.id, post.message_id, reply.text.replace("\n", " ")[:200])
 
