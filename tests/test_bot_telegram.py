@@ -276,3 +276,48 @@ async def test_admin_feeds_and_bad_links(bot: Bot, i18n: I18n) -> None:
     # A link to a private address is refused with one clear line, nothing is fetched.
     reply = await bot.ask(USER, "/summary http://127.0.0.1:9/secret")
     assert reply.startswith(i18n.t("en", "summary.bad_url", reason="")), reply
+
+
+async def test_webhook_mode_checks_the_secret_token(sqlite_database: Database, tmp_path: Path, i18n: I18n) -> None:
+    import json
+    import socket
+
+    import httpx
+
+    from bot.telegram.app import webhook_options
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FakeBotApi() as server:
+        settings = make_settings(sqlite_database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
+                                 telegram_base_url=server.base_url, webhook_url="https://bot.example.com/tg/hook",
+                                 webhook_secret="s3cret-Token_1", webhook_port=port)
+        application = build_application(AppContext(settings=settings, db=sqlite_database), i18n,
+                                        services=build_services(settings, sqlite_database, i18n), background=[])
+        await application.initialize()
+        await application.start()
+        assert application.updater is not None
+        options = webhook_options(settings)
+        assert options["url_path"] == "tg/hook"
+        await application.updater.start_webhook(**options)
+        try:
+            update = {"update_id": 1, "message": {
+                "message_id": 5, "date": 0, "chat": {"id": USER, "type": "private", "first_name": "U"},
+                "from": {"id": USER, "is_bot": False, "first_name": "U", "language_code": "en"},
+                "text": "/start", "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{port}/tg/hook"
+                wrong = await client.post(url, content=json.dumps(update), headers={
+                    "content-type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "wrong"})
+                assert wrong.status_code == 403
+                right = await client.post(url, content=json.dumps(update), headers={
+                    "content-type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"})
+                assert right.status_code == 200
+            [reply] = await server.async_wait_for_messages(1, USER)
+            assert reply.text == i18n.t("en", "start")
+            assert server.calls("setWebhook")[0].params["secret_token"] == "s3cret-Token_1"
+        finally:
+            await application.updater.stop()
+            await application.stop()
+            await application.shutdown()

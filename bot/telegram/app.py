@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
 from telegram.ext import (
@@ -195,18 +197,24 @@ def _feed_poller_task(services: BotServices) -> BackgroundTask | None:
     return poll_feeds
 
 
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """Arguments of run_webhook/start_webhook: listen address, path taken from WEBHOOK_URL, secret."""
+    assert settings.webhook_url is not None
+    path = urlsplit(settings.webhook_url).path.strip("/")
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": path,
+        "webhook_url": settings.webhook_url,
+        # Telegram sends it in X-Telegram-Bot-Api-Secret-Token; PTB answers 403 without it.
+        "secret_token": settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+        "allowed_updates": Update.ALL_TYPES,
+    }
+
+
 def run_application(application: Application, settings: Settings) -> None:
     """Long polling, or a webhook with a secret token when WEBHOOK_URL is set (blocks)."""
     if settings.webhook_url:
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        path = settings.webhook_url.rstrip("/").rsplit("/", 1)[-1] if "/" in settings.webhook_url.split("//", 1)[-1] else ""
-        application.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=path,
-            webhook_url=settings.webhook_url,
-            secret_token=secret,
-            allowed_updates=Update.ALL_TYPES,
-        )
+        application.run_webhook(**webhook_options(settings))
         return
     application.run_polling(allowed_updates=Update.ALL_TYPES)
