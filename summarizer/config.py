@@ -44,8 +44,8 @@ class SummarizerConfig:
     max_new_tokens: int = 84
     min_new_tokens: int = 0
     max_input_tokens: int = 512
-    no_repeat_ngram_size: int = 3
-    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 3  # used when the model's generation config sets none
+    length_penalty: float | None = None  # None: the model's own (XL-Sum's is 0.6)
     translation_num_beams: int = 4
     translation_max_new_tokens: int = 256
     batch_size: int = 8

@@ -117,23 +117,30 @@ class Engine:
 
         return truncate_to_budget(sentences, count, budget)
 
-    def _summary_generate_kwargs(self) -> dict[str, Any]:
+    def _summary_generate_kwargs(self, loaded: LoadedModel) -> dict[str, Any]:
+        """Beam, length and repetition settings; the model's own tuned values win where it has them."""
         config = self.config
+        model_defaults = getattr(loaded.model, "generation_config", None)
         kwargs: dict[str, Any] = {
             "num_beams": config.num_beams,
             "max_new_tokens": config.max_new_tokens,
-            "no_repeat_ngram_size": config.no_repeat_ngram_size,
             "do_sample": False,
         }
+        if not getattr(model_defaults, "no_repeat_ngram_size", 0):
+            kwargs["no_repeat_ngram_size"] = config.no_repeat_ngram_size
         if config.num_beams > 1:
-            kwargs.update(early_stopping=True, length_penalty=config.length_penalty)
+            kwargs["early_stopping"] = True
+            if config.length_penalty is not None:
+                kwargs["length_penalty"] = config.length_penalty
         if config.min_new_tokens:
             kwargs["min_new_tokens"] = config.min_new_tokens
         return kwargs
 
     def _generate_summaries(self, loaded: LoadedModel, texts: Sequence[str]) -> list[str]:
         prepared = [self.prepare_input(loaded.tokenizer, text) for text in texts]
-        decoded = self._generate(loaded, prepared, self._summary_generate_kwargs(), self.config.max_input_tokens)
+        decoded = self._generate(
+            loaded, prepared, self._summary_generate_kwargs(loaded), self.config.max_input_tokens
+        )
         return [tidy_generated(text) for text in decoded]
 
     def _generate(
@@ -221,6 +228,12 @@ class Engine:
             "no_repeat_ngram_size": TRANSLATION_NO_REPEAT_NGRAM,
             "do_sample": False,
         }
+        with loaded.lock:  # src_lang is tokenizer state shared by all callers of this model
+            return self._translate_locked(loaded, texts, src, tgt, kwargs)
+
+    def _translate_locked(
+        self, loaded: LoadedModel, texts: Sequence[str], src: str, tgt: str, kwargs: dict[str, Any]
+    ) -> list[str]:
         tokenizer = loaded.tokenizer
         if loaded.family is ModelFamily.NLLB:
             src_code, tgt_code = nllb_code(src), nllb_code(tgt)
@@ -229,8 +242,11 @@ class Engine:
             tokenizer.src_lang = src_code
             kwargs["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(tgt_code)
         elif loaded.family is ModelFamily.M2M100:
-            tokenizer.src_lang = src
-            kwargs["forced_bos_token_id"] = tokenizer.get_lang_id(tgt)
+            try:
+                tokenizer.src_lang = src
+                kwargs["forced_bos_token_id"] = tokenizer.get_lang_id(tgt)
+            except (KeyError, ValueError) as error:
+                raise TranslationUnavailable(f"{loaded.model_id} does not know {src} or {tgt}") from error
         results: list[str] = ["" for _ in texts]
         order = sorted((index for index, text in enumerate(texts) if text.strip()), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.config.batch_size):

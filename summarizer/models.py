@@ -40,7 +40,9 @@ class LoadedModel:
     model: Any
     runner: Any
     family: ModelFamily
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one generate() at a time per model
+    # One generate() at a time per model; re-entrant so a caller can also hold it while setting
+    # per-call tokenizer state (NLLB/M2M100 src_lang) before generating.
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 def hub_reachable(timeout: float) -> bool:
@@ -182,11 +184,12 @@ class ModelStore:
                 log.info("downloading model %s", model_id)
                 tokenizer, model = self._from_pretrained(model_id, options)
         model.eval()
-        runner = self._accelerate(model, tokenizer)
+        family = _family(model, tokenizer)
+        runner = self._accelerate(model, tokenizer, family)
         log.info("loaded model %s (precision %s)", model_id, self._config.precision.value)
-        return LoadedModel(model_id, tokenizer, model, runner, _family(model, tokenizer))
+        return LoadedModel(model_id, tokenizer, model, runner, family)
 
-    def _accelerate(self, model: Any, tokenizer: Any) -> Any:
+    def _accelerate(self, model: Any, tokenizer: Any, family: ModelFamily) -> Any:
         """Helper B2's speed-ups when summarizer.speed exists; the plain model otherwise."""
         try:
             from summarizer.speed import accelerate
@@ -196,10 +199,12 @@ class ModelStore:
 
                 torch.set_num_threads(self._config.threads)
             return model
+        # Many-to-many models select the target by a language token: keep their whole vocabulary.
+        languages = list(self._config.languages) if family is ModelFamily.GENERIC else None
         return accelerate(
             model,
             tokenizer,
             precision=self._config.precision.value,
-            languages=list(self._config.languages),
+            languages=languages,
             threads=self._config.threads,
         )

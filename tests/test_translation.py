@@ -114,3 +114,18 @@ def test_service_translates_once_and_stores_both_rows(
     batch = service.summarize_articles([article_id, add_article(database, "id", seed=2)], "en")
     assert batch[0] == translated and batch[1].translated_from == "id"
     assert service.computations == 4
+
+
+def test_many_to_many_model_gets_language_codes(tmp_path: Path) -> None:
+    from tinymodels import build_tiny_m2m100
+
+    folder = build_tiny_m2m100(tmp_path / "m2m")
+    engine = Engine(SummarizerConfig(translation_model=str(folder), translation_num_beams=1))
+    assert engine.translation_key("id", "en") == str(folder)  # one model, no template, no pivot
+    to_english = engine.translate("Rusia minta garansi mengikat.", "id", "en")
+    to_indonesian = engine.translate("The bank raised rates.", "en", "id")
+    # The first generated token is forced to the target language (the tiny tokenizer prints it).
+    assert to_english.text.startswith("__en__") and to_english.model == str(folder)
+    assert to_indonesian.text.startswith("__id__")
+    with pytest.raises(TranslationUnavailable):
+        engine.translate("Hello.", "en", "xx")  # a language the model has no token for

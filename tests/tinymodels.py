@@ -175,3 +175,44 @@ def build_tiny_models(root: Path) -> TinyModels:
     for seed, pair in enumerate(("id-en", "en-id", "en-de"), start=1):
         build_tiny_marian(root / f"marian-{pair}", seed=seed)
     return TinyModels(root=root, summary=summary)
+
+
+def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
+    """A random-weight 1-layer M2M100 (many-to-many, language tokens like __en__)."""
+    import torch
+    from transformers import GenerationConfig, M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spm_path = folder / "train.spm"
+    _train_sentencepiece(spm_path)
+    vocab = {piece: index for index, (piece, _score) in enumerate(_pieces(spm_path))}
+    vocab_path = folder / "train-vocab.json"
+    vocab_path.write_text(json.dumps(vocab), encoding="utf-8")
+    tokenizer = M2M100Tokenizer(vocab_file=str(vocab_path), spm_file=str(spm_path), src_lang="en", tgt_lang="id")
+    config = M2M100Config(
+        vocab_size=max([*tokenizer.get_vocab().values(), *tokenizer.lang_token_to_id.values()]) + 1,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = M2M100ForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        min_new_tokens=MIN_NEW_TOKENS,
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    spm_path.unlink()
+    vocab_path.unlink()
+    return folder
