@@ -216,3 +216,25 @@ def test_admin_commands(conversation: Conversation, i18n: I18n) -> None:
     ]
     help_text = texts(say(conversation, "/help", bot_admin=True))[0]
     assert i18n.t("en", "help.admin") in help_text
+
+
+def test_summary_as_a_reply(conversation: Conversation, i18n: I18n) -> None:
+    from bot.telegram.conversation import Post, PostEntityLike
+
+    article_text = "Moscow demands guarantees\n\n" + EN_BODY + " #Rusia"
+    tag_offset = len(article_text) - len("#Rusia")
+    post = Post(article_text, (PostEntityLike("hashtag", tag_offset, 6),))
+    [reply] = say(conversation, "/summary", replied=post)
+    assert "Russia said on Monday" in reply.text
+    [article] = conversation.s.articles.latest(5)
+    assert [tag.name for tag in article.tags] == ["Rusia"]
+    # Replying to the same message again finds the stored article instead of storing it twice.
+    assert texts(say(conversation, "/summary", replied=post)) == texts([reply])
+    assert len(conversation.s.articles.latest(5)) == 1
+    # A short message with a link to a private address: the link is refused clearly.
+    [refused] = say(conversation, "/summary", replied=Post("look at this http://10.0.0.1/x"))
+    assert refused.text.startswith(i18n.t("en", "summary.bad_url", reason=""))
+    assert texts(say(conversation, "/summary", replied=Post("too short"))) == [
+        i18n.t("en", "summary.failed", reason="article text is too short (2 words); nothing to store")
+    ]
+    assert texts(say(conversation, "/summary", replied=Post(""))) == [i18n.t("en", "summary.no_article")]
