@@ -241,6 +241,11 @@ class FeedService:
             parsed = self._parse(page.content, url)
             title = (parsed.feed.get("title") or "").strip() or None
             self._ingest_entries(source_id, parsed.entries, result)
+            if parsed.bozo and result.new + result.duplicates == 0:
+                # Broken XML that feedparser salvaged nothing usable from; minor errors in
+                # otherwise readable feeds (common in the wild) do not count as failures.
+                reason = str(getattr(parsed, "bozo_exception", "") or "parse error")[:200]
+                raise FeedError(f"{url[:200]} is not a valid RSS/Atom feed: {reason}")
             self._record_success(source_id, result, page.etag, page.last_modified, title)
         except (FetchError, FeedError) as error:
             self._record_failure(source_id, result, str(error))

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 # Tag-like metadata; "keywords" is often stuffed with dozens of terms, so it is capped.
 MAX_KEYWORD_TAGS = 8
+MIN_EXTRACT_CHARS = 20
+_XML_INCOMPATIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _BLOCK_TAGS = (
     "p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article",
     "header", "footer", "nav", "aside", "blockquote", "pre", "figcaption", "dd", "dt", "ul", "ol", "table",
@@ -132,12 +134,26 @@ def _strip_title(body: str, title: str | None) -> str:
     return "\n\n".join(paragraphs)
 
 
+def _extract(html: str, url: str | None) -> Any:
+    """trafilatura's main-text extraction, or None when it fails."""
+    import trafilatura
+
+    try:
+        return trafilatura.bare_extraction(
+            html, url=url, with_metadata=True, include_comments=False, include_tables=False
+        )
+    except Exception:  # noqa: BLE001 - the extractor must never take the caller down
+        log.debug("trafilatura failed; falling back to raw-text rules", exc_info=True)
+        return None
+
+
 def parse_html(html: str, url: str | None = None) -> ParsedHtml:
     """Main text, title, canonical URL, published time, language and tags of an HTML page."""
     import lxml.html
-    import trafilatura
     from lxml import etree
 
+    # lxml refuses NUL and other control characters anywhere in a document.
+    html = _XML_INCOMPATIBLE.sub("", html)
     if not html.strip():
         return ParsedHtml(title=None, body="")
     try:
@@ -146,13 +162,10 @@ def parse_html(html: str, url: str | None = None) -> ParsedHtml:
         return ParsedHtml(title=None, body="")
     meta = _metadata(tree, url)
     title = meta["title"]
-    try:
-        document = trafilatura.bare_extraction(
-            html, url=url, with_metadata=True, include_comments=False, include_tables=False
-        )
-    except Exception:  # noqa: BLE001 - the extractor must never take the caller down
-        log.debug("trafilatura failed; falling back to raw-text rules", exc_info=True)
-        document = None
+    if len(tree.text_content().strip()) < MIN_EXTRACT_CHARS:
+        document = None  # nothing for the extractor to find (and it would log an error)
+    else:
+        document = _extract(html, url)
     text = ""
     if document is not None and getattr(document, "text", None):
         title = getattr(document, "title", None) or title

@@ -1,0 +1,152 @@
+"""Fetcher: address checks after DNS and on redirects, size cap, content types, timeouts, decoding."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from fixtures.local_http import LocalServer, Response
+
+from bot.config import Settings
+from bot.ingest.fetch import FEED_TYPES, Fetcher, FetchError, is_public_address
+from bot.ingest.loaders import fetch_article
+from bot.ingest.service import IngestError
+
+ARTICLE_HTML = (
+    "<html><head><title>Harbour Reopens | Coast News</title><meta charset='utf-8'>"
+    "<link rel='canonical' href='/news/harbour?utm_source=feed'></head><body><nav>Home | News | Sport</nav>"
+    "<article><h1>Harbour reopens after storm repairs</h1>"
+    "<p>The harbour reopened on Monday after three weeks of repairs to the breakwater damaged in the storm.</p>"
+    "<p>Fishing boats returned to their moorings and the ferry service will resume its normal timetable tomorrow.</p>"
+    "</article><footer>© 2024 Coast News</footer></body></html>"
+)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer() as running:
+        yield running
+
+
+def settings_for(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"fetch_allowed_hosts": ["127.0.0.1"], "fetch_timeout": 2.0}
+    values.update(overrides)
+    return make_settings("sqlite://", tmp_path, **values)
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True), ("2606:4700:4700::1111", True), ("127.0.0.1", False), ("10.1.2.3", False),
+        ("172.16.0.5", False), ("192.168.1.1", False), ("169.254.169.254", False), ("100.64.0.1", False),
+        ("0.0.0.0", False), ("::1", False), ("fe80::1", False), ("fd00:ec2::254", False),
+        ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("224.0.0.1", False),
+    ],
+)  # fmt: skip
+def test_public_address_classification(address: str, public: bool) -> None:
+    assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+def test_fetches_page_from_allowed_host_and_parses_it(server: LocalServer, tmp_path: Path) -> None:
+    server.add("/harbour", Response(body=ARTICLE_HTML.encode(), headers={"Content-Type": "text/html; charset=utf-8"}))
+    with Fetcher(settings_for(tmp_path)) as fetcher:
+        article = fetch_article(fetcher, server.url("/harbour"), ["Coast"])
+    assert article.title == "Harbour reopens after storm repairs"
+    assert article.url == server.url("/news/harbour?utm_source=feed")
+    assert article.body.startswith("The harbour reopened on Monday")
+    assert "Home | News" not in article.body and "©" not in article.body
+    assert "Coast" in article.tags
+    assert server.requests[0][1]["user-agent"].startswith("newsbot")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/x", "http://169.254.169.254/latest/meta-data",
+     "http://10.0.0.1/", "http://0x7f000001/", "http://2130706433/"],
+)  # fmt: skip
+def test_private_addresses_are_refused_by_default(url: str, tmp_path: Path) -> None:
+    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher:
+        with pytest.raises(FetchError, match="non-public address|cannot resolve"):
+            fetcher.fetch(url)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a", "file:///etc/passwd", "gopher://x/", "/etc/passwd", "http://user:pw@example.com/"])
+def test_only_plain_http_urls_are_fetched(url: str, tmp_path: Path) -> None:
+    with Fetcher(settings_for(tmp_path)) as fetcher, pytest.raises(FetchError):
+        fetcher.fetch(url)
+
+
+@pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/admin", "http://localhost:1/"])
+def test_redirect_to_private_address_is_refused(server: LocalServer, tmp_path: Path, target: str) -> None:
+    server.add("/jump", Response(302, headers={"Location": target}))
+    with Fetcher(settings_for(tmp_path)) as fetcher:
+        with pytest.raises(FetchError, match="non-public address"):
+            fetcher.fetch(server.url("/jump"))
+
+
+def test_redirects_are_followed_and_limited(server: LocalServer, tmp_path: Path) -> None:
+    server.add("/a", Response(301, headers={"Location": "/b"}))
+    server.add("/b", Response(body=b"<p>ok</p>", headers={"Content-Type": "text/html"}))
+    server.add("/loop", Response(302, headers={"Location": "/loop"}))
+    with Fetcher(settings_for(tmp_path)) as fetcher:
+        page = fetcher.fetch(server.url("/a"))
+        assert page.url == server.url("/b") and page.content == b"<p>ok</p>"
+        with pytest.raises(FetchError, match="too many redirects"):
+            fetcher.fetch(server.url("/loop"))
+
+
+def test_size_cap_stops_a_50mb_stream_early(server: LocalServer, tmp_path: Path) -> None:
+    chunk = b"<p>" + b"x" * (1024 * 1024 - 3)
+    server.add("/huge", Response(body=(chunk for _ in range(50)), headers={"Content-Type": "text/html"}))
+    server.add("/declared", Response(body=b"x" * 10, headers={"Content-Type": "text/html", "Content-Length": str(50 * 1024 * 1024)}))
+    with Fetcher(settings_for(tmp_path, fetch_max_bytes=2_000_000)) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="larger than the 2000000 byte limit"):
+            fetcher.fetch(server.url("/huge"))
+        assert time.monotonic() - started < 10
+        with pytest.raises(FetchError, match="larger than"):
+            fetcher.fetch(server.url("/declared"))
+
+
+def test_content_type_is_checked(server: LocalServer, tmp_path: Path) -> None:
+    server.add("/image", Response(body=b"\x89PNG....", headers={"Content-Type": "image/png"}))
+    server.add("/feed", Response(body=b"<rss/>", headers={"Content-Type": "application/rss+xml"}))
+    with Fetcher(settings_for(tmp_path)) as fetcher:
+        with pytest.raises(FetchError, match="image/png"):
+            fetcher.fetch(server.url("/image"))
+        with pytest.raises(FetchError, match="application/rss"):
+            fetcher.fetch(server.url("/feed"))
+        assert fetcher.fetch(server.url("/feed"), accept=FEED_TYPES).content == b"<rss/>"
+
+
+def test_http_errors_and_timeouts_are_one_clear_message(server: LocalServer, tmp_path: Path) -> None:
+    server.add("/gone", Response(410, b"gone"))
+    server.add("/slow", Response(body=b"late", delay=3.0, headers={"Content-Type": "text/html"}))
+    with Fetcher(settings_for(tmp_path, fetch_timeout=0.5)) as fetcher:
+        with pytest.raises(FetchError, match="HTTP 410"):
+            fetcher.fetch(server.url("/gone"))
+        with pytest.raises(FetchError, match="timed out"):
+            fetcher.fetch(server.url("/slow"))
+        with pytest.raises(FetchError, match="could not fetch"):
+            fetcher.fetch("http://127.0.0.1:1/closed-port")
+
+
+def test_non_utf8_page_is_decoded(server: LocalServer, tmp_path: Path) -> None:
+    text = ("<html><body><h1>Café crème prices rise again in Paris</h1>"
+            "<p>Cafés across the city raised the price of a café crème this week, blaming rents and the cost of milk.</p>"
+            "<p>Owners said customers grumbled but kept coming back for their morning coffee and croissant.</p></body></html>")  # fmt: skip
+    server.add("/latin", Response(body=text.encode("cp1252"), headers={"Content-Type": "text/html"}))
+    with Fetcher(settings_for(tmp_path)) as fetcher:
+        article = fetch_article(fetcher, server.url("/latin"))
+    assert "café crème" in article.body
+    assert article.title == "Café crème prices rise again in Paris"
+
+
+def test_fetch_problems_become_ingest_errors(tmp_path: Path) -> None:
+    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher:
+        with pytest.raises(IngestError, match="non-public"):
+            fetch_article(fetcher, "http://127.0.0.1/x")
