@@ -106,7 +106,7 @@ class _GlobalGate:
     async def acquire(self, priority: int) -> None:
         now = self._clock()
         if not self._waiters and now >= self._next_free:
-            self._next_free = now + self.interval
+            self._advance(now)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._seq), future))
@@ -114,6 +114,11 @@ class _GlobalGate:
             self._wake = asyncio.Event()
             self._dispatcher = asyncio.create_task(self._dispatch(), name="send-rate-gate")
         await future
+
+    def _advance(self, now: float) -> None:
+        """Book the slot just used. A late wake-up is made up for by the next slot (at most one
+        interval of credit), so timer jitter does not lower the rate; bursts stay at one extra."""
+        self._next_free = max(self._next_free, now - self.interval) + self.interval
 
     async def _dispatch(self) -> None:
         assert self._wake is not None
@@ -129,7 +134,7 @@ class _GlobalGate:
             _, _, future = heapq.heappop(self._waiters)
             if future.done():  # the waiter was cancelled
                 continue
-            self._next_free = max(self._clock(), self._next_free) + self.interval
+            self._advance(self._clock())
             future.set_result(None)
 
     async def close(self) -> None:
