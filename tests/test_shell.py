@@ -142,3 +142,28 @@ def test_push_appears_while_the_shell_runs(tmp_path: Path, i18n: I18n) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_newsbot_run_polls_answers_and_keeps_the_token_out_of_logs(tmp_path: Path, i18n: I18n) -> None:
+    import signal
+
+    from fakebotapi import DEFAULT_TOKEN, FakeBotApi
+
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    with FakeBotApi() as server:
+        env = shell_env(url)
+        env.update(TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_BASE_URL=server.base_url, LOG_LEVEL="DEBUG")
+        process = subprocess.Popen([sys.executable, "-m", "bot", "run"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+        try:
+            server.user_command(1001, "/start")
+            [reply] = server.wait_for_messages(1, 1001, timeout=60)
+            assert reply.text == i18n.t("en", "start")
+            assert server.my_commands()  # menus were set at start-up
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "getUpdates" in stderr  # DEBUG logs name the API calls...
+    assert DEFAULT_TOKEN not in stderr  # ...but never the token
+    assert DEFAULT_TOKEN.split(":")[1] not in stderr

@@ -231,12 +231,12 @@ class Conversation:
         if parsed is None and not private:
             return []
         verdict = self.s.rate_limiter.check(incoming.chat_id)
+        if verdict is RateVerdict.DROP:
+            return []  # a flood costs no database work
         chat = self.s.chats.ensure(
             incoming.chat_id, incoming.chat_kind, incoming.chat_title, incoming.user_lang
         )
         lang = chat.lang
-        if verdict is RateVerdict.DROP:
-            return []
         if verdict is RateVerdict.WARN:
             return [self._reply(lang, "slow_down", limit=self.s.rate_limiter.limit)]
         if len(incoming.text) > MAX_INPUT_CHARS:
