@@ -257,7 +257,12 @@ class Conversation:
     def handle_callback(self, chat_id: int, chat_kind: ChatKind, data: str, *, chat_admin: bool,
                         user_lang: str | None = None) -> CallbackResult:
         """Answer an inline button press with callback_data `data`."""
+        verdict = self.s.rate_limiter.check(chat_id)  # buttons can start translations: limit them too
+        if verdict is RateVerdict.DROP:
+            return CallbackResult()
         chat = self.s.chats.ensure(chat_id, chat_kind, None, user_lang)
+        if verdict is RateVerdict.WARN:
+            return CallbackResult(notice=self.i18n.plain(chat.lang, "slow_down", limit=self.s.rate_limiter.limit))
         kind, _, rest = data.partition(":")
         try:
             if kind == CallbackKind.TRANSLATE:
