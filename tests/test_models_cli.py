@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from summarizer import SummarizerConfig
 from summarizer.fetch import Role, planned_models
-from tinymodels import TinyModels
+from tinymodels import TinyModels, install_in_hub_cache
 
 
 @pytest.fixture
@@ -50,6 +50,10 @@ def test_list_shows_cache_state_and_local_folders(env: dict[str, str], tiny_mode
     assert "csebuetnlp/mT5_multilingual_XLSum  [not cached]" in result.stdout
     assert "Helsinki-NLP/opus-mt-id-en  [not cached]" in result.stdout
     assert "Helsinki-NLP/opus-mt-en-id  [not cached]" in result.stdout
+    install_in_hub_cache(tiny_models.summary, Path(env["MODEL_CACHE_DIR"]), "csebuetnlp/mT5_multilingual_XLSum")
+    result = CliRunner().invoke(cli, ["models", "list"], env=env)
+    assert "csebuetnlp/mT5_multilingual_XLSum  [cached]" in result.stdout
+    assert "Helsinki-NLP/opus-mt-id-en  [not cached]" in result.stdout
     local = {**env, "SUMMARY_MODEL": str(tiny_models.summary), "TRANSLATION_MODEL": "none"}
     result = CliRunner().invoke(cli, ["models", "list"], env=local)
     assert result.stdout.strip() == f"summary     default   {tiny_models.summary}  [local folder]"

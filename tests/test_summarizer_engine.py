@@ -121,3 +121,21 @@ def test_concurrent_first_calls_load_the_model_once(tiny_models: TinyModels, tmp
     assert len(outputs) == 6 and {output.method for output in outputs} == {Method.SEQ2SEQ}
     assert engine.models.loads == 1
     assert "loaded (fp32)" in engine.status_line()
+
+
+def test_hub_id_loads_from_the_cache_offline(tiny_models: TinyModels, tmp_path: Path) -> None:
+    # What an offline server sees after `newsbot models fetch`: the model in MODEL_CACHE_DIR.
+    from tinymodels import install_in_hub_cache
+
+    cache = tmp_path / "hf-cache"
+    install_in_hub_cache(tiny_models.summary, cache, "example-org/tiny-summarizer")
+    engine = tiny_engine(
+        tiny_models,
+        tmp_path,
+        summary_model="example-org/tiny-summarizer",
+        model_cache_dir=cache,
+        hf_hub_offline=True,
+    )
+    output = engine.summarize(article(1), "id")
+    assert output.method is Method.SEQ2SEQ and output.model == "example-org/tiny-summarizer"
+    assert output.text == tiny_engine(tiny_models, tmp_path).summarize(article(1), "id").text

@@ -216,3 +216,16 @@ def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
     spm_path.unlink()
     vocab_path.unlink()
     return folder
+
+
+def install_in_hub_cache(folder: Path, cache_dir: Path, repo_id: str) -> Path:
+    """Lay a saved model out as `newsbot models fetch` leaves it in the Hugging Face cache."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    return snapshot

@@ -58,11 +58,15 @@ def _resolve(sources: tuple[str, ...], settings: Settings, db: Any) -> tuple[lis
     from bot.ingest.fetch import Fetcher
     from bot.ingest.loaders import fetch_article, read_file
     from bot.ingest.service import IngestError, IngestService
-    from bot.tags import TagService
+    from bot.tags import TagError, TagService
 
     resolved: list[_Resolved] = []
     errors: list[str] = []
     tags = TagService(db, settings)
+    try:
+        tags.ensure_aliases_loaded()  # so "Russia" lands on the "Rusia" tag, as with `newsbot ingest`
+    except TagError as error:
+        return [], [str(error)]
     ingest = IngestService(db, settings, tags)
     with Fetcher(settings) as fetcher:
         for source in sources:
