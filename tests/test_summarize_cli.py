@@ -99,3 +99,39 @@ def test_plain_output_and_bad_lang(cli_env: dict[str, str]) -> None:
     assert result.stdout.startswith(f"#1 {TITLE} [id] (extractive)\nPOROS PERLAWANAN")
     result = CliRunner().invoke(cli, ["summarize", str(SAMPLE), "--lang", "english!"], env=env)
     assert result.exit_code == 2 and "--lang expects a language code" in result.stderr
+
+
+def test_url_source_is_fetched_stored_and_summarized(cli_env: dict[str, str]) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    paragraphs = "".join(f"<p>{line}</p>" for line in ENGLISH.splitlines()[2:])
+    page = (
+        "<html><head><title>Central Bank Raises Rates</title></head><body><article>"
+        f"<h1>Central Bank Raises Rates</h1>{paragraphs}</article></body></html>"
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/news/rates.html"
+        env = {**cli_env, "SUMMARY_MODEL": "none", "TRANSLATION_MODEL": "none", "FETCH_ALLOWED_HOSTS": "127.0.0.1"}
+        code, records, stderr = run(env, url, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, stderr
+    assert records[0]["source"] == url and records[0]["lang"] == "en"
+    assert str(records[0]["summary"]).startswith("The central bank raised interest rates by half a point")
