@@ -49,24 +49,38 @@ def words(text: str) -> list[str]:
     return _WORD.findall(plain)
 
 
-def fingerprint(text: str) -> str:
+def fingerprint(text: str, tokens: list[str] | None = None) -> str:
     """sha256 of the text's words: the same article with other spacing or punctuation matches."""
-    return hashlib.sha256(" ".join(words(text)).encode("utf-8")).hexdigest()
+    tokens = words(text) if tokens is None else tokens
+    return hashlib.sha256(" ".join(tokens).encode("utf-8")).hexdigest()
 
 
-def simhash(text: str) -> int:
+def simhash(text: str, tokens: list[str] | None = None) -> int:
     """64-bit SimHash over word 3-shingles, as a signed int (fits PostgreSQL BIGINT)."""
-    tokens = words(text)
+    tokens = words(text) if tokens is None else tokens
     if len(tokens) >= SHINGLE_SIZE:
         shingles = [" ".join(tokens[i : i + SHINGLE_SIZE]) for i in range(len(tokens) - SHINGLE_SIZE + 1)]
     else:
         shingles = tokens
-    counts = [0] * SIMHASH_BITS
+    # Per-bit counts of set bits, kept bit-sliced: counters[j] holds bit j of all 64 counts at
+    # once, so adding a hash is a few big-int operations instead of a 64-step loop.
+    counters: list[int] = []
     for shingle in shingles:
-        value = int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big")
-        for bit in range(SIMHASH_BITS):
-            counts[bit] += 1 if value >> bit & 1 else -1
-    unsigned = sum(1 << bit for bit in range(SIMHASH_BITS) if counts[bit] > 0)
+        carry = int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big")
+        level = 0
+        while carry:
+            if level == len(counters):
+                counters.append(0)
+            current = counters[level]
+            counters[level] = current ^ carry
+            carry = current & carry
+            level += 1
+    total = len(shingles)
+    unsigned = 0
+    for bit in range(SIMHASH_BITS):
+        ones = sum(((counter >> bit) & 1) << level for level, counter in enumerate(counters))
+        if 2 * ones > total:  # more shingles set this bit than not
+            unsigned |= 1 << bit
     return unsigned - (1 << SIMHASH_BITS) if unsigned >= 1 << (SIMHASH_BITS - 1) else unsigned
 
 

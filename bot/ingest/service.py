@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Source, Tag
-from bot.ingest.fingerprint import clean_text, fingerprint, hamming, simhash
+from bot.ingest.fingerprint import clean_text, fingerprint, hamming, simhash, words
 from bot.ingest.urls import InvalidUrl, canonical_url
 from bot.tags import TagError, TagService
 
@@ -107,7 +107,8 @@ class IngestService:
             raise IngestError(
                 f"article body is too long ({len(body)} characters, at most {MAX_BODY_CHARS})"
             )
-        word_count = len(re.findall(r"\w+", body))
+        tokens = words(body)
+        word_count = len(tokens)
         if len(body) < MIN_BODY_CHARS or word_count < MIN_BODY_WORDS:
             what = "empty" if not body else f"too short ({word_count} words)"
             raise IngestError(f"article text is {what}; nothing to store")
@@ -140,8 +141,8 @@ class IngestService:
             guid=guid,
             lang=lang,
             published_at=published,
-            fingerprint=fingerprint(body),
-            simhash=simhash(body),
+            fingerprint=fingerprint(body, tokens),
+            simhash=simhash(body, tokens),
             tag_names=list(item.tags),
         )
 
