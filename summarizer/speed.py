@@ -266,6 +266,37 @@ def trim_vocabulary(model: PreTrainedModel, keep: Sequence[int]) -> VocabMap:
     return vocab_map
 
 
+# --- beam search without copying cross-attention keys and values ------------------------------
+
+
+def cache_argument() -> str:
+    """The name under which this transformers version's generate() takes a cache object."""
+    try:
+        from transformers.generation.utils import ALL_CACHE_NAMES  # transformers 5
+    except ImportError:
+        return "past_key_values"
+    return str(ALL_CACHE_NAMES[0])
+
+
+def beam_shared_cross_cache(model: PreTrainedModel) -> Any:
+    """An encoder-decoder cache whose beam reordering leaves the cross-attention part alone.
+
+    Beams of one input share identical cross-attention keys and values (they come from the same
+    encoder output), and beam search only reorders beams within an input, so re-indexing them each
+    step, as transformers does, copies ~150 MB per step for mT5-base (beam 4, 512 tokens) for nothing.
+    """
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    class SharedCrossAttentionCache(EncoderDecoderCache):
+        """EncoderDecoderCache that reorders only self-attention entries between beam steps."""
+
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            self.self_attention_cache.reorder_cache(beam_idx)
+
+    config = model.config.get_text_config(decoder=True)
+    return SharedCrossAttentionCache(DynamicCache(config=config), DynamicCache(config=config))
+
+
 class Accelerated:
     """A seq2seq model prepared for fast CPU inference; mirrors the wrapped HF model in original ids."""
 
@@ -306,14 +337,18 @@ class Accelerated:
         """Generate token ids (original vocabulary) for a batch of encoded inputs."""
         import torch
 
+        kwargs = dict(gen_kwargs)
+        cache_key = cache_argument()
+        if self.model.config.is_encoder_decoder and kwargs.get("use_cache", True) and kwargs.get(cache_key) is None:
+            kwargs[cache_key] = beam_shared_cross_cache(self.model)
         if self.vocab_map is None:
             with torch.inference_mode():
-                return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
+                return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if attention_mask is None:
             # generate would guess padding from the (trimmed) pad id; the inputs use original ids.
             pad = self._config.pad_token_id
             attention_mask = (input_ids != pad).long() if pad is not None else torch.ones_like(input_ids)
-        kwargs = self.vocab_map.remap_kwargs(gen_kwargs)
+        kwargs = self.vocab_map.remap_kwargs(kwargs)
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if isinstance(output, torch.Tensor):

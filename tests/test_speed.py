@@ -13,6 +13,15 @@ from summarizer.speed import Accelerated, Precision, accelerate, parse_precision
 VOCAB = 300
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny models gain nothing from threads; on a busy 2-core box spinning threads slow them down."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
     """A 2-layer random mT5-like model (gated-gelu, untied head)."""
     torch.manual_seed(seed)
@@ -61,6 +70,16 @@ def test_fp32_matches_plain_model(build: Any) -> None:
     assert fast.config.vocab_size == VOCAB
     assert fast.device.type == "cpu"
     assert torch.equal(fast.generate(**batch(), **GREEDY), expected)
+
+
+@pytest.mark.parametrize("build", [tiny_t5, tiny_marian])
+def test_fp32_beam_search_matches_plain_model(build: Any) -> None:
+    # accelerate() skips re-indexing the cross-attention cache between beam steps: must be exact.
+    settings = {"max_new_tokens": 12, "min_new_tokens": 12, "num_beams": 4, "do_sample": False,
+                "no_repeat_ngram_size": 3, "num_return_sequences": 2, "length_penalty": 0.6}
+    expected = build().generate(**batch(rows=4), **settings)
+    got = accelerate(build(), None, precision="fp32").generate(**batch(rows=4), **settings)
+    assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])

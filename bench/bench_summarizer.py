@@ -1,0 +1,263 @@
+"""Benchmark: summary (mT5-base XLSum architecture) + one translation (opus-mt-id-en architecture) per article.
+
+Random-weight models with the real architectures (bench/models.py), 512-token articles, fixed output
+lengths (64 new summary tokens, 96 translation tokens) so random weights cannot shorten the work.
+Each configuration runs in its own process (its own peak memory), all in one run, interleaved over
+--repeat rounds; medians are printed. This box's 2 cores are shared, so figures are noisy.
+
+    .venv/bin/python bench/bench_summarizer.py --quick
+    .venv/bin/python bench/bench_summarizer.py --articles 8 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.models import SUMMARY_CONFIG, TRANSLATION_CONFIG, BenchModel, ensure_model, random_articles  # noqa: E402
+
+SUMMARY_TOKENS = 64
+TRANSLATION_INPUT_TOKENS = 96  # title + summary, as the engine sends them
+TRANSLATION_TOKENS = 96
+ALLOCATORS = {
+    "glibc": None,
+    "tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+}
+
+
+class Backend(StrEnum):
+    """How a configuration runs the models."""
+
+    NAIVE = "naive"  # plain transformers fp32, as loaded
+    ACCELERATE = "accelerate"  # summarizer.speed.accelerate()
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One benchmarked configuration."""
+
+    name: str
+    backend: Backend
+    precision: str = "fp32"
+    trim: bool = False
+    batch: int = 1
+    allocator: str = "glibc"
+
+
+@dataclass
+class Result:
+    """What a child process measured."""
+
+    mode: str
+    ms_per_article: float
+    summary_ms: float
+    translation_ms: float
+    load_s: float
+    resident_mb: float  # RSS with both models loaded and prepared
+    peak_mb: float  # peak RSS of the whole process (loading included)
+
+
+def default_modes(batch: int, allocator: str) -> list[Mode]:
+    """The baseline and newsbot's levers, one at a time and combined."""
+    return [
+        Mode("naive fp32 b1", Backend.NAIVE),
+        Mode("fp32 b1", Backend.ACCELERATE, "fp32", allocator=allocator),
+        Mode("bf16 b1", Backend.ACCELERATE, "bf16", allocator=allocator),
+        Mode("int8 b1", Backend.ACCELERATE, "int8", allocator=allocator),
+        Mode("bf16+trim b1", Backend.ACCELERATE, "bf16", True, allocator=allocator),
+        Mode("int8+trim b1", Backend.ACCELERATE, "int8", True, allocator=allocator),
+        Mode(f"bf16+trim b{batch}", Backend.ACCELERATE, "bf16", True, batch, allocator),
+        Mode(f"int8+trim b{batch}", Backend.ACCELERATE, "int8", True, batch, allocator),
+    ]
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PieceTable:
+    """Stands in for the real tokenizer's piece list when trimming (no tokenizer files offline).
+
+    `kept` of the ids get Latin-script pieces, the rest Cyrillic ones; accelerate() then keeps
+    exactly those, as it would keep the Latin pieces of mT5's real vocabulary.
+    """
+
+    def __init__(self, size: int, kept: int, special: tuple[int, ...], seed: int = 0) -> None:
+        import random
+
+        latin = set(random.Random(seed).sample(range(size), kept)) | set(special)
+        self._pieces = [f"\u2581w{i}" if i in latin else f"\u0436{i}" for i in range(size)]
+        self.all_special_ids = list(special)
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self._pieces[i] for i in ids]
+
+
+def summary_kwargs() -> dict[str, Any]:
+    return {"num_beams": 4, "min_new_tokens": SUMMARY_TOKENS, "max_new_tokens": SUMMARY_TOKENS,
+            "no_repeat_ngram_size": 3, "do_sample": False}
+
+
+def translation_kwargs() -> dict[str, Any]:
+    return {"num_beams": 4, "min_new_tokens": TRANSLATION_TOKENS, "max_new_tokens": TRANSLATION_TOKENS,
+            "do_sample": False}
+
+
+def run_child(mode: Mode, models: dict[str, BenchModel], articles: int, threads: int, keep: int) -> Result:
+    """Load both models, prepare them as the mode says, time summary + translation per article."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    runners = {}
+    for role, bench_model in models.items():
+        model = AutoModelForSeq2SeqLM.from_pretrained(bench_model.path).eval()
+        if mode.backend is Backend.NAIVE:
+            runners[role] = model
+            continue
+        from summarizer.speed import accelerate
+
+        table = PieceTable(bench_model.vocab_size, keep if role == "summary" else bench_model.vocab_size,
+                           bench_model.special_ids)
+        runners[role] = accelerate(model, table, precision=mode.precision,
+                                   languages=["id", "en"] if mode.trim else None, threads=threads)
+    load_s = time.perf_counter() - started
+    resident = rss_mb()
+    summary_in = random_articles(models["summary"], articles, 512, seed=1)
+    translation_in = random_articles(models["translation"], articles, TRANSLATION_INPUT_TOKENS, seed=2)
+
+    def timed(role: str, rows: list[torch.Tensor], kwargs: dict[str, Any]) -> float:
+        total = 0.0
+        for start in range(0, len(rows), mode.batch):
+            ids = torch.stack(rows[start:start + mode.batch])
+            began = time.perf_counter()
+            with torch.inference_mode():
+                out = runners[role].generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+            total += time.perf_counter() - began
+            assert out.shape[0] == ids.shape[0]
+        return total
+
+    # Warm-up on one short input: first calls pay one-off costs (oneDNN kernel choice, allocations).
+    warm = {"num_beams": 4, "max_new_tokens": 4, "min_new_tokens": 4}
+    timed("summary", [summary_in[0][:64]] * mode.batch, warm)
+    timed("translation", [translation_in[0][:32]] * mode.batch, warm)
+    summary_s = timed("summary", summary_in, summary_kwargs())
+    translation_s = timed("translation", translation_in, translation_kwargs())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Result(mode.name, 1000 * (summary_s + translation_s) / articles, 1000 * summary_s / articles,
+                  1000 * translation_s / articles, load_s, resident, peak)
+
+
+def spawn(mode: Mode, args: argparse.Namespace) -> Result | None:
+    """Run one mode in a fresh process (own memory peak, own allocator)."""
+    env = dict(os.environ)
+    library = ALLOCATORS[mode.allocator]
+    if library:
+        if not Path(library).exists():
+            print(f"  skip {mode.name}: {library} not installed", file=sys.stderr)
+            return None
+        env["LD_PRELOAD"] = library
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        command = [sys.executable, __file__, "--child", json.dumps(asdict(mode)), "--result", out.name,
+                   "--articles", str(args.articles), "--threads", str(args.threads), "--keep", str(args.keep),
+                   "--cache-dir", str(args.cache_dir)]
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            print(f"  {mode.name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+        return Result(**json.load(out))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 articles, batch 2, one round, fewer modes")
+    parser.add_argument("--articles", type=int, default=8, help="articles per configuration")
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput modes")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over all modes; medians are printed")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in every mode")
+    parser.add_argument("--keep", type=int, default=64000,
+                        help="summary output tokens kept by trimming (mT5 Latin-script pieces, estimated)")
+    parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="tcmalloc",
+                        help="allocator of the newsbot modes (the naive baseline keeps glibc)")
+    parser.add_argument("--modes", default="", help="comma-separated mode names to run (default: all)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "newsbot-bench-models")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    models = {"summary": ensure_model(SUMMARY_CONFIG, args.cache_dir),
+              "translation": ensure_model(TRANSLATION_CONFIG, args.cache_dir)}
+    if args.child:
+        fields = json.loads(args.child)
+        mode = Mode(**{**fields, "backend": Backend(fields["backend"])})
+        result = run_child(mode, models, args.articles, args.threads, args.keep)
+        Path(args.result).write_text(json.dumps(asdict(result)), encoding="utf-8")
+        return
+    if args.quick:
+        args.articles, args.batch, args.repeat = min(args.articles, 2), min(args.batch, 2), 1
+    modes = default_modes(args.batch, args.allocator)
+    if args.modes:
+        wanted = {name.strip() for name in args.modes.split(",")}
+        modes = [mode for mode in modes if mode.name in wanted]
+    elif args.quick:
+        modes = [modes[0], modes[4], modes[6]]
+    print(f"{args.articles} articles of 512 tokens; summary {SUMMARY_TOKENS} tokens, translation "
+          f"{TRANSLATION_INPUT_TOKENS}->{TRANSLATION_TOKENS} tokens, beam 4; torch threads {args.threads}; "
+          f"trim keeps {args.keep} of {models['summary'].vocab_size}; newsbot allocator {args.allocator}; "
+          f"{args.repeat} round(s), medians", flush=True)
+    results: dict[str, list[Result]] = {mode.name: [] for mode in modes}
+    for round_number in range(args.repeat):
+        for mode in modes:
+            result = spawn(mode, args)
+            if result is not None:
+                results[mode.name].append(result)
+                print(f"  round {round_number + 1} {mode.name}: {result.ms_per_article:.0f} ms/article",
+                      file=sys.stderr, flush=True)
+    report(results)
+
+
+def report(results: dict[str, list[Result]]) -> None:
+    """Median figures per mode and the ratio to the naive baseline."""
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    baseline = median([r.ms_per_article for r in results.get("naive fp32 b1", [])])
+    print(f"{'mode':<22}{'ms/article':>11}{'summary':>9}{'transl.':>9}{'x naive':>9}"
+          f"{'resident MB':>13}{'peak MB':>9}{'load s':>8}{'runs':>6}")
+    for name, runs in results.items():
+        if not runs:
+            print(f"{name:<22} failed")
+            continue
+        total = median([r.ms_per_article for r in runs])
+        print(f"{name:<22}{total:>11.0f}{median([r.summary_ms for r in runs]):>9.0f}"
+              f"{median([r.translation_ms for r in runs]):>9.0f}{baseline / total:>9.1f}"
+              f"{median([r.resident_mb for r in runs]):>13.0f}{median([r.peak_mb for r in runs]):>9.0f}"
+              f"{median([r.load_s for r in runs]):>8.1f}{len(runs):>6}")
+
+
+if __name__ == "__main__":
+    main()
