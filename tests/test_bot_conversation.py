@@ -238,3 +238,40 @@ def test_summary_as_a_reply(conversation: Conversation, i18n: I18n) -> None:
         i18n.t("en", "summary.failed", reason="article text is too short (2 words); nothing to store")
     ]
     assert texts(say(conversation, "/summary", replied=Post(""))) == [i18n.t("en", "summary.no_article")]
+
+
+@pytest.fixture(scope="module")
+def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """TRANSLATION_MODEL template over a tiny random Marian model en-id (built here, no download)."""
+    from tinymodels import build_tiny_marian
+
+    root = tmp_path_factory.mktemp("marian")
+    build_tiny_marian(root / "marian-en-id", seed=1)
+    return str(root / "marian-{src}-{tgt}")
+
+
+def test_translate_and_original_buttons_with_a_real_translator(
+    sqlite_database: Database, tmp_path: Path, i18n: I18n, tiny_marian: str
+) -> None:
+    settings = make_settings(sqlite_database.url, tmp_path, translation_model=tiny_marian, translation_num_beams=1)
+    conversation = make_conversation(sqlite_database, settings, i18n)
+    article_id = store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
+    [original] = say(conversation, f"/summary {article_id}")
+    assert "Russia said on Monday" in original.text
+    buttons = [b.callback_data for row in original.buttons for b in row]
+    assert buttons == [f"tr:{article_id}:id"]
+    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"tr:{article_id}:id", chat_admin=True)
+    assert result.edit is not None
+    translated = result.edit
+    # The tiny model's words are random, but the message says it is a machine translation of English.
+    assert i18n.plain("en", "summary.machine_translated", src="English") in translated.text
+    assert "Russia said on Monday" not in translated.text
+    assert html_errors(translated.text) == []
+    assert [b.callback_data for row in translated.buttons for b in row] == [f"orig:{article_id}"]
+    back = conversation.handle_callback(USER, ChatKind.PRIVATE, f"orig:{article_id}", chat_admin=True)
+    assert back.edit == original
+    # An Indonesian chat gets the translation right away, with the way back to the original.
+    say(conversation, "/lang id")
+    [in_id] = say(conversation, f"/summary {article_id}")
+    assert [b.callback_data for row in in_id.buttons for b in row] == [f"orig:{article_id}"]
+    assert in_id.text.count("Diterjemahkan mesin dari") == 1
