@@ -321,3 +321,20 @@ async def test_webhook_mode_checks_the_secret_token(sqlite_database: Database, t
             await application.updater.stop()
             await application.stop()
             await application.shutdown()
+
+
+async def test_groups_ignore_other_bots_commands_and_replies_keep_order(bot: Bot, i18n: I18n) -> None:
+    group = -100888
+    bot.server.register_chat(group, "supergroup", "Readers", admins=[41])
+    bot.server.group_message(group, 42, "/frobnicate@some_other_bot")
+    bot.server.group_message(group, 42, "/frobnicate")
+    assert await bot.ask(42, "/frobnicate@newsbot_test_bot", chat_id=group) == i18n.t(
+        "en", "unknown", help=i18n.t("en", "help"))
+    assert len(bot.server.sent_messages(group)) == 1
+    # Commands sent back to back are answered in order.
+    for command in ("/follow A1", "/follow B2", "/following"):
+        bot.server.user_message(USER, command)
+    messages = await bot.said(USER, 3)
+    assert [m.text for m in messages] == [
+        i18n.t("en", "follow.added", tags="A1"), i18n.t("en", "follow.added", tags="B2"),
+        i18n.t("en", "following.list", count=2, tags="A1, B2")]

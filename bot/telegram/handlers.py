@@ -7,9 +7,10 @@ Each handler parses the update, calls the blocking conversation in a worker thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,23 @@ class BotRuntime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event | None = None
     pushes: Any = None  # the PushLoop once started (kicked after in-process ingests)
+    _chat_locks: dict[int, tuple[asyncio.Lock, int]] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def chat_lock(self, chat_id: int) -> AsyncIterator[None]:
+        """One command at a time per chat, so replies come in the order commands were sent
+        (updates of different chats still run concurrently)."""
+        lock, users = self._chat_locks.get(chat_id, (asyncio.Lock(), 0))
+        self._chat_locks[chat_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._chat_locks[chat_id]
+            if users == 1:
+                del self._chat_locks[chat_id]  # nobody waits: forget it, so the dict stays small
+            else:
+                self._chat_locks[chat_id] = (lock, users - 1)
 
 
 def runtime(context: ContextTypes.DEFAULT_TYPE) -> BotRuntime:
@@ -182,11 +200,12 @@ async def converse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         bot_admin=user is not None and user.id in rt.services.settings.admin_ids,
         replied=post_of(message.reply_to_message) if message.reply_to_message else None,
     )
-    replies = await asyncio.to_thread(rt.conversation.handle, incoming)
-    if command_of(text) is Command.SUMMARY:
-        kick_pushes(rt)  # a linked or replied article may have been stored just now
-    for reply in replies:
-        await send_reply(context.bot, chat.id, reply)
+    async with rt.chat_lock(chat.id):
+        replies = await asyncio.to_thread(rt.conversation.handle, incoming)
+        if command_of(text) is Command.SUMMARY:
+            kick_pushes(rt)  # a linked or replied article may have been stored just now
+        for reply in replies:
+            await send_reply(context.bot, chat.id, reply)
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -250,7 +269,15 @@ async def admin_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Any other /command: answered with help."""
+    """Any other /command: answered with help (in groups only when addressed to this bot)."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is None or chat is None:
+        return
+    if chat.type != "private":
+        head = (message.text or "").split(maxsplit=1)[0] if message.text else ""
+        addressee = head.partition("@")[2].lower()
+        if addressee != (context.bot.username or "").lower():
+            return  # meant for another bot, or for people: not ours to answer in a group
     await converse(update, context)
 
 
