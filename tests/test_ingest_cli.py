@@ -115,3 +115,30 @@ def test_feeds_commands(run) -> None:  # type: ignore[no-untyped-def]
     assert run("feeds", "remove", "2").exit_code == 0
     assert run("feeds", "remove", "2").exit_code == 1
     assert "#2" not in run("feeds", "list").stdout
+
+
+def test_two_processes_ingesting_the_same_article_store_one_row(database_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import func, select
+
+    from bot.db import Database
+    from bot.db.models import Article
+
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "bot", "ingest", str(SAMPLE), "--json"]
+    processes = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err.decode() for _out, err in outputs]
+    records = [json.loads(out.decode().strip()) for out, _err in outputs]
+    assert len({record["id"] for record in records}) == 1
+    assert sorted(record["duplicate_of"] is None for record in records) == [False, True]
+    database = Database(database_url)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Article)) == 1
+    database.dispose()
