@@ -219,11 +219,12 @@ def test_admin_commands(conversation: Conversation, i18n: I18n) -> None:
 
 
 def test_summary_as_a_reply(conversation: Conversation, i18n: I18n) -> None:
-    from bot.telegram.conversation import Post, PostEntityLike
+    from bot.ingest.telegram_post import PostEntity
+    from bot.telegram.conversation import Post
 
     article_text = "Moscow demands guarantees\n\n" + EN_BODY + " #Rusia"
     tag_offset = len(article_text) - len("#Rusia")
-    post = Post(article_text, (PostEntityLike("hashtag", tag_offset, 6),))
+    post = Post(article_text, (PostEntity("hashtag", tag_offset, 6),))
     [reply] = say(conversation, "/summary", replied=post)
     assert "Russia said on Monday" in reply.text
     [article] = conversation.s.articles.latest(5)

@@ -14,7 +14,7 @@ from telegram.ext import Application
 
 from bot.context import AppContext
 from bot.db import Database
-from bot.i18n import Html, I18n
+from bot.i18n import I18n
 from bot.logs import REDACTED, setup_logging
 from bot.telegram.app import build_application
 from bot.telegram.conversation import build_services

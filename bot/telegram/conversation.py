@@ -107,21 +107,11 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class PostEntityLike:
-    """A text entity as Telegram gives it (UTF-16 offsets); adapters fill it from PTB's."""
-
-    type: str
-    offset: int
-    length: int
-    url: str | None = None
-
-
-@dataclass(frozen=True)
 class Post:
     """A message holding an article: a channel post, an admin's forward, a replied-to message."""
 
     text: str
-    entities: tuple[PostEntityLike, ...] = ()
+    entities: tuple[PostEntity, ...] = ()  # UTF-16 offsets, as Telegram gives them
     url: str | None = None  # link to the post itself (t.me/channel/123) when known
 
 
@@ -151,6 +141,8 @@ class CallbackResult:
 
 @dataclass(frozen=True)
 class ParsedCommand:
+    """A command's name and the rest of the message."""
+
     command: str  # lower-case name without '/' and '@bot'
     args: str
 
@@ -518,8 +510,7 @@ class Conversation:
     # --- articles from posts ------------------------------------------------------------
     def ingest_post(self, post: Post, source_id: int | None = None) -> IngestResult:
         """Store a message holding an article (IngestError when it holds none)."""
-        entities = [PostEntity(type=e.type, offset=e.offset, length=e.length, url=e.url) for e in post.entities]
-        item = parse_telegram_post(post.text, entities, post.url)
+        item = parse_telegram_post(post.text, post.entities, post.url)
         if source_id is not None:
             item.source_id = source_id
         return self.s.ingest.ingest(item)
@@ -560,6 +551,8 @@ def reply_of(message: RenderedMessage) -> Reply:
 # --- feeds: thin calls into A's FeedService --------------------------------------------------
 @dataclass(frozen=True)
 class FeedView:
+    """A feed as /feeds lists it."""
+
     id: int
     url: str
     status: str

@@ -29,6 +29,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.db.models import ChatKind
+from bot.ingest.telegram_post import PostEntity
 from bot.logs import RedactingFilter
 from bot.telegram.conversation import (
     BotServices,
@@ -36,7 +37,6 @@ from bot.telegram.conversation import (
     Conversation,
     Incoming,
     Post,
-    PostEntityLike,
     Reply,
     command_of,
     needs_chat_admin,
@@ -123,7 +123,7 @@ def post_of(message: Message) -> Post:
     """A Telegram message as a Post for ingestion: text or caption with UTF-16 entity offsets."""
     text = message.text or message.caption or ""
     raw: Sequence[MessageEntity] = message.entities or message.caption_entities or ()
-    entities = tuple(PostEntityLike(str(e.type), e.offset, e.length, e.url) for e in raw)
+    entities = tuple(PostEntity(str(e.type), e.offset, e.length, e.url) for e in raw)
     url = None
     chat = message.chat
     if chat.type == "channel" and chat.username:
