@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -74,3 +75,44 @@ def test_fetch_dry_run_offline_and_unreachable(env: dict[str, str]) -> None:
     unreachable = {**env, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
     result = CliRunner().invoke(cli, ["models", "fetch"], env=unreachable)
     assert result.exit_code == 1 and "cannot reach the Hugging Face Hub" in result.stderr
+
+
+def test_fetch_then_use_offline(env: dict[str, str], tiny_models: TinyModels, tmp_path: Path) -> None:
+    """The offline-server flow: fetch from a (fake) Hub, then summarize with HF_HUB_OFFLINE=1."""
+    from tinymodels import FakeHub
+
+    configured = {
+        **env,
+        "SUMMARY_MODEL": "example-org/tiny-sum",
+        "TRANSLATION_MODEL": "example-org/mt-{src}-{tgt}",
+        "MODEL_LANGUAGES": "id,en,de",
+        "SUMMARY_NUM_BEAMS": "1",
+        "TRANSLATION_NUM_BEAMS": "1",
+        "SUMMARY_MAX_NEW_TOKENS": "8",
+        "MODEL_PRECISION": "fp32",
+        "MODEL_THREADS": "1",
+    }
+    repos = {
+        "example-org/tiny-sum": tiny_models.summary,
+        "example-org/mt-id-en": tiny_models.root / "marian-id-en",
+        "example-org/mt-en-id": tiny_models.root / "marian-en-id",
+        "example-org/mt-en-de": tiny_models.root / "marian-en-de",
+    }
+    with FakeHub(repos) as hub:
+        result = CliRunner().invoke(cli, ["models", "fetch"], env={**configured, "HF_ENDPOINT": hub.endpoint})
+    # id-de, de-id and de-en do not exist: reported (with the pivot hint), the rest downloaded.
+    assert result.exit_code == 1
+    assert result.stdout.count(" -> ") == 4
+    assert result.stderr.count("RepositoryNotFoundError") == 3
+    assert "example-org/mt-id-de: RepositoryNotFoundError" in result.stderr
+    assert "translation will pivot through English" in result.stderr
+    listing = CliRunner().invoke(cli, ["models", "list"], env=configured).stdout
+    assert "example-org/tiny-sum  [cached]" in listing and "example-org/mt-en-de  [cached]" in listing
+    assert "example-org/mt-id-de  [not cached]" in listing
+    sample = Path(__file__).parent / "fixtures" / "rusia-garansi-mengikat.txt"
+    offline = {**configured, "HF_HUB_OFFLINE": "1"}
+    result = CliRunner().invoke(cli, ["summarize", str(sample), "--json", "--lang", "de"], env=offline)
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["method"] == "seq2seq" and record["model"] == "example-org/tiny-sum"
+    assert record["translation"]["model"] == "example-org/mt-id-en + example-org/mt-en-de"

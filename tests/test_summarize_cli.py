@@ -31,6 +31,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "MODEL_CACHE_DIR": str(tmp_path / "hf-cache"),
         "LOG_LEVEL": "ERROR",
         "MODEL_PRECISION": "fp32",
+        "MODEL_THREADS": "1",
     }
 
 

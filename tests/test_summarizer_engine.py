@@ -25,6 +25,7 @@ def tiny_engine(tiny_models: TinyModels, tmp_path: Path, **overrides: object) ->
         "summary_max_new_tokens": 10,
         "model_precision": "fp32",
         "model_batch_size": 3,
+        "model_threads": 1,  # tiny models: more threads only add overhead on a busy box
     }
     values.update(overrides)
     return Engine(summarizer_config(make_settings("sqlite://", tmp_path, **values)))
@@ -139,3 +140,17 @@ def test_hub_id_loads_from_the_cache_offline(tiny_models: TinyModels, tmp_path: 
     output = engine.summarize(article(1), "id")
     assert output.method is Method.SEQ2SEQ and output.model == "example-org/tiny-summarizer"
     assert output.text == tiny_engine(tiny_models, tmp_path).summarize(article(1), "id").text
+
+
+def test_unreachable_hub_fails_fast_to_the_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: connections are refused
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    engine = Engine(SummarizerConfig(summary_model="example-org/not-cached", cache_dir=tmp_path / "hf"))
+    output = engine.summarize("Banjir melanda Jakarta pada hari Senin pagi. Warga mengungsi ke masjid.", "id")
+    assert output.method is Method.EXTRACTIVE
+    assert "not in the local cache and the Hugging Face Hub is unreachable" in (output.fallback_reason or "")

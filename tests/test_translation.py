@@ -24,6 +24,7 @@ def tiny_settings(database_url: str, tmp_path: Path, tiny_models: TinyModels, **
         "translation_num_beams": 1,
         "summary_max_new_tokens": 10,
         "model_precision": "fp32",
+        "model_threads": 1,  # tiny models: more threads only add overhead on a busy box
     }
     values.update(overrides)
     return make_settings(database_url, tmp_path, **values)
@@ -120,7 +121,7 @@ def test_many_to_many_model_gets_language_codes(tmp_path: Path) -> None:
     from tinymodels import build_tiny_m2m100
 
     folder = build_tiny_m2m100(tmp_path / "m2m")
-    engine = Engine(SummarizerConfig(translation_model=str(folder), translation_num_beams=1))
+    engine = Engine(SummarizerConfig(translation_model=str(folder), translation_num_beams=1, threads=1))
     assert engine.translation_key("id", "en") == str(folder)  # one model, no template, no pivot
     to_english = engine.translate("Rusia minta garansi mengikat.", "id", "en")
     to_indonesian = engine.translate("The bank raised rates.", "en", "id")

@@ -12,6 +12,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _WORDS = (
     "rusia minta barat berikan garansi mengikat menlu menyatakan moskow keamanan janji nato "
@@ -229,3 +230,83 @@ def install_in_hub_cache(folder: Path, cache_dir: Path, repo_id: str) -> Path:
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(commit, encoding="utf-8")
     return snapshot
+
+
+class FakeHub:
+    """A minimal Hugging Face Hub on loopback serving saved model folders (for `models fetch`).
+
+    Answers what huggingface_hub's snapshot_download asks: repo revision, file tree, and
+    HEAD/GET of each file; unknown repositories get the Hub's 404 "RepoNotFound".
+    """
+
+    COMMIT = "a" * 40
+
+    def __init__(self, repos: dict[str, Path]) -> None:
+        self.repos = {
+            repo_id: {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+            for repo_id, folder in repos.items()
+        }
+        self.requests: list[str] = []
+        self._server: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> FakeHub:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type:
+        import hashlib
+        from http.server import BaseHTTPRequestHandler
+
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(code)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _answer(self) -> None:
+                path = self.path.split("?")[0]
+                hub.requests.append(f"{self.command} {path}")
+                as_json = {"Content-Type": "application/json"}
+                for repo_id, files in hub.repos.items():
+                    if path == f"/api/models/{repo_id}/revision/main":
+                        info = {"id": repo_id, "sha": hub.COMMIT, "siblings": [{"rfilename": n} for n in files]}
+                        return self._send(200, json.dumps(info).encode(), as_json)
+                    if path.startswith(f"/api/models/{repo_id}/tree/"):
+                        tree = [
+                            {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                            for name, data in files.items()
+                        ]
+                        return self._send(200, json.dumps(tree).encode(), as_json)
+                    prefix = f"/{repo_id}/resolve/"
+                    if path.startswith(prefix) and path[len(prefix) :].split("/", 1)[-1] in files:
+                        data = files[path[len(prefix) :].split("/", 1)[-1]]
+                        headers = {"X-Repo-Commit": hub.COMMIT, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}
+                        return self._send(200, data, headers)
+                not_found = {**as_json, "X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
+                return self._send(404, b'{"error": "Repository not found"}', not_found)
+
+            do_GET = _answer  # noqa: N815 - http.server's names
+            do_HEAD = _answer  # noqa: N815
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        return Handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -45,6 +46,9 @@ def fetch(dry_run: bool) -> None:
     from summarizer.models import hub_reachable
 
     settings = cli_settings()
+    # One INFO line per HTTP request would bury the progress bars.
+    for name in ("httpx", "httpx2", "huggingface_hub"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     config = summarizer_config(settings)
     remote = [model for model in planned_models(config) if not model.local]
     if not remote:
