@@ -241,8 +241,11 @@ async def test_channel_post_becomes_an_article_and_is_pushed(bot: Bot, i18n: I18
     [article] = await asyncio.to_thread(services.articles.latest, 5)
     assert article.url == "https://t.me/kabardunia/" + article.url.rsplit("/", 1)[-1]
     assert {tag.name for tag in article.tags} >= {"Rusia", "Diplomasi"}
-    # Nothing is said in the channel itself.
+    # Nothing is said in the channel about stored posts; commands posted there are answered there.
     assert bot.server.sent_messages(-1001234) == []
+    bot.server.channel_post(-1001234, "/follow Diplomasi", title="Kabar Dunia")
+    [answer] = await bot.said(-1001234, 1)
+    assert answer.text == i18n.t("en", "follow.added", tags="Diplomasi")
 
 
 async def test_admin_forward_becomes_an_article_with_confirmation(bot: Bot, i18n: I18n) -> None:
