@@ -76,6 +76,11 @@ class ShellPrinter:
     def notice(self, text: str) -> None:
         self.line(f"({text})\n")
 
+    def prompt(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text)
+            self._out.flush()
+
     def line(self, text: str) -> None:
         with self._lock:
             self._out.write(text + "\n")
@@ -129,6 +134,7 @@ async def run_shell(
     banner: str | None = None,
     background: Callable[[asyncio.Event], Awaitable[None]] | None = None,
     drain: Callable[[], Awaitable[None]] | None = None,
+    prompt: str | None = None,
 ) -> None:
     """Read lines until end of input; `background` (the push loop) runs alongside until then,
     and `drain` waits for pending pushes before it is stopped."""
@@ -138,6 +144,8 @@ async def run_shell(
     task = asyncio.create_task(background(stop)) if background is not None else None
     try:
         while True:
+            if prompt:
+                session.printer.prompt(prompt)
             line = await asyncio.to_thread(stdin.readline)
             if not line:
                 break
@@ -218,4 +226,5 @@ async def run_shell_app(context: AppContext, i18n: I18n, *, chat_id: int = SHELL
             await asyncio.sleep(0.1)
 
     banner = i18n.plain(user_lang, "shell.banner", chat_id=chat_id) if interactive else None
-    await run_shell(session, stdin, banner=banner, background=pushes.run, drain=drain)
+    await run_shell(session, stdin, banner=banner, background=pushes.run, drain=drain,
+                    prompt="> " if interactive else None)
