@@ -267,6 +267,19 @@ class Engine:
 
     # --- status ---------------------------------------------------------------------------
 
+    def preload(self) -> list[str]:
+        """Load every configured model now (workers call it at start); returns the ones that failed."""
+        from summarizer.fetch import planned_models
+
+        failed = []
+        for planned in planned_models(self.config):
+            try:
+                self.models.get(planned.model_id)
+            except ModelUnavailable:
+                failed.append(planned.model_id)
+        return failed
+
+
     def status_line(self) -> str:
         """One line: which models are loaded, pending or failed, and what the fallback is."""
         parts: list[str] = []

@@ -154,3 +154,11 @@ def test_unreachable_hub_fails_fast_to_the_fallback(tmp_path: Path, monkeypatch:
     output = engine.summarize("Banjir melanda Jakarta pada hari Senin pagi. Warga mengungsi ke masjid.", "id")
     assert output.method is Method.EXTRACTIVE
     assert "not in the local cache and the Hugging Face Hub is unreachable" in (output.fallback_reason or "")
+
+
+def test_preload_loads_every_configured_model(tiny_models: TinyModels, tmp_path: Path) -> None:
+    engine = tiny_engine(tiny_models, tmp_path, model_languages=["id", "en", "fr"])
+    failed = engine.preload()
+    root = tiny_models.root
+    assert sorted(failed) == sorted(str(root / f"marian-{pair}") for pair in ("id-fr", "en-fr", "fr-id", "fr-en"))
+    assert set(engine.models.loaded_ids()) == {str(tiny_models.summary), str(root / "marian-id-en"), str(root / "marian-en-id")}
