@@ -185,3 +185,40 @@ def test_log_context_appears_in_json_lines() -> None:
     assert inside["message"] == "inside"
     assert (inside["job_articles"], inside["job_lang"], inside["worker"]) == ([1, 2], "en", "w1")
     assert "job_lang" not in outside
+
+
+async def test_health_task_serves_until_stopped(sqlite_url: str, tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    from bot.context import open_context
+    from bot.ops.health import health_task
+    from conftest import make_settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert health_task(make_settings(sqlite_url, tmp_path), None, lambda: "") is None  # type: ignore[arg-type]
+    ctx = open_context(make_settings(sqlite_url, tmp_path, health_port=port))
+    stop = asyncio.Event()
+    task = health_task(ctx.settings, ctx.db, lambda: "extractive:lead")
+    assert task is not None
+    serving = asyncio.create_task(task(stop))
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                try:
+                    ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.05)
+            assert ready.status_code == 200
+            assert ready.json()["checks"]["models"]["detail"] == "extractive:lead"
+            assert "queue" not in ready.json()["checks"]  # no BROKER_URL, no queue check
+            stop.set()
+            await asyncio.wait_for(serving, 10)
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        stop.set()
+        ctx.close()

@@ -200,6 +200,10 @@ class QueuedSummaryProvider:
                 return stored
         raise SummaryNotReady(article_id, lang, time.monotonic() - started)
 
+    def close(self) -> None:
+        """Release the queue's connections (the bot calls this on shutdown)."""
+        self._jobs.close()
+
     def status_line(self) -> str:
         try:
             depth = self._jobs.depth()
