@@ -87,11 +87,11 @@ class I18n:
             raise MissingKeyError(key)
         return template
 
-    def t(self, lang: str | None, key: str, **params: object) -> Html:
+    def t(self, lang: str | None, key: str, /, **params: object) -> Html:
         """The text for `key` in `lang` with HTML-escaped parameters filled in."""
         template = self.raw(lang, key)
         return Html(template.format(**{name: escape(value) for name, value in params.items()}))
 
-    def plain(self, lang: str | None, key: str, **params: object) -> str:
+    def plain(self, lang: str | None, key: str, /, **params: object) -> str:
         """The text for `key` with parameters filled in unescaped (for non-HTML places: menus, buttons)."""
         return self.raw(lang, key).format(**{name: str(value) for name, value in params.items()})

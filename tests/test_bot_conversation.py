@@ -106,6 +106,10 @@ def test_language_default_and_lang_command(conversation: Conversation, i18n: I18
     assert texts(say(conversation, "/lang id")) == [i18n.t("id", "lang.done")]
     assert texts(say(conversation, "/follow Rusia")) == [i18n.t("id", "follow.added", tags="Rusia")]
     assert texts(say(conversation, "/lang xx")) == [i18n.t("id", "lang.unsupported", code="xx", langs="en, id")]
+    assert texts(say(conversation, "/lang")) == [i18n.t("id", "lang.usage", lang="id")]
+    assert texts(say(conversation, "/settings")) == [
+        i18n.t("id", "settings", lang="Bahasa Indonesia", count=1, max=50, kind="private")
+    ]
     assert texts(say(conversation, "/lang en")) == [i18n.t("en", "lang.done")]
 
 

@@ -68,6 +68,12 @@ def test_parameters_are_escaped_unless_marked_html(i18n: I18n) -> None:
     assert i18n.t("en", "follow.added", tags=Html("<b>Rusia</b>")) == "✅ Now following: <b>Rusia</b>"
 
 
+def test_placeholders_may_be_named_like_the_arguments(i18n: I18n) -> None:
+    # "settings" and "lang.usage" have a {lang} placeholder: it must not clash with t()'s own argument.
+    assert "Bahasa Indonesia" in i18n.t("en", "settings", lang="Bahasa Indonesia", count=1, max=2, kind="private")
+    assert i18n.plain("id", "lang.usage", lang="en").endswith("en.")
+
+
 def test_language_fallback_and_missing_key(i18n: I18n) -> None:
     assert i18n.t("fr", "lang.done") == i18n.catalogs["en"]["lang.done"]
     assert i18n.t("id-ID", "lang.done") == i18n.catalogs["id"]["lang.done"]

@@ -284,7 +284,7 @@ class Conversation:
         return CallbackResult()
 
     # --- helpers ------------------------------------------------------------------------
-    def _reply(self, lang: str, key: str, buttons: tuple[tuple[Button, ...], ...] = (), **params: object) -> Reply:
+    def _reply(self, lang: str, key: str, buttons: tuple[tuple[Button, ...], ...] = (), /, **params: object) -> Reply:
         return Reply(self.i18n.t(lang, key, **params), buttons)
 
     def _help_text(self, lang: str, bot_admin: bool) -> Html:
