@@ -78,6 +78,7 @@ class FaultKind:
     CHAT_NOT_FOUND = "chat_not_found"  # 400 Bad Request: chat not found
     SERVER_ERROR = "server_error"  # 500 Internal Server Error
     BAD_REQUEST = "bad_request"  # 400 with a custom description
+    MIGRATED = "migrated"  # 400 with parameters.migrate_to_chat_id (group became a supergroup)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Fault:
     retry_after: int = 1
     description: str | None = None
     methods: list[str] | None = None  # None: every method in SEND_METHODS
+    migrate_to: int | None = None
 
     def matches(self, method: str, chat_id: int | None) -> bool:
         """Whether this fault applies to a call."""
@@ -118,6 +120,13 @@ class Fault:
             }
         if self.kind == FaultKind.CHAT_NOT_FOUND:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+        if self.kind == FaultKind.MIGRATED:
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                "parameters": {"migrate_to_chat_id": self.migrate_to},
+            }
         if self.kind == FaultKind.SERVER_ERROR:
             return 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
         return 400, {"ok": False, "error_code": 400, "description": self.description or "Bad Request"}
@@ -318,6 +327,10 @@ class _Scripting:
     def lose_chat(self, chat_id: int) -> None:
         """From now on every send to `chat_id` gets 400 "chat not found"."""
         self.add_fault(Fault(FaultKind.CHAT_NOT_FOUND, chat_id=chat_id, times=None))
+
+    def migrate_chat(self, chat_id: int, new_chat_id: int) -> None:
+        """Group `chat_id` became supergroup `new_chat_id`: sends to the old id fail from now on."""
+        self.add_fault(Fault(FaultKind.MIGRATED, chat_id=chat_id, times=None, migrate_to=new_chat_id))
 
     def fail_server_error(self, *, chat_id: int | None = None, times: int | None = 1) -> None:
         """Answer 500 for `chat_id` (None: every chat) `times` times (None: always)."""

@@ -183,3 +183,19 @@ def test_concurrent_claimers_never_get_the_same_delivery(world: World, database_
 
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_seconds(n, 5, 60) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+def test_claim_tells_which_of_the_article_tags_the_chat_still_follows(world: World, clock: Clock) -> None:
+    service = make_service(world, clock)
+    world.chat(1, "Rusia", "Ukraina")
+    world.chat(2, "Ukraina")
+    article = world.ingest(["Rusia", "Ukraina"], body=BODY_EN, lang="en")
+    FanoutService(world.db).run_once()
+    world.subscriptions.unfollow(2, ["Ukraina"])  # after the fan-out, before the send
+    claimed = {c.chat_id: c for c in service.claim_due(5)}
+    with world.db.session() as session:
+        from bot.db.models import Tag
+
+        ids = dict(session.execute(select(Tag.name, Tag.id)).all())
+    assert claimed[1].followed_tag_ids == {ids["Rusia"], ids["Ukraina"]} and claimed[1].article_id == article.article_id
+    assert claimed[2].followed_tag_ids == frozenset()  # the push loop cancels this one

@@ -208,3 +208,24 @@ async def test_server_errors_are_retried_with_backoff_then_parked(bot: Bot) -> N
     assert min(gaps) >= 0.95 and gaps[-1] >= 1.55
     [parked] = bot.pushes.deliveries.parked(5)
     assert parked.chat_id == 42 and "Internal Server Error" in (parked.last_error or "")
+
+
+async def test_lost_chat_is_deactivated_and_a_migrated_group_keeps_its_follows(bot: Bot) -> None:
+    bot.server.set_admins(-55, [51])
+    await follow(bot, 51, "/follow Rusia", chat_id=-55)
+    await follow(bot, 52, "/follow Rusia")
+    bot.server.migrate_chat(-55, -100555)  # the group became a supergroup
+    bot.server.lose_chat(52)  # 400 chat not found
+    article = bot.ingest(["Rusia"])
+    [push] = await bot.pushes_to(-100555, 1)
+    assert f"tr:{article}:en" in [data for _, data in push.buttons()]
+    await asyncio.sleep(0.5)
+    assert pushes_in(bot.server, -55) == [] and pushes_in(bot.server, 52) == []
+    with bot.db.session() as session:
+        old, new, lost = session.get(Chat, -55), session.get(Chat, -100555), session.get(Chat, 52)
+        assert (old.active, new.active, lost.active) == (False, True, False)
+        assert "chat not found" in (lost.deactivated_reason or "").lower()
+    assert bot.delivery_status() == {-100555: DeliveryStatus.SENT, 52: DeliveryStatus.CANCELLED}
+    # The follows moved with the group: the next article goes to the new id only.
+    bot.ingest(["Rusia"], body=BODY_EN, lang="en")
+    assert len(await bot.pushes_to(-100555, 2)) == 2

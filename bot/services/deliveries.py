@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.models import Article, Chat, ChatKind, Delivery, DeliveryStatus, Source, Subscription
+from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, Source, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ClaimedDelivery:
     chat_kind: ChatKind
     lang: str
     attempts: int  # including this one
+    followed_tag_ids: frozenset[int] = frozenset()  # the article's tags the chat follows now
 
 
 @dataclass(frozen=True)
@@ -121,34 +123,44 @@ class DeliveryService:
     ) -> list[ClaimedDelivery]:
         """Mark up to `limit` due deliveries `sending` (at most one per chat) and return them.
 
-        Due: pending, or retry whose time has come; oldest first. Chats in `exclude_chats`
-        (already being sent to, or cooling down) are skipped, so each chat gets its pushes in order.
+        Due: retries whose time has come, then pending ones, oldest first. Chats in
+        `exclude_chats` (already being sent to, or cooling down) are skipped, so each chat gets
+        its pushes in order. Each lookup walks the (status, next_attempt_at) index, so the cost
+        does not grow with the number of deliveries already sent.
         """
         if limit <= 0:
             return []
         now = self._now()
-        due = or_(
-            Delivery.status == DeliveryStatus.PENDING,
+        window = limit * 4 + len(exclude_chats)
+        kind_values = list(kinds)
+
+        def candidates(condition: Any, order: Any) -> Any:
+            return (
+                select(Delivery.id, Delivery.chat_id)
+                .join(Chat, Chat.id == Delivery.chat_id)
+                .where(condition, Chat.kind.in_(kind_values))
+                .order_by(*order)
+                .limit(window)
+                .with_for_update(skip_locked=True, of=Delivery)
+            )
+
+        # Pending rows all have next_attempt_at NULL, so index order is id order (no sort).
+        retry_due = candidates(
             and_(Delivery.status == DeliveryStatus.RETRY, Delivery.next_attempt_at <= now),
+            (Delivery.next_attempt_at, Delivery.id),
         )
-        query = (
-            select(Delivery.id, Delivery.chat_id)
-            .join(Chat, Chat.id == Delivery.chat_id)
-            .where(due, Chat.kind.in_(list(kinds)))
-            .order_by(Delivery.id)
-            .limit(limit * 4 + len(exclude_chats))
-            .with_for_update(skip_locked=True, of=Delivery)
-        )
+        pending = candidates(Delivery.status == DeliveryStatus.PENDING, (Delivery.next_attempt_at, Delivery.id))
         excluded = set(exclude_chats)
         with self._db.session() as session:
             chosen: list[int] = []
-            for delivery_id, chat_id in session.execute(query).all():
-                if chat_id in excluded:
-                    continue
-                excluded.add(chat_id)
-                chosen.append(delivery_id)
-                if len(chosen) >= limit:
-                    break
+            for query in (retry_due, pending):
+                for delivery_id, chat_id in session.execute(query).all():
+                    if len(chosen) >= limit:
+                        break
+                    if chat_id in excluded:
+                        continue
+                    excluded.add(chat_id)
+                    chosen.append(delivery_id)
             if not chosen:
                 return []
             session.execute(
@@ -167,6 +179,15 @@ class DeliveryService:
                 .where(Delivery.id.in_(chosen))
                 .order_by(Delivery.id)
             ).all()
+            # Which of the article's tags each chat still follows (for its unfollow buttons).
+            followed: dict[int, set[int]] = {}
+            for delivery_id, tag_id in session.execute(
+                select(Delivery.id, Subscription.tag_id)
+                .join(ArticleTag, ArticleTag.article_id == Delivery.article_id)
+                .join(Subscription, and_(Subscription.chat_id == Delivery.chat_id, Subscription.tag_id == ArticleTag.tag_id))
+                .where(Delivery.id.in_(chosen))
+            ):
+                followed.setdefault(delivery_id, set()).add(tag_id)
         return [
             ClaimedDelivery(
                 id=row[0],
@@ -176,6 +197,7 @@ class DeliveryService:
                 chat_kind=ChatKind(row[4]),
                 lang=normalize_lang(row[5]) or DEFAULT_LANG,
                 attempts=row[6],
+                followed_tag_ids=frozenset(followed.get(row[0], ())),
             )
             for row in rows
         ]
@@ -277,6 +299,45 @@ class DeliveryService:
         log.info("chat %s deactivated (%s); %d deliveries cancelled", chat_id, reason, count)
         return count
 
+    def migrate_chat(self, old_id: int, new_id: int) -> int:
+        """A group became supergroup `new_id`: copy chat and follows, move unsent deliveries there.
+
+        Returns how many deliveries moved (they are pending again, for the new chat id).
+        """
+        now = self._now()
+        with self._db.session() as session:
+            old = session.get(Chat, old_id)
+            if old is None:
+                return 0
+            if session.get(Chat, new_id) is None:
+                session.add(Chat(id=new_id, kind=ChatKind.SUPERGROUP, title=old.title, lang=old.lang, active=True))
+                session.flush()
+            followed = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == old_id)))
+            present = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == new_id)))
+            session.add_all(Subscription(chat_id=new_id, tag_id=tag_id) for tag_id in followed - present)
+            stories = set(session.scalars(select(Delivery.story_id).where(Delivery.chat_id == new_id)))
+            moved = 0
+            unsent = session.scalars(
+                select(Delivery).where(
+                    Delivery.chat_id == old_id,
+                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING]),
+                )
+            ).all()
+            for delivery in unsent:
+                if delivery.story_id in stories:
+                    delivery.status = DeliveryStatus.CANCELLED
+                else:
+                    delivery.chat_id = new_id
+                    delivery.status = DeliveryStatus.PENDING
+                    delivery.next_attempt_at = None
+                    stories.add(delivery.story_id)
+                    moved += 1
+                delivery.updated_at = now
+            old.active = False
+            old.deactivated_reason = f"migrated to supergroup {new_id}"
+        log.info("chat %s migrated to %s; %d deliveries moved", old_id, new_id, moved)
+        return moved
+
     def cancel(self, delivery_id: int, reason: str) -> None:
         """Drop a claimed delivery that must not be sent (the chat unfollowed its tags)."""
         now = self._now()
@@ -368,15 +429,4 @@ class DeliveryService:
                 lang=article.lang,
                 source_name=source.name if source is not None else None,
                 tags=tuple(TagView(tag.id, tag.name) for tag in article.tags),
-            )
-
-    def followed_tag_ids(self, chat_id: int, tag_ids: Collection[int]) -> set[int]:
-        """Which of `tag_ids` the chat follows (for its unfollow buttons)."""
-        if not tag_ids:
-            return set()
-        with self._db.session() as session:
-            return set(
-                session.scalars(
-                    select(Subscription.tag_id).where(Subscription.chat_id == chat_id, Subscription.tag_id.in_(list(tag_ids)))
-                ).all()
             )

@@ -28,7 +28,7 @@ from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDel
 from bot.services.fanout import FanoutService
 from bot.telegram.ratelimit import SendRateLimiter
 from bot.telegram.render import RenderedMessage, render_push
-from bot.telegram.transport import ChatGone, RetryAfter, SendError, Transport
+from bot.telegram.transport import ChatGone, ChatMoved, RetryAfter, SendError, Transport
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +165,27 @@ class PushLoop:
                     log.exception("push loop step failed (%d in a row)", failures)
                     await self._pause(stop, min(ERROR_BACKOFF_MAX, 0.5 * 2**failures))
                     continue
-                if claimed == 0 or len(self._tasks) >= self._concurrency:
+                if claimed == 0:
                     await self._pause(stop, self._poll_interval)
                 else:
-                    await asyncio.sleep(0.02)  # let a few more sends finish before the next claim
+                    # Claim again once a batch of slots is free (or at the next poll), not per send.
+                    await self._wait_for_slots(stop)
         finally:
             await self._drain()
             self._db_pool.shutdown(wait=False, cancel_futures=True)
             self._summary_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _wait_for_slots(self, stop: asyncio.Event) -> None:
+        batch = max(1, self._concurrency // 4)
+        deadline = time.monotonic() + self._poll_interval
+        while not stop.is_set() and not self._kicked:
+            if self._concurrency - len(self._tasks) >= batch:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.clear()
+            await self._pause(stop, left)
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         """Sleep up to `seconds`, waking early on stop, kick, or a finished send."""
@@ -251,6 +264,10 @@ class PushLoop:
             self.stats.chats_gone += 1
             await self._db(self._deliveries.chat_gone, delivery.chat_id, error.reason)
             return
+        except ChatMoved as error:
+            await self._db(self._deliveries.migrate_chat, delivery.chat_id, error.new_chat_id)
+            self.kick()
+            return
         except SendError as error:
             await self._failed(delivery, str(error))
             return
@@ -287,7 +304,7 @@ class PushLoop:
 
     async def _render(self, delivery: ClaimedDelivery) -> RenderedMessage:
         view = await self._article(delivery.article_id)
-        followed = await self._db(self._deliveries.followed_tag_ids, delivery.chat_id, [t.id for t in view.tags])
+        followed = delivery.followed_tag_ids
         if not followed:
             raise _NotFollowing
         summary = await self._summary(delivery.article_id, delivery.lang)
@@ -311,7 +328,7 @@ class PushLoop:
         key = (article_id, lang)
         now = time.monotonic()
         cached = self._summary_cache.get(key)
-        if cached is not None and cached[0] > now and not (cached[1].done() and cached[1].exception()):
+        if cached is not None and cached[0] > now and not _failed(cached[1]):
             return await asyncio.shield(cached[1])
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._summary_pool, self._summaries.summary, article_id, lang)
@@ -320,6 +337,11 @@ class PushLoop:
             for stale in [k for k, (expires, f) in self._summary_cache.items() if expires <= now and f.done()]:
                 del self._summary_cache[stale]
         return await asyncio.shield(future)
+
+
+def _failed(future: asyncio.Future[ArticleSummary]) -> bool:
+    """Whether a finished summary future holds an error (then it is computed again)."""
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 class _NotFollowing(Exception):

@@ -54,6 +54,14 @@ class ChatGone(SendError):
         self.reason = reason
 
 
+class ChatMoved(SendError):
+    """A group became a supergroup with a new id; its follows and pushes move there."""
+
+    def __init__(self, new_chat_id: int) -> None:
+        super().__init__(f"migrated to supergroup {new_chat_id}")
+        self.new_chat_id = new_chat_id
+
+
 class TransientSendError(SendError):
     """Any other failure (network, server error, unexpected answer); retried with backoff."""
 
@@ -62,7 +70,7 @@ class Transport(Protocol):
     """Sends one rendered message to a chat and returns its message id."""
 
     async def send(self, chat_id: int, message: RenderedMessage) -> int:
-        """Raises RetryAfter, ChatGone or TransientSendError."""
+        """Raises RetryAfter, ChatGone, ChatMoved or TransientSendError."""
         ...
 
 
@@ -75,14 +83,16 @@ def reply_markup(message: RenderedMessage) -> InlineKeyboardMarkup | None:
     )
 
 
-def classify(error: TelegramError) -> SendError:
-    """Map a PTB error to the push sender's typed errors."""
+def classify(error: TelegramError, secret: str = "") -> SendError:
+    """Map a PTB error to the push sender's typed errors (with `secret` removed from texts)."""
+    if secret and secret in error.message:
+        error.message = error.message.replace(secret, "[REDACTED]")
     if isinstance(error, PtbRetryAfter):
         return RetryAfter(retry_after_seconds(error))
     if isinstance(error, Forbidden):
         return ChatGone(f"forbidden: {error.message}")
     if isinstance(error, ChatMigrated):
-        return ChatGone(f"migrated to supergroup {error.new_chat_id}")
+        return ChatMoved(int(error.new_chat_id))
     if isinstance(error, BadRequest) and any(marker in error.message.lower() for marker in _GONE_MARKERS):
         return ChatGone(f"bad request: {error.message}")
     if isinstance(error, NetworkError | TelegramError):
@@ -114,5 +124,6 @@ class TelegramTransport:
         except InvalidToken:
             raise  # not a delivery problem: the whole bot is misconfigured
         except TelegramError as error:
-            raise classify(error) from error
+            # The token must never reach logs or the database through an error text.
+            raise classify(error, secret=getattr(self._bot, "token", "")) from error
         return int(sent.message_id)
