@@ -203,8 +203,10 @@ def test_rate_limit_warns_once_then_ignores(database: Database, tmp_path: Path, 
         assert texts(say(conversation, "/start")) == [i18n.t("en", "start")]
     assert texts(say(conversation, "/start")) == [i18n.t("en", "slow_down", limit=3)]
     assert say(conversation, "/start") == []
-    # Other chats are not affected.
+    # Other chats are not affected, and the local shell is never limited.
     assert texts(say(conversation, "/start", chat_id=3003)) == [i18n.t("en", "start")]
+    for _ in range(5):
+        assert texts(say(conversation, "/start", chat_id=1, kind=ChatKind.SHELL)) == [i18n.t("en", "start")]
 
 
 def test_admin_commands(conversation: Conversation, i18n: I18n) -> None:

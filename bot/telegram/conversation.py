@@ -222,7 +222,7 @@ class Conversation:
         private = incoming.chat_kind in (ChatKind.PRIVATE, ChatKind.SHELL)
         if parsed is None and not private:
             return []
-        verdict = self.s.rate_limiter.check(incoming.chat_id)
+        verdict = self._rate(incoming.chat_id, incoming.chat_kind)
         if verdict is RateVerdict.DROP:
             return []  # a flood costs no database work
         chat = self.s.chats.ensure(
@@ -249,7 +249,7 @@ class Conversation:
     def handle_callback(self, chat_id: int, chat_kind: ChatKind, data: str, *, chat_admin: bool,
                         user_lang: str | None = None) -> CallbackResult:
         """Answer an inline button press with callback_data `data`."""
-        verdict = self.s.rate_limiter.check(chat_id)  # buttons can start translations: limit them too
+        verdict = self._rate(chat_id, chat_kind)  # buttons can start translations: limit them too
         if verdict is RateVerdict.DROP:
             return CallbackResult()
         chat = self.s.chats.ensure(chat_id, chat_kind, None, user_lang)
@@ -284,6 +284,12 @@ class Conversation:
         return CallbackResult()
 
     # --- helpers ------------------------------------------------------------------------
+    def _rate(self, chat_id: int, chat_kind: ChatKind) -> RateVerdict:
+        # The local shell user is the operator of this machine: nothing to protect against.
+        if chat_kind is ChatKind.SHELL:
+            return RateVerdict.ALLOW
+        return self.s.rate_limiter.check(chat_id)
+
     def _reply(self, lang: str, key: str, buttons: tuple[tuple[Button, ...], ...] = (), /, **params: object) -> Reply:
         return Reply(self.i18n.t(lang, key, **params), buttons)
 
