@@ -21,6 +21,7 @@ from bot.db.models import Tag, TagAlias
 log = logging.getLogger(__name__)
 
 MAX_TAG_LENGTH = 64
+MAX_KEY_LENGTH = 128
 DEFAULT_ALIAS_FILE = Path(__file__).resolve().parent / "data" / "tag_aliases.json"
 _SEPARATORS = re.compile(r"[\s_]+")
 # Characters a tag may not contain: controls, and punctuation that only makes sense in text.
@@ -46,7 +47,9 @@ def normalize_tag(text: str) -> str:
         return ""
     decomposed = unicodedata.normalize("NFKD", name.casefold())
     stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return _SEPARATORS.sub(" ", unicodedata.normalize("NFC", stripped)).strip()
+    key = _SEPARATORS.sub(" ", unicodedata.normalize("NFC", stripped)).strip()
+    # Casefolding can lengthen text ("ß" -> "ss", ligatures); the key column holds 128.
+    return key if 0 < len(key) <= MAX_KEY_LENGTH else ""
 
 
 def load_alias_file(path: Path | None) -> dict[str, list[str]]:

@@ -11,7 +11,7 @@ from bot.ingest.html import parse_html
 from bot.ingest.loaders import binary_kind, decode_bytes
 from bot.ingest.rawtext import parse_raw_text
 from bot.ingest.telegram_post import PostEntity, parse_telegram_post
-from bot.tags import MAX_TAG_LENGTH, normalize_tag
+from bot.tags import normalize_tag
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TAGS = st.sampled_from(["<p>", "</p>", "<div>", "</div>", "<h1>", "</h1>", "<br>", "<script>", "<!--", "-->",
@@ -58,4 +58,4 @@ def test_text_helpers_are_total(text: str) -> None:
     value = simhash(text)
     assert -(2**63) <= value < 2**63 and hamming(value, value) == 0
     key = normalize_tag(text)
-    assert len(key) <= MAX_TAG_LENGTH * 3 and normalize_tag(key) in (key, "")
+    assert len(key) <= 128 and normalize_tag(key) in (key, "")
