@@ -89,7 +89,14 @@ class Engine:
             indices.sort(key=lambda index: len(texts[index]))
             for start in range(0, len(indices), self.config.batch_size):
                 chunk = indices[start : start + self.config.batch_size]
-                generated = self._generate_summaries(loaded, [texts[index] for index in chunk])
+                try:
+                    generated = self._generate_summaries(loaded, [texts[index] for index in chunk])
+                except Exception as error:  # noqa: BLE001 - e.g. out of memory on a big batch
+                    log.warning("summary model %s failed on a batch, using the fallback: %r", model_id, error)
+                    reason = f"model {model_id} failed: {type(error).__name__}: {str(error)[:200]}"
+                    for index in chunk:
+                        results[index] = self._extractive(texts[index], langs[index], reason)
+                    continue
                 for index, summary in zip(chunk, generated, strict=True):
                     if summary:
                         results[index] = SummaryOutput(summary, langs[index], Method.SEQ2SEQ, model_id)
@@ -215,8 +222,14 @@ class Engine:
                 continue
             current = list(texts)
             hops = [src, *([self.config.pivot_language] if len(route) > 1 else []), tgt]
-            for step, model in enumerate(loaded):
-                current = self._translate_with(model, current, hops[step], hops[step + 1])
+            try:
+                for step, model in enumerate(loaded):
+                    current = self._translate_with(model, current, hops[step], hops[step + 1])
+            except TranslationUnavailable:
+                raise
+            except Exception as error:  # noqa: BLE001 - e.g. out of memory: no translation this time
+                log.warning("translation %s->%s failed: %r", src, tgt, error)
+                raise TranslationUnavailable(f"translation {src}->{tgt} failed: {type(error).__name__}") from error
             self.stats.add("translations", len(texts))
             pivot = self.config.pivot_language if len(route) > 1 else None
             return [TranslationOutput(text, src, tgt, " + ".join(route), pivot) for text in current]

@@ -162,3 +162,16 @@ def test_preload_loads_every_configured_model(tiny_models: TinyModels, tmp_path:
     root = tiny_models.root
     assert sorted(failed) == sorted(str(root / f"marian-{pair}") for pair in ("id-fr", "en-fr", "fr-id", "fr-en"))
     assert set(engine.models.loaded_ids()) == {str(tiny_models.summary), str(root / "marian-id-en"), str(root / "marian-en-id")}
+
+
+def test_generation_failure_falls_back_for_that_batch(tmp_path: Path) -> None:
+    # A model whose context is shorter than the input it gets fails inside generate().
+    from tinymodels import build_tiny_marian
+
+    short = build_tiny_marian(tmp_path / "short-context", max_positions=8)
+    engine = Engine(SummarizerConfig(summary_model=str(short), num_beams=1, max_new_tokens=4, threads=1))
+    text = article(4, sentences=4)
+    output = engine.summarize(text, "id")
+    assert output.method is Method.EXTRACTIVE and "failed" in (output.fallback_reason or "")
+    assert engine.models.failure(str(short)) is None  # loaded fine; a later, shorter text may work
+    assert engine.stats.extractive_summaries == 1

@@ -108,7 +108,7 @@ def build_tiny_mt5(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_tiny_marian(folder: Path, seed: int = 0) -> Path:
+def build_tiny_marian(folder: Path, seed: int = 0, max_positions: int = 512) -> Path:
     """A random-weight 1-layer Marian translation model with a sentencepiece MarianTokenizer."""
     import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
@@ -135,7 +135,7 @@ def build_tiny_marian(folder: Path, seed: int = 0) -> Path:
         decoder_attention_heads=2,
         encoder_ffn_dim=64,
         decoder_ffn_dim=64,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
