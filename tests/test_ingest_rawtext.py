@@ -130,3 +130,34 @@ def test_empty_and_all_chrome_pages_give_no_body(text: str, database: Database, 
     assert item.body == ""
     with pytest.raises(IngestError, match="empty"):
         IngestService(database, settings, TagService(database, settings)).ingest(item)
+
+
+def test_clean_text_keeps_lists_and_dated_sentences_but_drops_initials() -> None:
+    text = (
+        "Ledakan meriam saat latihan menewaskan tiga prajurit dan melukai beberapa lainnya, kata juru bicara.\n"
+        "Film itu dijadwalkan tayang 25 Januari 2018.\n"
+        "\"Nanti kita lihat keputusan pleno,\" tutup dia. [rnd]\n"
+        "Korban meninggal dunia\n"
+        "1. Pratu Marwan\n"
+        "2. Praka Edy\n"
+        "3. Pratu Ridai\n"
+        "[tsr]"
+    )
+    parsed = parse_raw_text(text)
+    assert parsed.title is None
+    assert parsed.body.split("\n\n") == text.split("\n")[:-1]
+
+
+def test_menu_after_the_article_is_dropped_but_a_closing_list_is_kept() -> None:
+    text = (
+        "Tiga Hal yang Sering Dilupakan Saat Menikah di Hari Libur\n"
+        "Memanfaatkan momen libur hari raya untuk menikah memang praktis, tetapi ada beberapa hal yang sering terlupa.\n"
+        "Tidak memberitahu para tamu dari jauh-jauh hari\n"
+        "Melupakan rencana orang lain\n"
+        "Share this:\n"
+        "Like this:\n"
+        "Home\nNews\nSport\n"
+    )
+    parsed = parse_raw_text(text)
+    assert parsed.title == "Tiga Hal yang Sering Dilupakan Saat Menikah di Hari Libur"
+    assert parsed.body.split("\n\n") == text.split("\n")[1:4]

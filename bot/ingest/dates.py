@@ -110,4 +110,5 @@ def is_date_line(line: str) -> bool:
         return False
     (start, end), _value = found
     rest = _DATE_WORDS.sub(" ", line[:start] + " " + line[end:])
-    return len(re.findall(r"\w+", rest)) <= 4
+    # "Dilan 1990 dijadwalkan tayang 25 Januari 2018." is a sentence, not a date line.
+    return len(re.findall(r"\w+", rest)) <= 3 and not line.rstrip().endswith(".")

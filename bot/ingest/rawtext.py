@@ -109,12 +109,14 @@ PROMO = re.compile(
     r"we use cookies|kami menggunakan cookie|cookie policy|accept (all )?cookies|"
     r"ikuti (kami|berita|kanal|saluran|update).{0,60}(google news|whatsapp|telegram|instagram)|"
     r"follow us on|dapatkan (update|berita|informasi).{0,60}(whatsapp|telegram|google news)|"
-    r"get (the latest|our).{0,60}(inbox|newsletter)|klik di sini untuk|click here to)",
+    r"get (the latest|our).{0,60}(inbox|newsletter)|klik di sini untuk|click here to|"
+    r"(baca|read) (artikel|berita|the full story|more).{0,50}\b(di|in|on) (aplikasi|the app|our app))",
     _RE,
 )
 BYLINE = re.compile(
     r"^\W*(by|oleh|penulis|reporter|editor|redaktur|pewarta|writer|author|penyunting|kontributor|"
-    r"contributor|sumber|source|laporan wartawan|written by|ditulis oleh)\b\s*:?\s*\S.{0,80}$",
+    r"contributor|sumber|source|laporan wartawan|written by|ditulis oleh|(additional )?reporting by|"
+    r"editing by|writing by|compiled by|translated by|penerjemah|alih bahasa)\b\s*:?\s*\S.{0,80}$",
     _RE,
 )
 CAPTION = re.compile(
@@ -125,7 +127,7 @@ CAPTION = re.compile(
 )
 TAGS_LINE = re.compile(
     r"^\W*(tags?|topik|topics?|label|labels|kata kunci|keywords?|tagged( with)?|ditandai|hashtags?|"
-    r"tag terkait|topik terkait)\s*:\s*(?P<rest>.*)$",
+    r"tag terkait|topik terkait)(\s*:\s*(?P<rest>.*)|\s*)$",
     _RE,
 )
 CATEGORY_LINE = re.compile(r"^\W*(kategori|category|categories|rubrik|rubrikasi|section|kanal|filed under)\s*:\s*(?P<rest>.+)$", _RE)
@@ -135,7 +137,12 @@ DATELINE = re.compile(
     r"(?:\s*\([^)]{1,40}\))?(?:\s*,\s*[^–—\-\n(]{1,40}?)?(?:\s*\([^)]{1,40}\))?)\s+(?:–|—|-{1,2})\s+\S"
 )
 # "(aps/dnu)", "(ant/rd)": the initials of writer and editor that close Indonesian reports.
-INITIALS = re.compile(r"^\(\s*[a-z]{2,6}(\s*[/,]\s*[a-z]{2,6})+\s*\)\W*$", re.IGNORECASE)
+INITIALS = re.compile(
+    r"^(\(\s*[a-z]{2,6}(\s*[/,]\s*[a-z]{2,6})+\s*\)|\[\s*[a-z]{2,6}(\s*[/,]\s*[a-z]{2,6})*\s*\])\W*$", re.IGNORECASE
+)
+LIST_ITEM = re.compile(r"^\s*(\d{1,2}[.)]|[a-z][.)]|[-•*▪●–])\s+\S", re.IGNORECASE)
+# Writer initials closing the last paragraph: "... tutup dia. [rnd]".
+TRAILING_INITIALS = re.compile(r"(?<=[.!?\"”])\s*[\[(]\s*[a-z]{2,6}(\s*/\s*[a-z]{2,6})*\s*[\])]\s*$", re.IGNORECASE)
 GENERIC_CATEGORIES = frozenset(
     {"news", "berita", "home", "beranda", "artikel", "article", "headline", "headlines", "terkini",
      "latest", "utama", "top stories", "blog", "post", "posts", "index", "indeks"}
@@ -212,7 +219,7 @@ def classify(text: str) -> Line:
     if words == 0:
         return Line(text, Kind.CHROME, 0)
     if match := TAGS_LINE.match(text):
-        return Line(text, Kind.TAGS, words, match["rest"].strip())
+        return Line(text, Kind.TAGS, words, (match["rest"] or "").strip())
     if match := CATEGORY_LINE.match(text):
         return Line(text, Kind.CATEGORY, words, match["rest"].strip())
     if HASHTAGS.match(text):
@@ -236,7 +243,7 @@ def classify(text: str) -> Line:
         return Line(text, Kind.BYLINE, words)
     if words <= 40 and CAPTION.search(text):
         return Line(text, Kind.CAPTION, words)
-    ends_like_sentence = text.rstrip().endswith(_TERMINAL)
+    ends_like_sentence = TRAILING_INITIALS.sub("", text).rstrip().endswith(_TERMINAL)
     if ends_like_sentence and text.rstrip().endswith(("?", "!")) and _title_case(text):
         return Line(text, Kind.SHORT, words)  # a headline asking a question
     if (words >= PARAGRAPH_MIN_WORDS and ends_like_sentence) or words >= PARAGRAPH_ANY_WORDS:
@@ -389,8 +396,10 @@ def _body_lines(lines: list[Line], start: int, body_first: int, end: int, title:
         if line.kind not in keep_kinds or line.text.casefold() == title_key:
             continue
         if line.kind is Kind.SHORT:
-            if index < body_first or index > last_prose:
-                continue  # standfirst without punctuation, captions, trailing widgets
+            if index < body_first:
+                continue  # standfirst without punctuation, captions
+            if index > last_prose and not _continues_prose(lines, last_prose, index):
+                continue  # widgets after the article, separated from it by chrome
             if _in_short_run(lines, index):
                 continue  # a menu printed one item per line
         if line.kind is Kind.SENTENCE and index < body_first and line.words < 4:
@@ -399,10 +408,22 @@ def _body_lines(lines: list[Line], start: int, body_first: int, end: int, title:
     return result
 
 
+def _continues_prose(lines: list[Line], last_prose: int, index: int) -> bool:
+    """Whether every line from the last paragraph to `index` is headline-like text (a closing list)."""
+    return last_prose >= 0 and all(
+        lines[i].kind is Kind.SHORT and lines[i].words >= 2 for i in range(last_prose + 1, index + 1)
+    )
+
+
 def _in_short_run(lines: list[Line], index: int, run: int = 3) -> bool:
     """Whether the line belongs to `run` or more consecutive one-to-three-word headline-like lines."""
     def tiny(i: int) -> bool:
-        return 0 <= i < len(lines) and lines[i].kind is Kind.SHORT and lines[i].words <= 3
+        return (
+            0 <= i < len(lines)
+            and lines[i].kind is Kind.SHORT
+            and lines[i].words <= 3
+            and not LIST_ITEM.match(lines[i].text)  # "1. Pratu Marwan" is content, not a menu
+        )
 
     if not tiny(index):
         return False
