@@ -161,7 +161,8 @@ def test_preload_loads_every_configured_model(tiny_models: TinyModels, tmp_path:
     failed = engine.preload()
     root = tiny_models.root
     assert sorted(failed) == sorted(str(root / f"marian-{pair}") for pair in ("id-fr", "en-fr", "fr-id", "fr-en"))
-    assert set(engine.models.loaded_ids()) == {str(tiny_models.summary), str(root / "marian-id-en"), str(root / "marian-en-id")}
+    loaded = {str(tiny_models.summary), str(root / "marian-id-en"), str(root / "marian-en-id")}
+    assert set(engine.models.loaded_ids()) == loaded
 
 
 def test_generation_failure_falls_back_for_that_batch(tmp_path: Path) -> None:

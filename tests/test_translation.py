@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.summaries import SummaryService, summarizer_config
@@ -16,7 +17,7 @@ from summarizer import Engine, SummarizerConfig, TranslationUnavailable
 from tinymodels import TinyModels, article
 
 
-def tiny_settings(database_url: str, tmp_path: Path, tiny_models: TinyModels, **overrides: object):  # noqa: ANN201
+def tiny_settings(database_url: str, tmp_path: Path, tiny_models: TinyModels, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "summary_model": str(tiny_models.summary),
         "translation_model": tiny_models.translation_template,
@@ -108,7 +109,8 @@ def test_service_translates_once_and_stores_both_rows(
         ("en", SummaryKind.TRANSLATION, f"{translation_model}|{summary_model}"),
     ]
     original = service.summary(article_id, "id")
-    assert original.lang == "id" and original.translated_from is None and original.title == "Rusia minta garansi mengikat"
+    assert original.lang == "id" and original.translated_from is None
+    assert original.title == "Rusia minta garansi mengikat"
     # No fr model and no pivot: the original summary, in its own language.
     assert service.summary(article_id, "fr") == original
     assert service.computations == 2
