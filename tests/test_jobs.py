@@ -31,6 +31,7 @@ from bot.services.summaries import SummaryService
 from conftest import make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 ENGLISH = (
     "The central bank raised interest rates by half a point on Thursday. "
     "Officials said inflation had stayed above target for a year. "
@@ -204,6 +205,39 @@ def test_celery_jobs_run_on_a_worker_and_the_bot_reads_them(broker_settings: Set
             assert session.scalar(select(func.count()).select_from(Summary)) == 3
     finally:
         ctx.close()
+
+
+def test_rabbitmq_works_as_the_broker_too(sqlite_url: str, tmp_path: Path) -> None:
+    queue = f"newsbot-test-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(sqlite_url, tmp_path, broker_url=AMQP_URL, job_queue=queue)
+    db = Database(sqlite_url)
+    sender_app = build_celery_app(settings)
+    sender = CeleryJobs(sender_app, queue)
+    try:
+        from bot.db.migrate import upgrade
+
+        upgrade(db.engine)
+        ids = add_articles(db, 2)
+        assert sender.depth() == 0  # the queue does not exist yet
+        for article_id in ids:
+            sender.submit([article_id], ["en"])
+        assert sender.depth() == 2
+        worker_app = build_celery_app(settings)
+        service = SummaryService(db, settings)
+        outcomes: list[str] = []
+        register_summarize_task(worker_app, db, lambda: service, settings, on_done=outcomes.append)
+        with start_worker(worker_app, pool="solo", perform_ping_check=False, shutdown_timeout=60):
+            deadline = time.monotonic() + 20
+            while len(outcomes) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert outcomes == ["done", "done"]
+        assert sorted(key[0] for key in summary_keys(db)) == ids
+        assert sender.depth() == 0
+    finally:
+        with sender_app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+        sender.close()
+        db.dispose()
 
 
 def test_an_unreachable_broker_is_reported(tmp_path: Path, sqlite_url: str) -> None:
