@@ -282,3 +282,24 @@ def test_translate_and_original_buttons_with_a_real_translator(
     [in_id] = say(conversation, f"/summary {article_id}")
     assert [b.callback_data for row in in_id.buttons for b in row] == [f"orig:{article_id}"]
     assert in_id.text.count("Diterjemahkan mesin dari") == 1
+
+
+def test_summary_not_ready_when_workers_do_not_answer_in_time(
+    sqlite_database: Database, tmp_path: Path, i18n: I18n
+) -> None:
+    """BROKER_URL set and no `newsbot worker` running: /summary says to ask again, it does not hang."""
+    import uuid
+
+    import redis
+
+    queue = f"newsbot-test-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(sqlite_database.url, tmp_path, broker_url="redis://127.0.0.1:6379/15",
+                             job_queue=queue, summary_wait=0.3)
+    conversation = make_conversation(sqlite_database, settings, i18n)
+    try:
+        article_id = store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
+        assert texts(say(conversation, f"/summary {article_id}")) == [i18n.t("en", "summary.not_ready")]
+        assert conversation.s.summaries.status_line().endswith("1 jobs waiting")
+    finally:
+        conversation.s.summaries.close()  # type: ignore[attr-defined]
+        redis.Redis(host="127.0.0.1", port=6379, db=15).delete(queue)

@@ -21,6 +21,7 @@ from telegram.ext import (
 from bot.config import Settings
 from bot.context import AppContext
 from bot.i18n import DEFAULT_LANG, I18n
+from bot.ops.health import health_task
 from bot.telegram import handlers
 from bot.telegram.conversation import MENU_COMMANDS, BotServices, Command, Conversation, build_services
 from bot.telegram.handlers import ADMIN_REPORT_CHARS, BOT_DATA_KEY, BotRuntime, ErrorReporter, send_reply
@@ -159,6 +160,9 @@ def default_background(services: BotServices, runtime: BotRuntime, limiter: Send
     feeds = _feed_poller_task(services)
     if feeds is not None:
         tasks.append(feeds)
+    health = health_task(services.settings, services.db, services.summaries.status_line)
+    if health is not None:
+        tasks.append(health)  # HEALTH_PORT: /healthz, /readyz, /metrics
     return tasks
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot.config import Settings
+from bot.context import AppContext
 from bot.db import Database
 from bot.db.models import ChatKind, Source
 from bot.i18n import Html, I18n, escape
@@ -24,6 +25,7 @@ from bot.services.chats import ChatInfo, ChatService
 from bot.services.contracts import SummaryProvider
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, TagRef, split_tag_args
+from bot.jobs import SummaryNotReady, build_summary_provider
 from bot.ingest.feeds import FeedError, FeedService
 from bot.ingest.fetch import FetchError, fetch_article
 from bot.ingest.service import IngestError, IngestResult, IngestService
@@ -330,7 +332,10 @@ class Conversation:
         article = self.s.articles.get(article_id)
         if article is None:
             return self._reply(chat.lang, "summary.not_found", id=article_id)
-        summary = self.s.summaries.summary(article_id, lang)
+        try:
+            summary = self.s.summaries.summary(article_id, lang)
+        except SummaryNotReady:
+            return self._reply(chat.lang, "summary.not_ready")  # workers are busy (BROKER_URL set)
         following = {tag.id for tag in self.s.subscriptions.following(chat.id)}
         # The same message as a push of this article, so buttons and edits behave alike.
         rendered = render_push(article, article.tags, article.source_name, summary, chat.lang, self.i18n,
@@ -574,9 +579,8 @@ def build_services(settings: Settings, db: Database, i18n: I18n,
     """Build every service of the conversation once (in main); models load lazily on first use."""
     tags = TagService(db, settings)
     if summaries is None:
-        from bot.services.summaries import SummaryService
-
-        summaries = SummaryService(db, settings)
+        # In-process SummaryService, or jobs for `newsbot worker` when BROKER_URL is set.
+        summaries = build_summary_provider(AppContext(settings=settings, db=db))
     ingest = IngestService(db, settings, tags)
 
     def fetch_and_store(url: str) -> IngestResult:
