@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,6 +155,8 @@ def summarize(sources: tuple[str, ...], lang: str | None, as_json: bool) -> None
     from bot.services.summaries import SummaryService
 
     settings = cli_settings()
+    # This command explains an unavailable model itself, once, below; skip the log's copy.
+    logging.getLogger("summarizer.models").setLevel(logging.ERROR)
     with cli_context(settings) as context:
         resolved, errors = _resolve(sources, settings, context.db)
         for line in errors:

@@ -325,7 +325,7 @@ class SummaryService:
         try:
             outputs = self.engine.translate_batch(texts, src, tgt)
         except TranslationUnavailable as error:
-            log.info("translation %s->%s unavailable: %s", src, tgt, error)
+            log.debug("translation %s->%s unavailable: %s", src, tgt, error)
             return [None] * len(items)
         rows: list[_Row | None] = []
         for position, (article, original) in enumerate(items):
