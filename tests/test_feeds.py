@@ -238,3 +238,20 @@ async def test_poller_survives_errors_and_stops_on_event(server: LocalServer, da
     assert service.calls >= 2
     assert [a.title for a in stored(database)] == ["Poller"]
     service.close()
+
+
+def test_atom_feed_with_html_content(server: LocalServer, feeds: FeedService, database: Database) -> None:
+    paragraphs = "".join(f"<p>{LONG} Bagian {i}.</p>" for i in range(3))
+    atom = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Atom Contoh</title>'
+        '<id>urn:x</id><updated>2024-03-05T03:00:00Z</updated><entry><title>Kereta Ringan</title><id>urn:entry:1</id>'
+        '<link href="http://example.test/atom-1"/><updated>2024-03-05T03:00:00Z</updated><category term="Transportasi"/>'
+        f'<content type="html"><![CDATA[<script>alert(1)</script>{paragraphs}]]></content></entry></feed>'
+    )
+    server.add("/atom", Response(body=atom.encode(), headers={"Content-Type": "application/atom+xml"}))
+    feeds.add(server.url("/atom"))
+    assert feeds.poll_all()[0].new == 1
+    [article] = stored(database)
+    assert article.guid == "urn:entry:1" and article.url == "http://example.test/atom-1"
+    assert article.body.count("\n\n") == 2 and "alert" not in article.body
+    assert [t.name for t in article.tags] == ["Transportasi"]

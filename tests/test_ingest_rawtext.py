@@ -161,3 +161,17 @@ def test_menu_after_the_article_is_dropped_but_a_closing_list_is_kept() -> None:
     parsed = parse_raw_text(text)
     assert parsed.title == "Tiga Hal yang Sering Dilupakan Saat Menikah di Hari Libur"
     assert parsed.body.split("\n\n") == text.split("\n")[1:4]
+
+
+def test_popular_stories_above_the_article_are_not_its_headline() -> None:
+    text = (
+        "Terpopuler\n"
+        "Harga Emas Antam Hari Ini Naik Tajam, Cek Daftar Lengkapnya di Sini Sekarang\n"
+        "Lima Tips Hemat Belanja Bulanan untuk Keluarga Muda di Kota Besar\n"
+        "Sekolah Baru Dibuka di Desa Terpencil\n"
+        "Sebuah sekolah dasar baru dibuka di desa terpencil di pegunungan, menampung seratus dua puluh murid.\n"
+        "Warga menyambut gembira karena anak-anak tidak lagi harus berjalan dua jam ke sekolah terdekat."
+    )
+    parsed = parse_raw_text(text)
+    assert parsed.title == "Sekolah Baru Dibuka di Desa Terpencil"
+    assert parsed.body.count("\n\n") == 1

@@ -26,7 +26,7 @@ CHUNK_SIZE = 64 * 1024
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain"})
 FEED_TYPES = frozenset(
     {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml", "text/xml",
-     "application/feed+json", "application/json", "text/html", "text/plain", "application/x-rss+xml"}
+     "text/html", "text/plain", "application/x-rss+xml"}
 )  # fmt: skip
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

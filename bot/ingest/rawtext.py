@@ -26,6 +26,7 @@ SHORT_UI_WORDS = 6
 CATEGORY_MAX_WORDS = 3
 TAG_LINE_MAX_WORDS = 4
 HEADLINE_WINDOW = 4
+HEADLINE_MIN_WORDS = 5
 
 # Words and phrases that make up site UI (menus, share bars, buttons, form fields), in
 # Indonesian and English. A line made only of these is chrome.
@@ -273,6 +274,10 @@ def _headline_index(lines: list[Line], body_start: int) -> int | None:
     ]
     if not candidates:
         return None
+    # Lists of other stories ("Terpopuler", "Related") above the article are not its headline.
+    barrier = max((i for i in range(body_start) if lines[i].kind in (Kind.END, Kind.RELATED)), default=-1)
+    after = [index for index in candidates if index > barrier]
+    candidates = after or candidates
     seen: dict[str, int] = {}
     for index in candidates:
         key = lines[index].text.casefold()
@@ -280,8 +285,11 @@ def _headline_index(lines: list[Line], body_start: int) -> int | None:
             # A page that prints the headline twice (page title and article heading).
             return max(i for i in candidates if lines[i].text.casefold() == key)
         seen[key] = index
-    # The headline is the fullest headline-like line among the last few before the body
-    # (bylines, sources and section names around it are shorter).
+    # The headline is the nearest full headline-like line above the body; bylines, sources and
+    # section names between the two are shorter.
+    full = [index for index in candidates if lines[index].words >= HEADLINE_MIN_WORDS]
+    if full:
+        return full[-1]
     near = [index for index in candidates if lines[index].words >= 3][-HEADLINE_WINDOW:]
     if not near:
         return candidates[-1]
