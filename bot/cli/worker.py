@@ -102,6 +102,7 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     if cpus:
         _pin_cpus(cpus)
     install_context_filter()
+    logging.captureWarnings(True)  # Celery's warnings become log records (JSON with LOG_FORMAT=json)
     ctx = open_context(settings, migrate=False)
     name = hostname or f"newsbot-worker-{os.getpid()}@{socket.gethostname()}"
     with log_context(worker=name):
@@ -121,7 +122,9 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     health: HealthServer | None = None
     if settings.health_port:
         health = HealthServer(settings.health_listen, settings.health_port, checks, metrics).start()
-    argv = [
+    # JSON logs stay pure JSON: no startup banner on stdout.
+    argv = ["--quiet"] if settings.log_format == "json" else []
+    argv += [
         "worker",
         f"--queues={settings.job_queue}",
         # solo: one job at a time in this process, models loaded once; threads share them.
