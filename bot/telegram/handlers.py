@@ -143,7 +143,7 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     )
 
 
-async def send_reply(bot: Bot, chat_id: int, reply: Reply, reply_to: int | None = None) -> None:
+async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
     """Send one reply as HTML without link preview; answers go before pushes in the limiter."""
     kwargs: dict[str, Any] = {}
     if getattr(bot, "rate_limiter", None) is not None:
@@ -337,7 +337,11 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         rt.conversation.handle_callback, chat.id, kind, query.data,
         chat_admin=chat_admin, user_lang=query.from_user.language_code,
     )
-    await query.answer(text=result.notice[:200] if result.notice else None)
+    try:
+        await query.answer(text=result.notice[:200] if result.notice else None)
+    except BadRequest:
+        # A slow translation can outlive the query (Telegram gives ~15 s); the edit still counts.
+        log.info("callback query expired before it was answered")
     if result.edit is not None:
         try:
             await query.edit_message_text(
@@ -361,13 +365,12 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(rt, BotRuntime):
         return
     i18n = rt.services.i18n
-    if isinstance(update, Update) and update.effective_chat is not None and update.effective_message is not None:
+    chat = update.effective_chat if isinstance(update, Update) else None
+    # Apologise where someone asked something; never into a channel's public feed.
+    if chat is not None and chat.type != "channel" and update.effective_message is not None:  # type: ignore[union-attr]
         try:
-            info = await asyncio.to_thread(rt.services.chats.get, update.effective_chat.id)
-            await send_reply(context.bot, update.effective_chat.id,
-                             Reply(i18n.t(info.lang if info else None, "error.generic")))
-        except TelegramError:
-            log.warning("could not tell the chat about the error", exc_info=True)
+            info = await asyncio.to_thread(rt.services.chats.get, chat.id)
+            await send_reply(context.bot, chat.id, Reply(i18n.t(info.lang if info else None, "error.generic")))
         except Exception:  # noqa: BLE001 - the error handler must not fail itself
             log.warning("could not tell the chat about the error", exc_info=True)
     if not rt.reporter.admin_ids or not rt.reporter.due():
