@@ -150,3 +150,20 @@ def test_fetch_problems_become_ingest_errors(tmp_path: Path) -> None:
     with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher:
         with pytest.raises(IngestError, match="non-public"):
             fetch_article(fetcher, "http://127.0.0.1/x")
+
+
+def test_connection_is_pinned_to_the_checked_address_with_the_host_name_kept(server: LocalServer, tmp_path: Path) -> None:
+    server.add("/named", Response(body=b"<p>ok</p>", headers={"Content-Type": "text/html"}))
+    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=["localhost"])) as fetcher:
+        page = fetcher.fetch(f"http://localhost:{server.port}/named")
+    assert page.content == b"<p>ok</p>"
+    assert page.url == f"http://localhost:{server.port}/named"
+    assert server.requests[-1][1]["host"] == f"localhost:{server.port}"
+
+
+def test_allowed_host_with_port_only_allows_that_port(server: LocalServer, tmp_path: Path) -> None:
+    server.add("/p", Response(body=b"<p>ok</p>", headers={"Content-Type": "text/html"}))
+    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[f"127.0.0.1:{server.port}"])) as fetcher:
+        assert fetcher.fetch(server.url("/p")).content == b"<p>ok</p>"
+        with pytest.raises(FetchError, match="non-public"):
+            fetcher.fetch("http://127.0.0.1:1/p")

@@ -110,8 +110,8 @@ class Fetcher:
             raise FetchError(f"cannot resolve host {host}")
         return addresses
 
-    def check_url(self, url: str) -> tuple[str, str, IpAddress]:
-        """Validate one hop; returns (url, host, address to connect to) or raises FetchError."""
+    def check_url(self, url: str) -> tuple[str, str, list[IpAddress]]:
+        """Validate one hop; returns (url, host, checked addresses) or raises FetchError."""
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
@@ -132,7 +132,7 @@ class Fetcher:
                     raise FetchError(
                         f"refusing to fetch {host}: it resolves to a non-public address ({address})"
                     )
-        return url, host, addresses[0]
+        return url, host, addresses
 
     # --- fetching ------------------------------------------------------------------------
     def fetch(
@@ -147,9 +147,9 @@ class Fetcher:
         deadline = time.monotonic() + self._settings.fetch_timeout * 2
         current = url.strip()
         for _hop in range(MAX_REDIRECTS + 1):
-            current, host, address = self.check_url(current)
+            current, host, addresses = self.check_url(current)
             try:
-                page = self._get(current, host, address, accept, etag, last_modified, deadline)
+                page = self._get_any(current, host, addresses, accept, etag, last_modified, deadline)
             except httpx.TimeoutException:
                 raise FetchError(f"timed out after {self._settings.fetch_timeout:g}s fetching {current[:200]}") from None
             except httpx.HTTPError as error:
@@ -159,6 +159,24 @@ class Fetcher:
                 continue
             return page
         raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}) from {url[:200]}")
+
+    def _get_any(
+        self,
+        url: str,
+        host: str,
+        addresses: list[IpAddress],
+        accept: frozenset[str],
+        etag: str | None,
+        last_modified: str | None,
+        deadline: float,
+    ) -> FetchedPage | str:
+        """Try the checked addresses in turn ("localhost" may be ::1 and 127.0.0.1)."""
+        for address in addresses[:-1]:
+            try:
+                return self._get(url, host, address, accept, etag, last_modified, deadline)
+            except httpx.ConnectError:
+                continue
+        return self._get(url, host, addresses[-1], accept, etag, last_modified, deadline)
 
     def _get(
         self,
@@ -196,7 +214,9 @@ class Fetcher:
             content_type = response.headers.get("content-type", "")
             media_type = content_type.split(";")[0].strip().lower()
             if media_type and media_type not in accept:
-                raise FetchError(f"{url[:200]} is {media_type}, not a page or feed this bot can read")
+                wanted = "an HTML or text page" if accept == HTML_TYPES else "an RSS/Atom feed"
+                hint = " (add feeds with `newsbot feeds add`)" if "rss" in media_type or "atom" in media_type else ""
+                raise FetchError(f"{url[:200]} is {media_type}, not {wanted}{hint}")
             limit = self._settings.fetch_max_bytes
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > limit:
