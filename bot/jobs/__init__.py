@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 RESUBMIT_AFTER_S = 60.0
 REMEMBERED_SUBMISSIONS = 10_000
 POLL_INTERVAL_S = 0.1
+# After one full wait for a key ended empty-handed, further asks within this window only look once:
+# the push loop's few summary threads then never sit blocked on articles the workers haven't reached.
+NOT_READY_WINDOW_S = 30.0
 
 
 class SummaryNotReady(TimeoutError):
@@ -162,6 +165,7 @@ class QueuedSummaryProvider:
         self._wait = wait
         self._description = description
         self._submitted: OrderedDict[tuple[int, str], float] = OrderedDict()
+        self._waited_in_vain: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._lock = threading.Lock()
 
     def _submit_once(self, article_id: int, langs: Sequence[str]) -> None:
@@ -192,12 +196,24 @@ class QueuedSummaryProvider:
         if stored is not None:
             return stored
         self._submit_once(article_id, [lang])
+        key = (article_id, lang)
         started = time.monotonic()
+        with self._lock:
+            last_wait = self._waited_in_vain.get(key)
+        if last_wait is not None and started - last_wait < NOT_READY_WINDOW_S:
+            raise SummaryNotReady(article_id, lang, 0.0)
         while time.monotonic() - started < self._wait:
             time.sleep(POLL_INTERVAL_S)
             stored = self._lookup(article_id, lang)
             if stored is not None:
+                with self._lock:
+                    self._waited_in_vain.pop(key, None)
                 return stored
+        with self._lock:
+            self._waited_in_vain[key] = time.monotonic()
+            self._waited_in_vain.move_to_end(key)
+            while len(self._waited_in_vain) > REMEMBERED_SUBMISSIONS:
+                self._waited_in_vain.popitem(last=False)
         raise SummaryNotReady(article_id, lang, time.monotonic() - started)
 
     def close(self) -> None:
