@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import html
 import logging
 import re
 from collections.abc import Sequence
@@ -58,7 +59,7 @@ class FeedPollResult:
 def html_fragment_text(fragment: str) -> str:
     """Plain text of an HTML fragment (feed content), one block per paragraph."""
     if "<" not in fragment:
-        return clean_text(fragment)
+        return clean_text(html.unescape(fragment))
     import lxml.html
     from lxml import etree
 
