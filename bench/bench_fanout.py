@@ -28,6 +28,11 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from fakebotapi import RemoteFakeBotApi
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -42,6 +47,17 @@ ARTICLE = (
     "Menurut Lavrov, janji lisan tidak lagi cukup setelah perluasan NATO ke timur. Para diplomat "
     "Eropa menyebut tuntutan itu sulit diterima, tetapi mengatakan pintu dialog tetap terbuka."
 )
+
+
+def busiest_second(times: list[float]) -> int:
+    """Most sends in any 1-second window."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(ordered):
+        while ordered[start] <= moment - 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -144,28 +160,11 @@ class SummarizationRun(threading.Thread):
             self.process.terminate()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chats", type=int, default=10_000)
-    parser.add_argument("--follow-interval", type=float, default=0.5, help="seconds between /follow probes")
-    parser.add_argument("--summary-model", default="none", help="SUMMARY_MODEL of the bot and the summarization run")
-    parser.add_argument("--no-summarize", action="store_true", help="skip the parallel summarization run")
-    args = parser.parse_args()
+def drive(args: argparse.Namespace, server: RemoteFakeBotApi, workdir: Path, database_url: str,
+          followers: list[int], limits: Settings) -> tuple[list[Any], list[Any], dict[int, float], float, int, SummarizationRun]:
+    """Start `newsbot run` and the summarization run, store the article, probe /follow, collect."""
+    from fakebotapi import DEFAULT_TOKEN
 
-    from bot.config import Settings
-    from fakebotapi import DEFAULT_TOKEN, RemoteFakeBotApi
-
-    limits = Settings(_env_file=None)  # type: ignore[call-arg]
-    workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
-    database_url = f"sqlite:///{workdir / 'newsbot.sqlite3'}"
-    t = time.perf_counter()
-    followers = prepare_database(database_url, args.chats)
-    print(f"{args.chats} chats following #{TAG} created in {time.perf_counter() - t:.1f} s ({workdir})")
-
-    server_process = subprocess.Popen([sys.executable, str(REPO / "tests" / "fakebotapi.py"), "--port", "0"],
-                                      stdout=subprocess.PIPE, text=True)
-    url = server_process.stdout.readline().strip()  # type: ignore[union-attr]
-    server = RemoteFakeBotApi(url)
     env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(workdir), "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
            "TELEGRAM_BASE_URL": server.base_url, "SUMMARY_MODEL": args.summary_model, "TRANSLATION_MODEL": "none",
            "BROKER_URL": "", "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
@@ -218,10 +217,38 @@ def main() -> None:
             bot.wait(30)
         except subprocess.TimeoutExpired:
             bot.kill()
-    calls = [c for c in server.calls("sendMessage") if c.status == 200]
-    messages = server.sent_messages()
-    server_process.terminate()
+        calls = [c for c in server.calls("sendMessage") if c.status == 200]
+        messages = server.sent_messages()
+    return calls, messages, probes, started, article_id, summarizer
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chats", type=int, default=10_000)
+    parser.add_argument("--follow-interval", type=float, default=0.5, help="seconds between /follow probes")
+    parser.add_argument("--summary-model", default="none", help="SUMMARY_MODEL of the bot and the summarization run")
+    parser.add_argument("--no-summarize", action="store_true", help="skip the parallel summarization run")
+    args = parser.parse_args()
+
+    from bot.config import Settings
+    from fakebotapi import RemoteFakeBotApi
+
+    limits = Settings(_env_file=None)  # type: ignore[call-arg]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    database_url = f"sqlite:///{workdir / 'newsbot.sqlite3'}"
+    t = time.perf_counter()
+    followers = prepare_database(database_url, args.chats)
+    print(f"{args.chats} chats following #{TAG} created in {time.perf_counter() - t:.1f} s ({workdir})")
+
+    server_process = subprocess.Popen([sys.executable, str(REPO / "tests" / "fakebotapi.py"), "--port", "0"],
+                                      stdout=subprocess.PIPE, text=True)
+    try:
+        server = RemoteFakeBotApi(server_process.stdout.readline().strip())  # type: ignore[union-attr]
+        calls, messages, probes, started, article_id, summarizer = drive(args, server, workdir, database_url,
+                                                                        followers, limits)
+    finally:
+        server_process.terminate()
+    follower_set = set(followers)
     pushes = [m for m in messages if m.chat_id in follower_set]
     per_chat = Counter(m.chat_id for m in pushes)
     duplicates = sum(count - 1 for count in per_chat.values())
@@ -241,6 +268,7 @@ def main() -> None:
           f"last push after {window[1] - started:.1f} s")
     print(f"send rate: {rate:.2f} msg/s = {rate / limits.send_rate_global:.3f} of SEND_RATE_GLOBAL="
           f"{limits.send_rate_global:g} (target >= 0.95; all sendMessage calls in the push window, replies included)")
+    print(f"busiest second: {busiest_second([c.time for c in calls])} sendMessage calls (limit {limits.send_rate_global:g})")
     print(f"duplicates: {duplicates} (target 0); losses: {losses} (target 0); deliveries: {delivery_counts(database_url)}")
     if latencies:
         print(f"/follow during the fan-out: {len(latencies)} answered, {unanswered} unanswered; latency "

@@ -5,7 +5,7 @@ so command replies and pushes share it. Message-sending calls wait for:
 
 1. their chat's turn (one at a time per chat, SEND_RATE_PER_CHAT apart; groups also at most
    SEND_RATE_PER_GROUP_MINUTE in any 60 s), then
-2. a global slot (SEND_RATE_GLOBAL per second, strictly spaced). Waiters for global slots are
+2. a global slot (at most SEND_RATE_GLOBAL in any second). Waiters for global slots are
    served by priority: replies to users (the default) before pushes (`Priority.PUSH`), so a
    /follow is answered quickly even while a large fan-out saturates the global rate.
 
@@ -63,6 +63,9 @@ LIMITED_METHODS = frozenset(
 GLOBAL_429_CHATS = 2
 GLOBAL_429_WINDOW = 2.0
 GROUP_WINDOW = 60.0
+# The global window is this much longer than a second: requests leave in order but may reach
+# Telegram a few milliseconds apart from when they were released.
+WINDOW_MARGIN = 0.02
 # Per-chat state is dropped once idle this long, so 10,000 chats do not pile up forever.
 CHAT_STATE_TTL = 120.0
 
@@ -86,12 +89,22 @@ def is_group_chat(chat_id: int) -> bool:
 
 
 class _GlobalGate:
-    """Hands out send slots `interval` apart, highest priority first (then FIFO)."""
+    """Hands out send slots: at most `per_window` in any `window` seconds (Telegram's "30 messages
+    per second"), never closer than half the mean interval; highest priority first, then FIFO.
+
+    Counting in a sliding window (rather than spacing sends exactly 1/rate apart) keeps the
+    long-run rate at the limit even when a busy machine wakes the timer late.
+    """
 
     def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self.interval = 1.0 / rate
+        if rate >= 1:
+            self.window, self.per_window = 1.0 + WINDOW_MARGIN, int(rate)
+        else:
+            self.window, self.per_window = 1.0 / rate + WINDOW_MARGIN, 1
+        self.min_gap = self.window / self.per_window / 2
         self._clock = clock
-        self._next_free = 0.0
+        self._sent: deque[float] = deque(maxlen=self.per_window)
+        self._paused_until = 0.0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -99,14 +112,22 @@ class _GlobalGate:
 
     def pause_until(self, moment: float) -> None:
         """No slot before `moment` (a global RetryAfter)."""
-        self._next_free = max(self._next_free, moment)
+        self._paused_until = max(self._paused_until, moment)
         if self._wake is not None:
             self._wake.set()
 
+    def _next_slot(self, now: float) -> float:
+        slot = max(now, self._paused_until)
+        if self._sent:
+            slot = max(slot, self._sent[-1] + self.min_gap)
+            if len(self._sent) >= self.per_window:
+                slot = max(slot, self._sent[0] + self.window)
+        return slot
+
     async def acquire(self, priority: int) -> None:
         now = self._clock()
-        if not self._waiters and now >= self._next_free:
-            self._advance(now)
+        if not self._waiters and self._next_slot(now) <= now:
+            self._sent.append(now)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._seq), future))
@@ -115,15 +136,11 @@ class _GlobalGate:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="send-rate-gate")
         await future
 
-    def _advance(self, now: float) -> None:
-        """Book the slot just used. A late wake-up is made up for by the next slot (at most one
-        interval of credit), so timer jitter does not lower the rate; bursts stay at one extra."""
-        self._next_free = max(self._next_free, now - self.interval) + self.interval
-
     async def _dispatch(self) -> None:
         assert self._wake is not None
         while self._waiters:
-            delay = self._next_free - self._clock()
+            now = self._clock()
+            delay = self._next_slot(now) - now
             if delay > 0:
                 self._wake.clear()
                 try:
@@ -134,7 +151,7 @@ class _GlobalGate:
             _, _, future = heapq.heappop(self._waiters)
             if future.done():  # the waiter was cancelled
                 continue
-            self._advance(self._clock())
+            self._sent.append(now)
             future.set_result(None)
 
     async def close(self) -> None:
