@@ -389,6 +389,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: workers stopped, temporary database dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import redis
 
     from bot.config import Settings
