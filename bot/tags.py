@@ -120,27 +120,31 @@ class TagService:
 
     @staticmethod
     def _seed(session: Session, groups: dict[str, list[str]]) -> None:
-        tag_ids = dict(session.execute(select(Tag.key, Tag.id)).all())
-        alias_keys = set(session.scalars(select(TagAlias.key)).all())
-        alias_tag = dict(session.execute(select(TagAlias.key, TagAlias.tag_id)).all())
-        for name, aliases in groups.items():
+        tag_ids: dict[str, int] = dict(session.execute(select(Tag.key, Tag.id)).all())  # type: ignore[arg-type]
+        alias_tag: dict[str, int] = dict(session.execute(select(TagAlias.key, TagAlias.tag_id)).all())  # type: ignore[arg-type]
+        # New tags first, in one batch, so their ids exist for the aliases.
+        new_tags: dict[str, Tag] = {}
+        for name in groups:
             key = normalize_tag(name)
             if not key:
                 log.warning("tag alias file: skipping invalid tag name %r", name)
-                continue
+            elif key not in tag_ids and key not in alias_tag and key not in new_tags:
+                new_tags[key] = Tag(key=key, name=clean_tag_name(name))
+        if new_tags:
+            session.add_all(new_tags.values())
+            session.flush()
+            tag_ids.update({key: tag.id for key, tag in new_tags.items()})
+        for name, aliases in groups.items():
+            key = normalize_tag(name)
             tag_id = tag_ids.get(key) or alias_tag.get(key)
             if tag_id is None:
-                tag = Tag(key=key, name=clean_tag_name(name))
-                session.add(tag)
-                session.flush()
-                tag_id = tag_ids[key] = tag.id
+                continue
             for alias in aliases:
                 alias_key = normalize_tag(alias)
                 # A spelling that is already a tag of its own stays one (admins can merge).
-                if not alias_key or alias_key in tag_ids or alias_key in alias_keys:
+                if not alias_key or alias_key in tag_ids or alias_key in alias_tag:
                     continue
                 session.add(TagAlias(key=alias_key, name=clean_tag_name(alias), tag_id=tag_id))
-                alias_keys.add(alias_key)
                 alias_tag[alias_key] = tag_id
         session.flush()
 
