@@ -177,3 +177,10 @@ def test_concurrent_ingest_of_same_article_keeps_one_row(database_url: str, sett
     finally:
         for db in databases:
             db.dispose()
+
+
+def test_tags_per_article_are_capped(database: Database, settings: Settings) -> None:
+    from bot.ingest.service import MAX_TAGS_PER_ARTICLE
+
+    result = make_service(database, settings).ingest(ArticleInput(body=BODY, tags=[f"topik {i}" for i in range(50)]))
+    assert len(result.tags) == MAX_TAGS_PER_ARTICLE

@@ -59,3 +59,17 @@ def test_text_helpers_are_total(text: str) -> None:
     assert -(2**63) <= value < 2**63 and hamming(value, value) == 0
     key = normalize_tag(text)
     assert len(key) <= 128 and normalize_tag(key) in (key, "")
+
+
+@FAST
+@given(st.binary(max_size=3000) | st.text(max_size=3000).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_any_bytes_give_an_article_or_one_clear_error(data: bytes) -> None:
+    from bot.ingest.loaders import article_from_bytes
+    from bot.ingest.service import IngestError
+
+    try:
+        item = article_from_bytes(data, name="input")
+    except IngestError as error:
+        assert "\n" not in str(error)
+    else:
+        assert isinstance(item.body, str) and all(isinstance(tag, str) for tag in item.tags)

@@ -25,6 +25,8 @@ MIN_BODY_WORDS = 12
 MAX_BODY_CHARS = 200_000
 MAX_TITLE_CHARS = 300
 MAX_GUID_CHARS = 1024
+# Pages stuffing dozens of keywords should not subscribe their article to every topic.
+MAX_TAGS_PER_ARTICLE = 20
 # Near-duplicates are looked for among this many recent articles, this far back.
 NEAR_DUPLICATE_WINDOW = timedelta(days=14)
 NEAR_DUPLICATE_CANDIDATES = 5000
@@ -187,6 +189,9 @@ class IngestService:
     def _tags_for(self, session: Session, names: list[str]) -> list[Tag]:
         tags: dict[int, Tag] = {}
         for name in names:
+            if len(tags) >= MAX_TAGS_PER_ARTICLE:
+                log.debug("article has more than %d tags; ignoring the rest", MAX_TAGS_PER_ARTICLE)
+                break
             try:
                 tag = self._tags.get_or_create(session, name)
             except TagError as error:
