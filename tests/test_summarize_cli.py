@@ -136,3 +136,39 @@ def test_url_source_is_fetched_stored_and_summarized(cli_env: dict[str, str]) ->
     assert code == 0, stderr
     assert records[0]["source"] == url and records[0]["lang"] == "en"
     assert str(records[0]["summary"]).startswith("The central bank raised interest rates by half a point")
+
+
+@pytest.mark.slow
+def test_first_run_online_downloads_the_model_from_the_hub(tmp_path: Path, tiny_models: TinyModels) -> None:
+    """A Hub id not in the cache is downloaded by from_pretrained (a fake Hub on loopback).
+
+    Runs `newsbot` in a subprocess: huggingface_hub reads HF_ENDPOINT when first imported.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from tinymodels import FakeHub
+
+    with FakeHub({"example-org/tiny-sum": tiny_models.summary}) as hub:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'newsbot.sqlite3'}",
+            "MODEL_CACHE_DIR": str(tmp_path / "hf-cache"),
+            "SUMMARY_MODEL": "example-org/tiny-sum",
+            "TRANSLATION_MODEL": "none",
+            "SUMMARY_NUM_BEAMS": "1",
+            "SUMMARY_MAX_NEW_TOKENS": "8",
+            "MODEL_PRECISION": "fp32",
+            "MODEL_THREADS": "1",
+            "LOG_LEVEL": "ERROR",
+        }
+        command = [sys.executable, "-m", "bot", "summarize", str(SAMPLE), "--json"]
+        result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["method"] == "seq2seq" and record["model"] == "example-org/tiny-sum"
+    assert any(request.endswith("/model.safetensors") for request in hub.requests)
+    assert (tmp_path / "hf-cache" / "models--example-org--tiny-sum" / "snapshots" / FakeHub.COMMIT).is_dir()

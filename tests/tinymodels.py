@@ -286,10 +286,11 @@ class FakeHub:
                 hub.requests.append(f"{self.command} {path}")
                 as_json = {"Content-Type": "application/json"}
                 for repo_id, files in hub.repos.items():
-                    if path == f"/api/models/{repo_id}/revision/main":
+                    api = f"/api/models/{repo_id}"
+                    if path in (api, f"{api}/revision/main", f"{api}/revision/{hub.COMMIT}"):
                         info = {"id": repo_id, "sha": hub.COMMIT, "siblings": [{"rfilename": n} for n in files]}
                         return self._send(200, json.dumps(info).encode(), as_json)
-                    if path.startswith(f"/api/models/{repo_id}/tree/"):
+                    if path in (f"{api}/tree/main", f"{api}/tree/{hub.COMMIT}"):
                         tree = [
                             {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                             for name, data in files.items()
@@ -300,6 +301,10 @@ class FakeHub:
                         data = files[path[len(prefix) :].split("/", 1)[-1]]
                         headers = {"X-Repo-Commit": hub.COMMIT, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}
                         return self._send(200, data, headers)
+                known = (prefix for repo_id in hub.repos for prefix in (f"/api/models/{repo_id}/", f"/{repo_id}/resolve/"))
+                if any(path.startswith(prefix) for prefix in known):  # the repo exists, that file does not
+                    missing = {**as_json, "X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"}
+                    return self._send(404, b'{"error": "Entry not found"}', missing)
                 not_found = {**as_json, "X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
                 return self._send(404, b'{"error": "Repository not found"}', not_found)
 
