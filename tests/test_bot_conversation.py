@@ -260,7 +260,8 @@ def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_translate_and_original_buttons_with_a_real_translator(
     sqlite_database: Database, tmp_path: Path, i18n: I18n, tiny_marian: str
 ) -> None:
-    settings = make_settings(sqlite_database.url, tmp_path, translation_model=tiny_marian, translation_num_beams=1)
+    settings = make_settings(sqlite_database.url, tmp_path, translation_model=tiny_marian, translation_num_beams=1,
+                             model_precision="fp32", model_threads=1)
     conversation = make_conversation(sqlite_database, settings, i18n)
     article_id = store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
     [original] = say(conversation, f"/summary {article_id}")
