@@ -341,3 +341,22 @@ async def test_groups_ignore_other_bots_commands_and_replies_keep_order(bot: Bot
     assert [m.text for m in messages] == [
         i18n.t("en", "follow.added", tags="A1"), i18n.t("en", "follow.added", tags="B2"),
         i18n.t("en", "following.list", count=2, tags="A1, B2")]
+
+
+async def test_parked_delivery_is_reported_to_admins(sqlite_database: Database, tmp_path: Path, i18n: I18n) -> None:
+    with FakeBotApi() as server:
+        application = await start_bot(server, sqlite_database, tmp_path, i18n, delivery_max_attempts=1)
+        try:
+            bot = Bot(server, application, i18n)
+            assert await bot.ask(USER, "/follow Rusia") == i18n.t("en", "follow.added", tags="Rusia")
+            server.fail_server_error(chat_id=USER, times=None)
+            services = application.bot_data["newsbot"].services
+            from bot.ingest.service import ArticleInput
+
+            await asyncio.to_thread(services.ingest.ingest, ArticleInput(
+                body=BODY, title="Russia demands guarantees", tags=["Rusia"], lang="en"))
+            [notice] = await bot.said(ADMIN, 1)
+            assert notice.text.startswith("⚠️ Delivery #1 of article #1 to chat 1001 was parked after 1 tries: ")
+            assert DEFAULT_TOKEN not in notice.text
+        finally:
+            await stop_bot(application)

@@ -144,7 +144,9 @@ def test_push_appears_while_the_shell_runs(tmp_path: Path, i18n: I18n) -> None:
             process.wait()
 
 
-def test_newsbot_run_polls_answers_and_keeps_the_token_out_of_logs(tmp_path: Path, i18n: I18n) -> None:
+@pytest.mark.parametrize("args", [["run"], []], ids=["run", "bare"])
+def test_newsbot_run_polls_answers_and_keeps_the_token_out_of_logs(tmp_path: Path, i18n: I18n, args: list[str]) -> None:
+    """`newsbot run`, and bare `newsbot` when a token is set, run the Telegram bot."""
     import signal
 
     from fakebotapi import DEFAULT_TOKEN, FakeBotApi
@@ -153,7 +155,7 @@ def test_newsbot_run_polls_answers_and_keeps_the_token_out_of_logs(tmp_path: Pat
     with FakeBotApi() as server:
         env = shell_env(url)
         env.update(TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_BASE_URL=server.base_url, LOG_LEVEL="DEBUG")
-        process = subprocess.Popen([sys.executable, "-m", "bot", "run"], stdout=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, "-m", "bot", *args], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
         try:
             server.user_command(1001, "/start")
