@@ -356,7 +356,8 @@ async def test_parked_delivery_is_reported_to_admins(sqlite_database: Database, 
             await asyncio.to_thread(services.ingest.ingest, ArticleInput(
                 body=BODY, title="Russia demands guarantees", tags=["Rusia"], lang="en"))
             [notice] = await bot.said(ADMIN, 1)
-            assert notice.text.startswith("⚠️ Delivery #1 of article #1 to chat 1001 was parked after 1 tries: ")
+            assert notice.text.startswith(i18n.t("en", "error.parked", delivery_id=1, article_id=1, chat_id=USER,
+                                                 attempts=1, error=""))
             assert DEFAULT_TOKEN not in notice.text
         finally:
             await stop_bot(application)
