@@ -86,6 +86,17 @@ def test_run_without_token_explains_and_exits_2(tmp_path: Path, i18n: I18n) -> N
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize("secret", ["", "has spaces!"])
+def test_webhook_without_a_valid_secret_is_refused(tmp_path: Path, i18n: I18n, secret: str) -> None:
+    env = shell_env(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    env.update(TELEGRAM_BOT_TOKEN="123:abc", WEBHOOK_URL="https://bot.example.com/hook", WEBHOOK_SECRET=secret)
+    done = subprocess.run([sys.executable, "-m", "bot", "run"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=60)
+    assert done.returncode == 2
+    assert i18n.plain(None, "run.webhook_secret") in done.stderr
+    assert "123:abc" not in done.stderr
+
+
 def _reader(stream: object, lines: Queue[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         lines.put(line)

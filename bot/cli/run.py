@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from bot.cli.common import cli_context, cli_settings
 from bot.config import EXIT_USAGE
 from bot.i18n import I18n
+
+# What Telegram accepts as a webhook secret token.
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 @click.command()
@@ -16,6 +21,10 @@ def run() -> None:
     i18n = I18n.load()
     if settings.telegram_bot_token is None:
         click.echo(f"newsbot: {i18n.plain(None, 'run.no_token')}", err=True)
+        raise SystemExit(EXIT_USAGE)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    if settings.webhook_url and not WEBHOOK_SECRET.fullmatch(secret):
+        click.echo(f"newsbot: {i18n.plain(None, 'run.webhook_secret')}", err=True)
         raise SystemExit(EXIT_USAGE)
     from bot.telegram.app import build_application, run_application
 
