@@ -126,6 +126,7 @@ def build_application(
 
     async def post_shutdown(application: Application) -> None:
         await stop_background(runtime)
+        await asyncio.to_thread(runtime.slow_pool.shutdown, wait=True, cancel_futures=True)
         services.feeds.close()
         close = getattr(services.summaries, "close", None)
         if close is not None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram import (
     Bot,
@@ -45,6 +47,8 @@ from bot.telegram.conversation import (
 log = logging.getLogger(__name__)
 
 BOT_DATA_KEY = "newsbot"
+SLOW_WORKERS = 2
+T = TypeVar("T")
 ADMIN_REPORT_INTERVAL = 60.0  # seconds between error reports to admins
 ADMIN_REPORT_CHARS = 300
 _ADMIN_STATUSES = frozenset({ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER})
@@ -88,6 +92,15 @@ class BotRuntime:
     stop: asyncio.Event | None = None
     pushes: Any = None  # the PushLoop once started (kicked after in-process ingests)
     _chat_locks: dict[int, tuple[asyncio.Lock, int]] = field(default_factory=dict)
+    # Summaries and translations may take seconds: they get their own threads, so quick
+    # commands (/follow, /latest) never queue behind them in asyncio's default pool.
+    slow_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=SLOW_WORKERS, thread_name_prefix="bot-summary")
+    )
+
+    async def run_slow(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a possibly slow blocking call (summary, translation) in the summary threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.slow_pool, func, *args)
 
     @contextlib.asynccontextmanager
     async def chat_lock(self, chat_id: int) -> AsyncIterator[None]:
@@ -201,7 +214,10 @@ async def converse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         replied=post_of(message.reply_to_message) if message.reply_to_message else None,
     )
     async with rt.chat_lock(chat.id):
-        replies = await asyncio.to_thread(rt.conversation.handle, incoming)
+        if command_of(text) is Command.SUMMARY:
+            replies = await rt.run_slow(rt.conversation.handle, incoming)
+        else:
+            replies = await asyncio.to_thread(rt.conversation.handle, incoming)
         if command_of(text) is Command.SUMMARY:
             kick_pushes(rt)  # a linked or replied article may have been stored just now
         for reply in replies:
@@ -333,10 +349,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat_admin = True
     if kind in (ChatKind.GROUP, ChatKind.SUPERGROUP) and query.data.startswith("unf:"):
         chat_admin = await is_chat_admin(context.bot, chat.id, query.from_user.id, None)
-    result = await asyncio.to_thread(
+    result = await rt.run_slow(functools.partial(
         rt.conversation.handle_callback, chat.id, kind, query.data,
         chat_admin=chat_admin, user_lang=query.from_user.language_code,
-    )
+    ))
     try:
         await query.answer(text=result.notice[:200] if result.notice else None)
     except BadRequest:
