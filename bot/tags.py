@@ -24,6 +24,7 @@ MAX_TAG_LENGTH = 64
 MAX_KEY_LENGTH = 128
 DEFAULT_ALIAS_FILE = Path(__file__).resolve().parent / "data" / "tag_aliases.json"
 _SEPARATORS = re.compile(r"[\s_]+")
+_EDGE_CHARS = " .,;:!?-–—'"
 # Characters a tag may not contain: controls, and punctuation that only makes sense in text.
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f<>{}\[\]\\|`\"]")
 
@@ -32,10 +33,14 @@ class TagError(ValueError):
     """A tag name is empty, too long or has characters a tag cannot have."""
 
 
+def _trim(name: str) -> str:
+    """Leading '#', spaces and punctuation off both ends ('#' stays at the end: "C#")."""
+    return name.lstrip("#" + _EDGE_CHARS).rstrip(_EDGE_CHARS)
+
+
 def clean_tag_name(text: str) -> str:
     """Display form of a tag: '#' trimmed, underscores and runs of spaces made one space."""
-    name = unicodedata.normalize("NFC", text).strip().lstrip("#").strip()
-    return _SEPARATORS.sub(" ", name).strip(" .,;:!?-–—'")
+    return _trim(_SEPARATORS.sub(" ", unicodedata.normalize("NFC", text)))
 
 
 def normalize_tag(text: str) -> str:
@@ -45,11 +50,14 @@ def normalize_tag(text: str) -> str:
         return ""
     if not any(char.isalnum() for char in name):
         return ""
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    # Compatibility forms first ("𝓐" -> "A"), then casefold, then decompose what casefold made.
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", name).casefold())
     stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
-    key = _SEPARATORS.sub(" ", unicodedata.normalize("NFC", stripped)).strip()
+    key = _trim(_SEPARATORS.sub(" ", unicodedata.normalize("NFC", stripped)))
     # Casefolding can lengthen text ("ß" -> "ss", ligatures); the key column holds 128.
-    return key if 0 < len(key) <= MAX_KEY_LENGTH else ""
+    if not key or len(key) > MAX_KEY_LENGTH or _FORBIDDEN.search(key) or not any(c.isalnum() for c in key):
+        return ""  # compatibility forms can turn into forbidden characters ("＜" -> "<")
+    return key
 
 
 def load_alias_file(path: Path | None) -> dict[str, list[str]]:
