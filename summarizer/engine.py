@@ -80,11 +80,22 @@ class Engine:
                 groups.setdefault(model_id, []).append(index)
         for model_id, indices in groups.items():
             try:
-                loaded = self.models.get(model_id)
+                loaded = self.models.get(model_id, self.config.languages)
             except ModelUnavailable as error:
                 for index in indices:
                     results[index] = self._extractive(texts[index], langs[index], str(error))
                 continue
+            writable = []
+            for index in indices:
+                if self._can_write(loaded, langs[index]):
+                    writable.append(index)
+                else:
+                    reason = (
+                        f"{model_id} was trimmed to the scripts of MODEL_LANGUAGES "
+                        f"({','.join(self.config.languages)}) and cannot write {langs[index]}"
+                    )
+                    results[index] = self._extractive(texts[index], langs[index], reason)
+            indices = writable
             # Similar lengths in one batch waste less padding.
             indices.sort(key=lambda index: len(texts[index]))
             for start in range(0, len(indices), self.config.batch_size):
@@ -106,6 +117,15 @@ class Engine:
                             texts[index], langs[index], f"model {model_id} produced an empty summary"
                         )
         return [result for result in results if result is not None]
+
+    def _can_write(self, loaded: LoadedModel, lang: str | None) -> bool:
+        """False when the model's output vocabulary was trimmed to scripts that exclude `lang`."""
+        if lang is None or getattr(loaded.runner, "vocab_map", None) is None:
+            return True
+        from summarizer.speed import scripts_for
+
+        needed, kept = scripts_for([lang]), scripts_for(self.config.languages)
+        return needed is not None and kept is not None and set(needed) <= set(kept)
 
     def _extractive(self, text: str, lang: str | None, reason: str | None) -> SummaryOutput:
         self.stats.add("extractive_summaries")
@@ -194,6 +214,10 @@ class Engine:
             routes.append([self._fill(src, pivot), self._fill(pivot, tgt)])
         return routes
 
+    def _translation_languages(self, tgt: str) -> list[str] | None:
+        """Output languages of a translation model: its pair's target when a template names it."""
+        return [tgt] if _is_template(self.config.translation_model) else None
+
     def translation_key(self, src: str, tgt: str) -> str | None:
         """The model key a translation will be stored under, or None when known to be unavailable."""
         if not self.config.translation_enabled or src == tgt:
@@ -215,13 +239,16 @@ class Engine:
             return [TranslationOutput(text, src, tgt, "identity") for text in texts]
         reasons: list[str] = []
         for route in self._routes(src, tgt):
+            hops = [src, *([self.config.pivot_language] if len(route) > 1 else []), tgt]
             try:
-                loaded = [self.models.get(model_id) for model_id in route]
+                loaded = [
+                    self.models.get(model_id, self._translation_languages(hops[step + 1]))
+                    for step, model_id in enumerate(route)
+                ]
             except ModelUnavailable as error:
                 reasons.append(str(error))
                 continue
             current = list(texts)
-            hops = [src, *([self.config.pivot_language] if len(route) > 1 else []), tgt]
             try:
                 for step, model in enumerate(loaded):
                     current = self._translate_with(model, current, hops[step], hops[step + 1])
@@ -282,12 +309,16 @@ class Engine:
 
     def preload(self) -> list[str]:
         """Load every configured model now (workers call it at start); returns the ones that failed."""
-        from summarizer.fetch import planned_models
+        from summarizer.fetch import Role, planned_models
 
         failed = []
         for planned in planned_models(self.config):
+            if planned.role is Role.SUMMARY:
+                languages: Sequence[str] | None = self.config.languages
+            else:
+                languages = self._translation_languages(planned.detail.rpartition("-")[2])
             try:
-                self.models.get(planned.model_id)
+                self.models.get(planned.model_id, languages)
             except ModelUnavailable:
                 failed.append(planned.model_id)
         return failed

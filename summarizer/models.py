@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,12 @@ class ModelStore:
         with self._guard:
             return dict(self._failed)
 
-    def get(self, model_id: str) -> LoadedModel:
-        """The loaded model, loading it on first use; raises ModelUnavailable (remembered)."""
+    def get(self, model_id: str, languages: Sequence[str] | None = None) -> LoadedModel:
+        """The loaded model, loading it on first use; raises ModelUnavailable (remembered).
+
+        `languages`: the output languages the model must be able to write; the first load may
+        trim its output vocabulary to their scripts (summarizer.speed). None: keep it whole.
+        """
         with self._guard:
             if model_id in self._loaded:
                 return self._loaded[model_id]
@@ -130,7 +135,7 @@ class ModelStore:
                 if model_id in self._failed:
                     raise ModelUnavailable(self._failed[model_id])
             try:
-                loaded = self._load(model_id)
+                loaded = self._load(model_id, languages)
             except ModelUnavailable as error:
                 self._remember_failure(model_id, str(error))
                 raise
@@ -161,7 +166,7 @@ class ModelStore:
         model = AutoModelForSeq2SeqLM.from_pretrained(source, **options)
         return tokenizer, model
 
-    def _load(self, model_id: str) -> LoadedModel:
+    def _load(self, model_id: str, languages: Sequence[str] | None) -> LoadedModel:
         path = Path(model_id).expanduser()
         if path.is_dir():
             tokenizer, model = self._from_pretrained(str(path), {})
@@ -185,11 +190,13 @@ class ModelStore:
                 tokenizer, model = self._from_pretrained(model_id, options)
         model.eval()
         family = _family(model, tokenizer)
-        runner = self._accelerate(model, tokenizer, family)
+        runner = self._accelerate(model, tokenizer, family, languages)
         log.info("loaded model %s (precision %s)", model_id, self._config.precision.value)
         return LoadedModel(model_id, tokenizer, model, runner, family)
 
-    def _accelerate(self, model: Any, tokenizer: Any, family: ModelFamily) -> Any:
+    def _accelerate(
+        self, model: Any, tokenizer: Any, family: ModelFamily, languages: Sequence[str] | None
+    ) -> Any:
         """Helper B2's speed-ups when summarizer.speed exists; the plain model otherwise."""
         try:
             from summarizer.speed import accelerate
@@ -200,11 +207,10 @@ class ModelStore:
                 torch.set_num_threads(self._config.threads)
             return model
         # Many-to-many models select the target by a language token: keep their whole vocabulary.
-        languages = list(self._config.languages) if family is ModelFamily.GENERIC else None
         return accelerate(
             model,
             tokenizer,
             precision=self._config.precision.value,
-            languages=languages,
+            languages=list(languages) if languages and family is ModelFamily.GENERIC else None,
             threads=self._config.threads,
         )

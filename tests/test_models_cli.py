@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,9 +102,12 @@ def test_fetch_then_use_offline(env: dict[str, str], tiny_models: TinyModels, tm
         "example-org/mt-en-de": tiny_models.root / "marian-en-de",
     }
     with FakeHub(repos) as hub:
-        result = CliRunner().invoke(cli, ["models", "fetch"], env={**configured, "HF_ENDPOINT": hub.endpoint})
+        # A fresh process: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE once, on import.
+        fetch_env = {**os.environ, **configured, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0"}
+        command = [sys.executable, "-m", "bot", "models", "fetch"]
+        result = subprocess.run(command, env=fetch_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     # id-de, de-id and de-en do not exist: reported (with the pivot hint), the rest downloaded.
-    assert result.exit_code == 1
+    assert result.returncode == 1, result.stderr
     assert result.stdout.count(" -> ") == 4
     assert result.stderr.count("RepositoryNotFoundError") == 3
     assert "example-org/mt-id-de: RepositoryNotFoundError" in result.stderr

@@ -176,3 +176,16 @@ def test_generation_failure_falls_back_for_that_batch(tmp_path: Path) -> None:
     assert output.method is Method.EXTRACTIVE and "failed" in (output.fallback_reason or "")
     assert engine.models.failure(str(short)) is None  # loaded fine; a later, shorter text may work
     assert engine.stats.extractive_summaries == 1
+
+
+def test_languages_outside_the_trimmed_vocabulary_use_the_fallback(tiny_models: TinyModels, tmp_path: Path) -> None:
+    russian = "Президент России заявил в Москве о новых гарантиях безопасности. Москва ждёт ответа от НАТО."
+    engine = tiny_engine(tiny_models, tmp_path, model_languages=["id", "en"])
+    indonesian, in_russian = engine.summarize_batch([article(2), russian], ["id", "ru"])
+    runner = engine.models.get(str(tiny_models.summary)).runner
+    assert getattr(runner, "vocab_map", None) is not None  # Cyrillic pieces were dropped
+    assert indonesian.method is Method.SEQ2SEQ
+    assert in_russian.method is Method.EXTRACTIVE and "cannot write ru" in (in_russian.fallback_reason or "")
+    assert in_russian.text.startswith("Президент России заявил")
+    with_russian = tiny_engine(tiny_models, tmp_path, model_languages=["id", "en", "ru"])
+    assert with_russian.summarize(russian, "ru").method is Method.SEQ2SEQ

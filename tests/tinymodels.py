@@ -18,7 +18,8 @@ _WORDS = (
     "rusia minta barat berikan garansi mengikat menlu menyatakan moskow keamanan janji nato "
     "presiden jakarta banjir warga pemerintah harga naik pasar saham bank sentral bunga "
     "the central bank raised interest rates on thursday officials said inflation markets fell "
-    "analysts expect floods residents government prices rose people city police minister"
+    "analysts expect floods residents government prices rose people city police minister "
+    "россия москва президент заявил"  # Cyrillic pieces, so vocabulary trimming has something to drop
 ).split()
 _NAMES = ("Lavrov", "Putin", "Washington", "Eropa", "Jakarta", "Surabaya", "Reuters", "NATO")
 VOCAB_SIZE = 160
@@ -301,7 +302,8 @@ class FakeHub:
                         data = files[path[len(prefix) :].split("/", 1)[-1]]
                         headers = {"X-Repo-Commit": hub.COMMIT, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}
                         return self._send(200, data, headers)
-                known = (prefix for repo_id in hub.repos for prefix in (f"/api/models/{repo_id}/", f"/{repo_id}/resolve/"))
+                known = [f"/api/models/{repo_id}/" for repo_id in hub.repos]
+                known += [f"/{repo_id}/resolve/" for repo_id in hub.repos]
                 if any(path.startswith(prefix) for prefix in known):  # the repo exists, that file does not
                     missing = {**as_json, "X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"}
                     return self._send(404, b'{"error": "Entry not found"}', missing)
