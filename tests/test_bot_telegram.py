@@ -62,6 +62,16 @@ class Bot:
         return messages[before].text
 
 
+async def eventually(predicate: Any, timeout: float = 10.0) -> bool:
+    """Poll a blocking predicate (a database read) in a thread until it holds or time runs out."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await asyncio.to_thread(predicate):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def start_bot(server: FakeBotApi, database: Database, tmp_path: Path, i18n: I18n, **overrides: Any) -> Application:
     settings = make_settings(database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
                              telegram_base_url=server.base_url, admin_ids=[ADMIN], **overrides)
@@ -361,3 +371,37 @@ async def test_parked_delivery_is_reported_to_admins(sqlite_database: Database, 
             assert DEFAULT_TOKEN not in notice.text
         finally:
             await stop_bot(application)
+
+
+async def test_blocked_removed_and_migrated_chats(bot: Bot, i18n: I18n) -> None:
+    import time
+
+    services = bot.application.bot_data["newsbot"].services
+    assert await bot.ask(USER, "/follow Rusia") == i18n.t("en", "follow.added", tags="Rusia")
+
+    def member_update(chat: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+        bot_user = {"id": 123456789, "is_bot": True, "first_name": "newsbot", "username": "newsbot_test_bot"}
+        return {"my_chat_member": {"chat": chat, "from": {"id": USER, "is_bot": False, "first_name": "U"},
+                                   "date": int(time.time()),
+                                   "old_chat_member": {"status": old, "user": bot_user},
+                                   "new_chat_member": {"status": new, "user": bot_user,
+                                                       **({"until_date": 0} if new == "kicked" else {})}}}
+
+    # The user blocks the bot: the chat is deactivated at once (no failed pushes needed).
+    bot.server.push_update(member_update({"id": USER, "type": "private", "first_name": "U"}, "member", "kicked"))
+    assert await eventually(lambda: not services.chats.get(USER).active)
+    # Writing again (after unblocking) makes it active again.
+    assert await bot.ask(USER, "/following") == i18n.t("en", "following.list", count=1, tags="Rusia")
+    assert (await asyncio.to_thread(services.chats.get, USER)).active is True
+
+    # A group that follows Rusia becomes a supergroup: follows and language move to the new id.
+    group, supergroup = -4242, -1004242
+    bot.server.register_chat(group, "group", "Readers", admins=[41])
+    assert await bot.ask(41, "/follow Rusia", chat_id=group) == i18n.t("en", "follow.added", tags="Rusia")
+    assert await bot.ask(41, "/lang id", chat_id=group) == i18n.t("id", "lang.done")
+    bot.server.push_update({"message": {"message_id": 9, "date": int(time.time()),
+                                        "chat": {"id": group, "type": "group", "title": "Readers"},
+                                        "from": {"id": 41, "is_bot": False, "first_name": "A"},
+                                        "migrate_to_chat_id": supergroup}})
+    assert await eventually(lambda: not services.chats.get(group).active)
+    assert await bot.ask(42, "/following", chat_id=supergroup) == i18n.t("id", "following.list", count=1, tags="Rusia")

@@ -111,3 +111,19 @@ def test_stats_counts_every_delivery_status(database: Database, settings: Settin
     assert stats.to_dict()["deliveries"] == stats.deliveries
     with database.session() as session:
         assert session.get(Article, article.article_id) is not None
+
+
+def test_chat_migration_moves_follows_and_language(database: Database, settings: Settings) -> None:
+    tags = TagService(database, settings)
+    chats = ChatService(database)
+    subscriptions = SubscriptionService(database, settings, tags)
+    chats.ensure(-42, ChatKind.GROUP, "Readers", "id")
+    subscriptions.follow(-42, ["Rusia", "Ekonomi"])
+    chats.ensure(-10042, ChatKind.SUPERGROUP, "Readers", "en")
+    subscriptions.follow(-10042, ["Rusia"])  # already there: not duplicated
+    chats.migrate(-42, -10042)
+    assert [t.name for t in subscriptions.following(-10042)] == ["Ekonomi", "Rusia"]
+    assert subscriptions.following(-42) == []
+    assert chats.get(-42).active is False  # type: ignore[union-attr]
+    chats.migrate(-7, -1007)  # an unknown chat: nothing to move
+    assert chats.get(-1007) is None

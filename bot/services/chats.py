@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
-from bot.db.models import Chat, ChatKind, Source, SourceKind
+from bot.db.models import Chat, ChatKind, Source, SourceKind, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
 
 
@@ -111,3 +111,22 @@ class ChatService:
             except IntegrityError:
                 continue  # another process created it at the same moment; read it next time
         raise RuntimeError(f"could not record the source of channel {telegram_chat_id}")
+
+    def migrate(self, old_id: int, new_id: int) -> None:
+        """A group became a supergroup (new id): it keeps its language and follows."""
+        with self._db.session() as session:
+            old = session.get(Chat, old_id)
+            if old is None:
+                return
+            new = session.get(Chat, new_id)
+            if new is None:
+                new = Chat(id=new_id, kind=ChatKind.SUPERGROUP, title=old.title, lang=old.lang, active=True)
+                session.add(new)
+                session.flush()
+            taken = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == new_id)))
+            for subscription in session.scalars(select(Subscription).where(Subscription.chat_id == old_id)).all():
+                if subscription.tag_id not in taken:
+                    session.add(Subscription(chat_id=new_id, tag_id=subscription.tag_id))
+                session.delete(subscription)
+            old.active = False
+            old.deactivated_reason = f"migrated to supergroup {new_id}"

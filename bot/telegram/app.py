@@ -13,6 +13,7 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     MessageHandler,
     filters,
@@ -82,6 +83,8 @@ def register_handlers(application: Application) -> None:
         MessageHandler(filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE & ~filters.COMMAND, handlers.private_text)
     )
     application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_handler(ChatMemberHandler(handlers.membership, ChatMemberHandler.MY_CHAT_MEMBER))
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.migrated), group=1)
     application.add_error_handler(handlers.on_error)
 
 

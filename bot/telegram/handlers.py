@@ -373,6 +373,33 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await send_reply(context.bot, chat.id, reply)
 
 
+async def membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The bot was blocked, removed or added: stop or resume pushes to that chat at once."""
+    change = update.my_chat_member
+    if change is None:
+        return
+    rt = runtime(context)
+    chat = change.chat
+    status = change.new_chat_member.status
+    if status in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT):
+        await asyncio.to_thread(rt.services.chats.deactivate, chat.id, f"bot status in chat: {status}")
+        log.info("chat %s deactivated: bot %s", chat.id, status)
+    elif chat.type != "private":
+        # Added to a group or channel: remember it (language from whoever added the bot).
+        user = change.from_user
+        await asyncio.to_thread(rt.services.chats.ensure, chat.id, chat_kind(chat.type), chat.title,
+                                user.language_code if user else None)
+
+
+async def migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A group became a supergroup: its follows and language move to the new chat id."""
+    message = update.effective_message
+    if message is None or message.migrate_to_chat_id is None:
+        return
+    rt = runtime(context)
+    await asyncio.to_thread(rt.services.chats.migrate, message.chat.id, message.migrate_to_chat_id)
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the error (token redacted by the log filter), apologise to the chat, tell admins briefly."""
     error = context.error
