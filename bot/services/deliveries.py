@@ -393,28 +393,6 @@ class DeliveryService:
                 for row in rows
             ]
 
-    def next_due_in(self, *, kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS) -> float | None:
-        """Seconds until the earliest retry is due (0 if something is due now, None if nothing waits)."""
-        with self._db.session() as session:
-            pending = session.scalar(
-                select(Delivery.id)
-                .join(Chat, Chat.id == Delivery.chat_id)
-                .where(Delivery.status == DeliveryStatus.PENDING, Chat.kind.in_(list(kinds)))
-                .limit(1)
-            )
-            if pending is not None:
-                return 0.0
-            earliest = session.scalar(
-                select(func.min(Delivery.next_attempt_at))
-                .join(Chat, Chat.id == Delivery.chat_id)
-                .where(Delivery.status == DeliveryStatus.RETRY, Chat.kind.in_(list(kinds)))
-            )
-        if earliest is None:
-            return None
-        if earliest.tzinfo is None:
-            earliest = earliest.replace(tzinfo=UTC)
-        return max(0.0, (earliest - self._now()).total_seconds())
-
     def article_view(self, article_id: int) -> ArticleView | None:
         """Title, link, language, source name and tags of an article."""
         with self._db.session() as session:

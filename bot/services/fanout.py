@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -56,11 +56,6 @@ class FanoutService:
     def __init__(self, db: Database, summaries: SummaryProvider | None = None) -> None:
         self._db = db
         self._summaries = summaries
-
-    def pending(self) -> int:
-        """Articles waiting for fan-out."""
-        with self._db.session() as session:
-            return session.scalar(select(func.count()).select_from(Article).where(Article.fanned_out_at.is_(None))) or 0
 
     def run_once(self, max_articles: int = 20) -> FanoutResult:
         """Fan out up to `max_articles` waiting articles, each in its own transaction."""
