@@ -60,6 +60,8 @@ class Engine:
         model_id = self.config.summary_model_for(lang)
         if is_disabled(model_id) or self.models.failure(model_id) is not None:
             return self.config.extractive_key()
+        if self.models.is_loaded(model_id) and not self._can_write(self.models.get(model_id), lang):
+            return self.config.extractive_key()
         return model_id
 
     def summarize(self, text: str, lang: str | None = None) -> SummaryOutput:

@@ -187,5 +187,6 @@ def test_languages_outside_the_trimmed_vocabulary_use_the_fallback(tiny_models: 
     assert indonesian.method is Method.SEQ2SEQ
     assert in_russian.method is Method.EXTRACTIVE and "cannot write ru" in (in_russian.fallback_reason or "")
     assert in_russian.text.startswith("Президент России заявил")
+    assert engine.summary_key("ru") == "extractive:lead" and engine.summary_key("id") == str(tiny_models.summary)
     with_russian = tiny_engine(tiny_models, tmp_path, model_languages=["id", "en", "ru"])
     assert with_russian.summarize(russian, "ru").method is Method.SEQ2SEQ
