@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None
     model_precision: str = Field(default="bf16", pattern="^(fp32|bf16|int8)$")
     model_threads: int = Field(default=0, ge=0)
+    model_allocator: str = Field(default="auto", pattern="^(auto|tcmalloc|jemalloc|system)$")
     summary_num_beams: int = Field(default=4, ge=1)
     summary_max_new_tokens: int = Field(default=84, ge=8)
     summary_max_input_tokens: int = Field(default=512, ge=32)

@@ -61,6 +61,79 @@ class Precision(StrEnum):
     INT8 = "int8"
 
 
+class Allocator(StrEnum):
+    """Memory allocator preloaded into a process that runs models (MODEL_ALLOCATOR)."""
+
+    AUTO = "auto"  # tcmalloc, else jemalloc, else the system's
+    TCMALLOC = "tcmalloc"
+    JEMALLOC = "jemalloc"
+    SYSTEM = "system"  # glibc malloc, no re-exec
+
+
+ALLOCATOR_LIBRARIES: dict[Allocator, tuple[str, ...]] = {
+    Allocator.TCMALLOC: ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"),
+    Allocator.JEMALLOC: ("libjemalloc.so.2",),
+}
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+                "/usr/local/lib")
+# Set in the re-executed process so it never re-executes again.
+RUNTIME_MARKER = "NEWSBOT_RUNTIME_READY"
+
+
+def find_allocator(choice: Allocator | str, dirs: Sequence[str] = LIBRARY_DIRS) -> str | None:
+    """Path of the shared library for an allocator choice, None for `system` or when not installed."""
+    import os
+
+    wanted = Allocator(choice)
+    order = [Allocator.TCMALLOC, Allocator.JEMALLOC] if wanted is Allocator.AUTO else [wanted]
+    for allocator in order:
+        for name in ALLOCATOR_LIBRARIES.get(allocator, ()):
+            for folder in dirs:
+                path = os.path.join(folder, name)
+                if os.path.exists(path):
+                    return path
+    return None
+
+
+def runtime_environment(allocator: Allocator | str, environ: dict[str, str],
+                        dirs: Sequence[str] = LIBRARY_DIRS) -> dict[str, str] | None:
+    """The environment a model-running process should restart with, or None when it needs no restart.
+
+    Preloads the allocator (tcmalloc halves the cost of beam search's many large allocations) and
+    makes idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE): on a busy CPU spinning
+    threads made generation several times slower. Both must be set before the process starts.
+    """
+    if environ.get(RUNTIME_MARKER):
+        return None
+    env = dict(environ)
+    changed = False
+    library = find_allocator(allocator, dirs)
+    if library and library not in env.get("LD_PRELOAD", "").split(":"):
+        env["LD_PRELOAD"] = ":".join(part for part in (library, env.get("LD_PRELOAD", "")) if part)
+        changed = True
+    if "OMP_WAIT_POLICY" not in env:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        changed = True
+    if not changed:
+        return None
+    env[RUNTIME_MARKER] = "1"
+    return env
+
+
+def reexec_with_runtime(allocator: Allocator | str) -> None:
+    """Restart this Python process with `runtime_environment` when it differs; returns if not needed."""
+    import os
+    import sys
+
+    env = runtime_environment(allocator, dict(os.environ))
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+
+
 def parse_precision(value: str | Precision) -> Precision:
     """Turn a setting value into a Precision, or raise ValueError naming the allowed values."""
     try:
@@ -91,25 +164,39 @@ def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
-class CompactEmbedding:
-    """Factory for an embedding stored in bf16 that returns float32 (halves fp32/int8 embedding memory)."""
+def bf16_embedding(embedding: torch.nn.Embedding) -> torch.nn.Module:
+    """A module with the same lookups as `embedding`, its table kept in bf16, returning float32."""
+    import torch
 
-    @staticmethod
-    def replace(embedding: torch.nn.Embedding) -> torch.nn.Module:
-        """A module with the same lookups as `embedding`, its table kept in bf16."""
-        import torch
+    class Bf16Embedding(torch.nn.Module):
+        """Embedding table stored in bf16 (half of fp32's memory); lookups come back as float32."""
 
-        class _Bf16Embedding(torch.nn.Module):
-            def __init__(self, weight: torch.Tensor, padding_idx: int | None) -> None:
-                super().__init__()
-                self.weight = torch.nn.Parameter(weight.to(torch.bfloat16), requires_grad=False)
-                self.padding_idx = padding_idx
-                self.num_embeddings, self.embedding_dim = weight.shape
+        def __init__(self, weight: torch.Tensor, padding_idx: int | None) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(weight.detach().to(torch.bfloat16), requires_grad=False)
+            self.padding_idx = padding_idx
+            self.num_embeddings, self.embedding_dim = weight.shape
 
-            def forward(self, ids: torch.Tensor) -> torch.Tensor:
-                return torch.nn.functional.embedding(ids, self.weight).float()
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.embedding(ids, self.weight).float()
 
-        return _Bf16Embedding(embedding.weight.detach(), embedding.padding_idx)
+    return Bf16Embedding(embedding.weight, embedding.padding_idx)
+
+
+def compact_embeddings(model: PreTrainedModel, min_rows: int = 1000) -> int:
+    """Store every large plain token-embedding table in bf16 (tied tables stay shared); returns how many."""
+    import torch
+
+    replaced: dict[int, torch.nn.Module] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):
+            # Exact type only: subclasses (sinusoidal positions, scaled embeddings) compute differently.
+            if type(child) is torch.nn.Embedding and child.num_embeddings >= min_rows:
+                key = child.weight.data_ptr()
+                if key not in replaced:
+                    replaced[key] = bf16_embedding(child)
+                setattr(parent, name, replaced[key])
+    return len(replaced)
 
 
 # --- vocabulary trimming ---------------------------------------------------------------------
@@ -403,13 +490,8 @@ def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16
         model = model.to(torch.bfloat16)
     else:
         model = model.float()
-        _compact_embeddings(model)
         if chosen is Precision.INT8:
             model = quantize_int8(model)
+            compact_embeddings(model)
     return Accelerated(model, tokenizer, chosen, vocab_map, original_config, original_generation)
 
-
-def _compact_embeddings(model: PreTrainedModel) -> None:
-    """Store large input embeddings in bf16 (lookups are exact enough; the table is the biggest tensor)."""
-    # Off for now: measured separately before enabling (see docs/speed.md).
-    return None

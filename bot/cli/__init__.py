@@ -56,6 +56,27 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(cli.get_command(ctx, "shell"))  # type: ignore[arg-type]
 
 
+# Commands that run models restart once with the allocator and OpenMP settings (docs/speed.md).
+MODEL_COMMANDS = frozenset({"run", "shell", "summarize", "worker"})
+
+
+def _prepare_model_runtime() -> None:
+    """Re-exec with MODEL_ALLOCATOR preloaded and passive OpenMP threads, when not done yet."""
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+    from summarizer.speed import reexec_with_runtime
+
+    try:
+        allocator = Settings().model_allocator
+    except ValidationError:
+        return  # the command itself reports the bad setting
+    reexec_with_runtime(allocator)
+
+
 def main() -> None:
     """Entry point of the `newsbot` script and `python -m bot`."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "run")
+    if command in MODEL_COMMANDS:
+        _prepare_model_runtime()
     cli(prog_name="newsbot", args=sys.argv[1:])
