@@ -127,3 +127,12 @@ def test_chat_migration_moves_follows_and_language(database: Database, settings:
     assert chats.get(-42).active is False  # type: ignore[union-attr]
     chats.migrate(-7, -1007)  # an unknown chat: nothing to move
     assert chats.get(-1007) is None
+
+
+def test_fit_lines_keeps_whole_lines_within_telegram_length() -> None:
+    from bot.telegram.conversation import fit_lines
+
+    lines = ["header", "a &amp; b" * 300, "😀" * 1500, "tail"]
+    kept = fit_lines(lines, limit=4096)
+    assert kept == ["header", "a &amp; b" * 300]
+    assert fit_lines(["😀" * 2048]) == ["😀" * 2048] and fit_lines(["😀" * 2049]) == []

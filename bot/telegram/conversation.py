@@ -187,6 +187,18 @@ def first_url(post: Post) -> str | None:
     return match.group(0).rstrip(".,;:!?)") if match else None
 
 
+def fit_lines(lines: Sequence[str], limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """The leading whole lines that fit one message (never cutting a tag or an entity)."""
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        size += len(line.encode("utf-16-le")) // 2 + (1 if kept else 0)  # Telegram counts UTF-16 units
+        if size > limit:
+            break
+        kept.append(line)
+    return kept
+
+
 def truncate(text: str, limit: int) -> str:
     """`text` cut to `limit` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -314,13 +326,8 @@ class Conversation:
         return self.i18n.t(lang, "article.item", id=article.id, link=link, tags=tags)
 
     def _article_list(self, lang: str, header: Html, articles: Sequence[ArticleRef]) -> Reply:
-        lines = [header]
-        for article in articles:
-            line = self._article_line(lang, article)
-            if sum(len(x) + 1 for x in lines) + len(line) > MAX_MESSAGE_CHARS:
-                break
-            lines.append(line)
-        return Reply(Html("\n".join(lines)))
+        lines = [header, *(self._article_line(lang, article) for article in articles)]
+        return Reply(Html("\n".join(fit_lines(lines))))
 
     def _summary_button(self, lang: str, article: ArticleRef) -> Button:
         label = self.i18n.plain(lang, "btn.summary", id=article.id, title=truncate(article.title, BUTTON_TITLE_CHARS))
@@ -399,7 +406,7 @@ class Conversation:
             return [self._reply(chat.lang, "tags.none")]
         lines = [self.i18n.t(chat.lang, "tags.header")]
         lines += [self.i18n.t(chat.lang, "tags.item", name=tag.name, count=count) for tag, count in popular]
-        return [Reply(Html("\n".join(lines)))]
+        return [Reply(Html("\n".join(fit_lines(lines))))]
 
     def _cmd_lang(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
         code = args.strip().lower()
@@ -506,9 +513,9 @@ class Conversation:
             return [self._reply(chat.lang, "feeds.none")]
         lines = [self.i18n.t(chat.lang, "feeds.header")]
         for feed in feeds:
-            lines.append(self.i18n.t(chat.lang, "feeds.item", id=feed.id, url=feed.url, status=feed.status,
-                                     tags=", ".join(feed.tags)))
-        return [Reply(Html("\n".join(lines)[:MAX_MESSAGE_CHARS]))]
+            lines.append(self.i18n.t(chat.lang, "feeds.item", id=feed.id, url=truncate(feed.url, 300),
+                                     status=feed.status, tags=", ".join(feed.tags)))
+        return [Reply(Html("\n".join(fit_lines(lines))))]
 
     def _cmd_removefeed(self, chat: ChatInfo, args: str, incoming: Incoming) -> list[Reply]:
         target = args.strip()
