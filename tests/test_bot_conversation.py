@@ -304,3 +304,15 @@ def test_summary_not_ready_when_workers_do_not_answer_in_time(
     finally:
         conversation.s.summaries.close()  # type: ignore[attr-defined]
         redis.Redis(host="127.0.0.1", port=6379, db=15).delete(queue)
+
+
+def test_huge_numbers_are_answered_not_crashed(conversation: Conversation, i18n: I18n) -> None:
+    huge = "9" * 25
+    assert texts(say(conversation, f"/summary {huge}")) == [i18n.t("en", "summary.not_found", id=huge)]
+    assert texts(say(conversation, f"/latest Rusia {huge}")) == [i18n.t("en", "latest.bad_count", max=20)]
+    assert texts(say(conversation, f"/removefeed {huge}", bot_admin=True)) == [
+        i18n.t("en", "removefeed.not_found", feed=huge)
+    ]
+    for data in (f"tr:{huge}:id", f"orig:{huge}", f"sum:{huge}", f"unf:{huge}", "unf:-1", "tr:1", "junk"):
+        result = conversation.handle_callback(USER, ChatKind.PRIVATE, data, chat_admin=True)
+        assert result.edit is None and result.replies == [], data

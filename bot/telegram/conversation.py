@@ -187,6 +187,17 @@ def first_url(post: Post) -> str | None:
     return match.group(0).rstrip(".,;:!?)") if match else None
 
 
+MAX_ID = 2**63 - 1  # ids are BIGINT: larger numbers would make PostgreSQL fail, not answer
+
+
+def parse_id(text: str) -> int:
+    """A database id from user input; ValueError unless it is 1..2**63-1."""
+    value = int(text)
+    if not 1 <= value <= MAX_ID:
+        raise ValueError(f"not an id: {text[:30]}")
+    return value
+
+
 def fit_lines(lines: Sequence[str], limit: int = MAX_MESSAGE_CHARS) -> list[str]:
     """The leading whole lines that fit one message (never cutting a tag or an entity)."""
     kept: list[str] = []
@@ -276,18 +287,18 @@ class Conversation:
                 if target not in self.i18n.langs:
                     return CallbackResult(notice=self.i18n.plain(chat.lang, "lang.unsupported",
                                                                   code=target, langs=", ".join(self.i18n.langs)))
-                return CallbackResult(edit=self.summary_reply(chat, int(article_id), target))
+                return CallbackResult(edit=self.summary_reply(chat, parse_id(article_id), target))
             if kind == CallbackKind.ORIGINAL:
-                article = self.s.articles.get(int(rest))
+                article = self.s.articles.get(parse_id(rest))
                 if article is None:
                     return CallbackResult(notice=self.i18n.plain(chat.lang, "summary.not_found", id=rest))
                 return CallbackResult(edit=self.summary_reply(chat, article.id, article.lang or chat.lang))
             if kind == CallbackKind.SUMMARY:
-                return CallbackResult(replies=[self.summary_reply(chat, int(rest), chat.lang)])
+                return CallbackResult(replies=[self.summary_reply(chat, parse_id(rest), chat.lang)])
             if kind == CallbackKind.UNFOLLOW:
                 if not chat_admin:
                     return CallbackResult(notice=self.i18n.plain(chat.lang, "group_admin_only"))
-                tag = self.s.subscriptions.unfollow_tag(chat.id, int(rest))
+                tag = self.s.subscriptions.unfollow_tag(chat.id, parse_id(rest))
                 if tag is None:
                     return CallbackResult(notice=self.i18n.plain(chat.lang, "tag.unknown"))
                 text = self.i18n.plain(chat.lang, "unfollow.button_done", tag=tag.name)
@@ -424,7 +435,11 @@ class Conversation:
         if not target:
             return [self._reply(chat.lang, "summary.usage")]
         if target.lstrip("#").isdigit():
-            return [self.summary_reply(chat, int(target.lstrip("#")), chat.lang)]
+            try:
+                article_id = parse_id(target.lstrip("#"))
+            except ValueError:
+                return [self._reply(chat.lang, "summary.not_found", id=truncate(target, 30))]
+            return [self.summary_reply(chat, article_id, chat.lang)]
         if _URL.match(target):
             return [self._summary_of_url(chat, target)]
         return [self._reply(chat.lang, "summary.usage")]
@@ -453,7 +468,7 @@ class Conversation:
         words = args.split()
         count = LATEST_DEFAULT
         if words and words[-1].lstrip("-").isdigit():
-            count = int(words.pop())
+            count = int(words.pop()[:6])
             if not 1 <= count <= LATEST_MAX:
                 return [self._reply(chat.lang, "latest.bad_count", max=LATEST_MAX)]
         name = " ".join(words)
@@ -521,7 +536,10 @@ class Conversation:
         target = args.strip()
         if not target:
             return [self._reply(chat.lang, "removefeed.usage")]
-        removed = self.s.feeds.remove(int(target.lstrip("#")) if target.lstrip("#").isdigit() else target)
+        try:
+            removed = self.s.feeds.remove(parse_id(target.lstrip("#")) if target.lstrip("#").isdigit() else target)
+        except ValueError:
+            removed = False
         key = "removefeed.done" if removed else "removefeed.not_found"
         return [self._reply(chat.lang, key, feed=truncate(target, 200))]
 
