@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bot.config import Settings
 from bot.db import Database
@@ -316,3 +319,29 @@ def test_huge_numbers_are_answered_not_crashed(conversation: Conversation, i18n:
     for data in (f"tr:{huge}:id", f"orig:{huge}", f"sum:{huge}", f"unf:{huge}", "unf:-1", "tr:1", "junk"):
         result = conversation.handle_callback(USER, ChatKind.PRIVATE, data, chat_admin=True)
         assert result.edit is None and result.replies == [], data
+
+
+COMMANDS = ["/start", "/help", "/follow", "/unfollow", "/following", "/tags", "/lang", "/summary", "/latest",
+            "/search", "/settings", "/addfeed", "/feeds", "/removefeed", "/stats", "/nope", ""]
+HOSTILE = st.text(st.characters(codec="utf-8"), max_size=80) | st.sampled_from(
+    ["\x00", "<b>x</b>", "&amp;", "%_\\", "9" * 30, "-1", "#", "@x", "http://[::1]/", "https://", "a,,b"])
+
+
+def test_hostile_input_never_crashes_and_answers_valid_html(conversation: Conversation) -> None:
+    """Any text after any command (controls, NUL, markup, huge numbers): an answer, never an error."""
+
+    # Few examples (each is a database round trip); the function-scoped fixture is shared on purpose.
+    @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(command=st.sampled_from(COMMANDS), arg=HOSTILE, admin=st.booleans())
+    def check(command: str, arg: str, admin: bool) -> None:
+        replies = say(conversation, f"{command} {arg}" if command else arg, bot_admin=admin)
+        assert all(reply.text.strip() for reply in replies)
+
+    check()
+
+
+def test_nul_and_markup_in_every_command(conversation: Conversation) -> None:
+    for command in filter(None, COMMANDS):
+        for arg in ("a\x00b", "<i>x</i> & y", "https://example.com/\x00"):
+            replies = say(conversation, f"{command} {arg}", bot_admin=True)
+            assert replies and all(reply.text.strip() for reply in replies), (command, arg)

@@ -12,7 +12,7 @@ import html
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.config import Settings
 from bot.context import AppContext
@@ -49,6 +49,7 @@ SEARCH_RESULTS = 10
 BUTTON_TITLE_CHARS = 40
 # Errors whose one-line message is the answer to bad input (as opposed to bugs).
 USER_ERRORS: tuple[type[Exception], ...] = (IngestError, FetchError, FeedError, TagError, InvalidUrl)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
@@ -243,6 +244,8 @@ class Conversation:
     # --- entry points -------------------------------------------------------------------
     def handle(self, incoming: Incoming) -> list[Reply]:
         """Answer one message; [] when nothing should be said (not a command in a group)."""
+        # Control characters (NUL above all: PostgreSQL refuses it) never mean anything in a command.
+        incoming = replace(incoming, text=_CONTROL.sub("", incoming.text))
         parsed = parse_command(incoming.text)
         private = incoming.chat_kind in (ChatKind.PRIVATE, ChatKind.SHELL)
         if parsed is None and not private:
