@@ -180,3 +180,21 @@ def test_newsbot_run_polls_answers_and_keeps_the_token_out_of_logs(tmp_path: Pat
     assert "getUpdates" in stderr  # DEBUG logs name the API calls...
     assert DEFAULT_TOKEN not in stderr  # ...but never the token
     assert DEFAULT_TOKEN.split(":")[1] not in stderr
+
+
+def test_pushes_pending_at_end_of_input_are_printed_before_exit(tmp_path: Path, i18n: I18n) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    assert newsbot(["shell"], tmp_path, url, "/follow Rusia\n").returncode == 0
+    # Stored while no bot runs: nobody has fanned it out yet.
+    settings = make_settings(url, tmp_path)
+    database = Database(url)
+    IngestService(database, settings, TagService(database, settings)).ingest(
+        ArticleInput(body=BODY, title="Russia demands guarantees", tags=["Rusia"], lang="en"))
+    database.dispose()
+    done = newsbot(["shell"], tmp_path, url, "/following\n")
+    assert done.returncode == 0, done.stderr
+    reply = block(i18n, "en", "following.list", count=1, tags="Rusia")
+    assert reply in done.stdout
+    assert done.stdout.count("🔔 ") == 1 and "Russia said on Monday" in done.stdout
+    # Delivered once: a third session has nothing more to print.
+    assert newsbot(["shell"], tmp_path, url, "").stdout == ""
