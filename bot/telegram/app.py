@@ -98,11 +98,8 @@ def build_application(
     """The Application with handlers, rate limiter, menus and background tasks (push loop, feeds)."""
     settings = context.settings
     token = token_of(settings)
-    if services is None:
-        from bot.jobs import build_summary_provider
-
-        # In-process summaries without BROKER_URL; queued for `newsbot worker` with it.
-        services = build_services(settings, context.db, i18n, summaries=build_summary_provider(context))
+    # Summaries in-process without BROKER_URL, queued for `newsbot worker` with it (build_services).
+    services = services or build_services(settings, context.db, i18n)
     builder = (
         ApplicationBuilder()
         .token(token)
