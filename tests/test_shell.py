@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,7 +69,12 @@ def test_piped_script_gets_the_same_answers(tmp_path: Path, i18n: I18n) -> None:
     assert done.stdout == expected
     # The same database: the shell's chat and follow are stored like a Telegram chat's.
     stats = newsbot(["stats", "--json"], tmp_path, url, "")
-    assert '"chats": 1' in stats.stdout and '"subscriptions": 1' in stats.stdout
+    assert json.loads(stats.stdout) == {
+        "articles": 0, "chats": 1, "active_chats": 1, "subscriptions": 1, "summaries": 0,
+        "deliveries": {"pending": 0, "sending": 0, "sent": 0, "retry": 0, "parked": 0, "cancelled": 0},
+    }
+    text = newsbot(["stats"], tmp_path, url, "").stdout.splitlines()
+    assert text[:2] == ["articles       0", "chats          1 (1 active)"]
 
 
 def test_bare_newsbot_without_token_opens_the_shell(tmp_path: Path, i18n: I18n) -> None:
