@@ -229,3 +229,47 @@ async def test_lost_chat_is_deactivated_and_a_migrated_group_keeps_its_follows(b
     # The follows moved with the group: the next article goes to the new id only.
     bot.ingest(["Rusia"], body=BODY_EN, lang="en")
     assert len(await bot.pushes_to(-100555, 2)) == 2
+
+
+async def test_push_loop_survives_failures_and_drains_on_stop(fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path) -> None:
+    from bot.services.fanout import FanoutService
+    from bot.services.summaries import SummaryService
+    from bot.telegram.ratelimit import build_rate_limiter
+    from bot.telegram.transport import TelegramTransport
+    from telegram.ext import ApplicationBuilder
+    from test_fanout import World
+
+    class FlakyFanout(FanoutService):
+        """The real fan-out, after two failures (a database hiccup)."""
+
+        failures = 2
+
+        def run_once(self, max_articles: int = 20):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("database is locked")
+            return super().run_once(max_articles)
+
+    settings = make_settings(sqlite_url, tmp_path)
+    db = Database(sqlite_url)
+    upgrade(db.engine)
+    world = World(db, settings)
+    world.chat(61, "Rusia")
+    world.ingest(["Rusia"])
+    limiter = build_rate_limiter(settings)
+    app = ApplicationBuilder().token(fake_bot_api.token).base_url(fake_bot_api.base_url).rate_limiter(limiter).build()
+    await app.initialize()
+    summaries = SummaryService(db, settings)
+    loop = PushLoop(db=db, settings=settings, transport=TelegramTransport(app.bot), summaries=summaries,
+                    i18n=I18n.load(), limiter=limiter, fanout=FlakyFanout(db, summaries), poll_interval=0.1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        assert len(await fake_bot_api.async_wait_for_messages(1, 61, timeout=20)) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await app.shutdown()
+        summaries.close()
+        db.dispose()
+    assert loop.stats.loop_errors == 2 and loop.stats.sent == 1 and loop.stats.articles_fanned_out == 1
