@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,13 +66,14 @@ def pushes_in(server: FakeBotApi, chat_id: int | None = None) -> list[SentMessag
     return [m for m in server.sent_messages(chat_id) if any(data.startswith("unf:") for _, data in m.buttons())]
 
 
-@pytest.fixture
-async def bot(fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Bot]:
+@asynccontextmanager
+async def running_bot(server: FakeBotApi, database_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[Bot]:
+    """The production Application (handlers, limiter, push loop) against the fake Bot API."""
     settings = make_settings(
-        sqlite_url, tmp_path, telegram_bot_token=fake_bot_api.token, telegram_base_url=fake_bot_api.base_url,
-        admin_ids=[900],
+        database_url, tmp_path, telegram_bot_token=server.token, telegram_base_url=server.base_url,
+        admin_ids=[900], **overrides,
     )
-    db = Database(sqlite_url)
+    db = Database(database_url)
     upgrade(db.engine)
     i18n = I18n.load()
     services = build_services(settings, db, i18n)
@@ -95,13 +97,19 @@ async def bot(fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path) -> Asyn
     while "loop" not in holder:
         await asyncio.sleep(0.01)
     try:
-        yield Bot(app=application, pushes=holder["loop"], db=db, settings=settings, server=fake_bot_api)
+        yield Bot(app=application, pushes=holder["loop"], db=db, settings=settings, server=server)
     finally:
         await application.updater.stop()  # type: ignore[union-attr]
         await application.stop()
         await application.post_shutdown(application)  # type: ignore[misc]
         await application.shutdown()
         db.dispose()
+
+
+@pytest.fixture
+async def bot(fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Bot]:
+    async with running_bot(fake_bot_api, sqlite_url, tmp_path) as running:
+        yield running
 
 
 async def follow(bot: Bot, user_id: int, text: str, *, chat_id: int | None = None, lang: str = "en") -> None:
@@ -273,3 +281,32 @@ async def test_push_loop_survives_failures_and_drains_on_stop(fake_bot_api: Fake
         summaries.close()
         db.dispose()
     assert loop.stats.loop_errors == 2 and loop.stats.sent == 1 and loop.stats.articles_fanned_out == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_en_id(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """TRANSLATION_MODEL template over a tiny random Marian en-id model (built here, no download)."""
+    from tinymodels import build_tiny_marian
+
+    root = tmp_path_factory.mktemp("marian")
+    build_tiny_marian(root / "marian-en-id", seed=1)
+    return str(root / "marian-{src}-{tgt}")
+
+
+async def test_chats_get_the_summary_translated_into_their_language(
+    fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path, tiny_en_id: str
+) -> None:
+    overrides = {"translation_model": tiny_en_id, "translation_num_beams": 1, "model_precision": "fp32", "model_threads": 1}
+    async with running_bot(fake_bot_api, sqlite_url, tmp_path, **overrides) as bot:
+        await follow(bot, 71, "/follow Ekonomi", lang="en")
+        await follow(bot, 72, "/follow Ekonomi", lang="id")
+        article = bot.ingest(["Ekonomi"], body=BODY_EN, lang="en")
+        [english] = await bot.pushes_to(71, 1)
+        [indonesian] = await bot.pushes_to(72, 1, timeout=30)
+    assert "central bank" in english.text and "Machine-made summary." in english.text
+    assert english.buttons()[0] == ("🌐 Bahasa Indonesia", f"tr:{article}:id")
+    # The tiny model's words are random, but the Indonesian chat gets a machine translation, saying so.
+    check_html(indonesian.text)
+    assert "central bank raised" not in indonesian.text
+    assert "Diterjemahkan mesin dari Inggris." in indonesian.text
+    assert indonesian.buttons()[0] == ("↩️ Asli", f"orig:{article}")
