@@ -6,9 +6,9 @@ and in another one, and we check exactly who gets which message, in which langua
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -162,25 +162,18 @@ def bot_tag(bot: Bot, name: str) -> int:
         return session.scalars(select(Tag.id).where(Tag.name == name)).one()
 
 
-async def test_an_article_stored_by_another_process_is_pushed(bot: Bot, tmp_path: Path) -> None:
+async def test_an_article_stored_by_newsbot_ingest_in_another_process_is_pushed(bot: Bot, tmp_path: Path) -> None:
     await follow(bot, 21, "/follow Ekonomi")
-    script = textwrap.dedent(
-        f"""
-        from bot.config import Settings
-        from bot.db import Database
-        from bot.ingest.service import ArticleInput, IngestService
-        from bot.tags import TagService
-        settings = Settings(_env_file=None, database_url={bot.settings.database_url!r}, summary_model="none", translation_model="none")
-        db = Database(settings.database_url)
-        result = IngestService(db, settings, TagService(db, settings)).ingest(
-            ArticleInput(body={BODY_EN!r}, tags=["Ekonomi"], lang="en", title="Rates up again"))
-        print(result.article_id)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    source = tmp_path / "rates.txt"
+    source.write_text(f"Rates up again\n\n{BODY_EN}\n", "utf-8")
+    env = {**os.environ, "DATABASE_URL": bot.settings.database_url, "DATA_DIR": str(tmp_path),
+           "SUMMARY_MODEL": "none", "TRANSLATION_MODEL": "none"}
+    done = subprocess.run([str(Path(sys.executable).with_name("newsbot")), "ingest", "--tag", "Ekonomi", "--json", str(source)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     [push] = await bot.pushes_to(21, 1)
     assert "Rates up again" in push.text and "central bank" in push.text
+    assert "#Ekonomi" in push.text
 
 
 async def test_rate_limited_chat_is_retried_and_blocked_chat_is_deactivated(bot: Bot) -> None:
