@@ -32,11 +32,6 @@ from bench.models import SUMMARY_CONFIG, TRANSLATION_CONFIG, BenchModel, ensure_
 SUMMARY_TOKENS = 64
 TRANSLATION_INPUT_TOKENS = 96  # title + summary, as the engine sends them
 TRANSLATION_TOKENS = 96
-ALLOCATORS = {
-    "glibc": None,
-    "tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-    "jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-}
 
 
 class Backend(StrEnum):
@@ -55,7 +50,7 @@ class Mode:
     precision: str = "fp32"
     trim: bool = False
     batch: int = 1
-    allocator: str = "glibc"
+    runtime: bool = True  # newsbot's process runtime: MODEL_ALLOCATOR preload + OMP_WAIT_POLICY=PASSIVE
 
 
 @dataclass
@@ -71,17 +66,18 @@ class Result:
     peak_mb: float  # peak RSS of the whole process (loading included)
 
 
-def default_modes(batch: int, allocator: str) -> list[Mode]:
+def default_modes(batch: int) -> list[Mode]:
     """The baseline and newsbot's levers, one at a time and combined."""
     return [
-        Mode("naive fp32 b1", Backend.NAIVE),
-        Mode("fp32 b1", Backend.ACCELERATE, "fp32", allocator=allocator),
-        Mode("bf16 b1", Backend.ACCELERATE, "bf16", allocator=allocator),
-        Mode("int8 b1", Backend.ACCELERATE, "int8", allocator=allocator),
-        Mode("bf16+trim b1", Backend.ACCELERATE, "bf16", True, allocator=allocator),
-        Mode("int8+trim b1", Backend.ACCELERATE, "int8", True, allocator=allocator),
-        Mode(f"bf16+trim b{batch}", Backend.ACCELERATE, "bf16", True, batch, allocator),
-        Mode(f"int8+trim b{batch}", Backend.ACCELERATE, "int8", True, batch, allocator),
+        Mode("naive fp32 b1", Backend.NAIVE, runtime=False),
+        Mode("naive fp32 b1 +rt", Backend.NAIVE),
+        Mode("fp32 b1", Backend.ACCELERATE, "fp32"),
+        Mode("bf16 b1", Backend.ACCELERATE, "bf16"),
+        Mode("bf16+trim b1 -rt", Backend.ACCELERATE, "bf16", True, runtime=False),
+        Mode("bf16+trim b1", Backend.ACCELERATE, "bf16", True),
+        Mode("int8+trim b1", Backend.ACCELERATE, "int8", True),
+        Mode(f"bf16+trim b{batch}", Backend.ACCELERATE, "bf16", True, batch),
+        Mode(f"int8+trim b{batch}", Backend.ACCELERATE, "int8", True, batch),
     ]
 
 
@@ -171,16 +167,15 @@ def run_child(mode: Mode, models: dict[str, BenchModel], articles: int, threads:
 
 def spawn(mode: Mode, args: argparse.Namespace) -> Result | None:
     """Run one mode in a fresh process (own memory peak, own allocator)."""
-    env = dict(os.environ)
-    library = ALLOCATORS[mode.allocator]
-    if library:
-        if not Path(library).exists():
-            print(f"  skip {mode.name}: {library} not installed", file=sys.stderr)
-            return None
-        env["LD_PRELOAD"] = library
+    from summarizer.speed import RUNTIME_MARKER, runtime_environment
+
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"LD_PRELOAD", "OMP_WAIT_POLICY", RUNTIME_MARKER}}
+    if mode.runtime:
+        env = runtime_environment(args.allocator, env) or env
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         command = [sys.executable, __file__, "--child", json.dumps(asdict(mode)), "--result", out.name,
-                   "--articles", str(args.articles), "--threads", str(args.threads), "--keep", str(args.keep),
+                   "--articles", str(args.articles if mode.batch > 1 else args.latency_articles), "--threads", str(args.threads), "--keep", str(args.keep),
                    "--cache-dir", str(args.cache_dir)]
         done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
@@ -192,14 +187,16 @@ def spawn(mode: Mode, args: argparse.Namespace) -> Result | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 articles, batch 2, one round, fewer modes")
-    parser.add_argument("--articles", type=int, default=8, help="articles per configuration")
+    parser.add_argument("--articles", type=int, default=8, help="articles per batched configuration")
+    parser.add_argument("--latency-articles", type=int, default=2,
+                        help="articles per one-at-a-time configuration (the naive one is slow)")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput modes")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over all modes; medians are printed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every mode")
     parser.add_argument("--keep", type=int, default=64000,
                         help="summary output tokens kept by trimming (mT5 Latin-script pieces, estimated)")
-    parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="tcmalloc",
-                        help="allocator of the newsbot modes (the naive baseline keeps glibc)")
+    parser.add_argument("--allocator", choices=["auto", "tcmalloc", "jemalloc", "system"], default="auto",
+                        help="MODEL_ALLOCATOR of the modes with newsbot's runtime (+rt)")
     parser.add_argument("--modes", default="", help="comma-separated mode names to run (default: all)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "newsbot-bench-models")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -219,15 +216,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.articles, args.batch, args.repeat = min(args.articles, 2), min(args.batch, 2), 1
-    modes = default_modes(args.batch, args.allocator)
+        args.latency_articles = 1
+    modes = list({mode.name: mode for mode in default_modes(args.batch)}.values())  # batch 1: no twins
     if args.modes:
         wanted = {name.strip() for name in args.modes.split(",")}
         modes = [mode for mode in modes if mode.name in wanted]
     elif args.quick:
-        modes = [modes[0], modes[4], modes[6]]
-    print(f"{args.articles} articles of 512 tokens; summary {SUMMARY_TOKENS} tokens, translation "
+        modes = [mode for mode in modes if mode.name in {"naive fp32 b1", "bf16+trim b1", f"int8+trim b{args.batch}"}]
+    print(f"{args.articles} articles per batched mode, {args.latency_articles} per one-at-a-time mode, 512 tokens; summary {SUMMARY_TOKENS} tokens, translation "
           f"{TRANSLATION_INPUT_TOKENS}->{TRANSLATION_TOKENS} tokens, beam 4; torch threads {args.threads}; "
-          f"trim keeps {args.keep} of {models['summary'].vocab_size}; newsbot allocator {args.allocator}; "
+          f"trim keeps {args.keep} of {models['summary'].vocab_size}; +rt: MODEL_ALLOCATOR={args.allocator} and "
+          f"OMP_WAIT_POLICY=PASSIVE (-rt: without); "
           f"{args.repeat} round(s), medians", flush=True)
     results: dict[str, list[Result]] = {mode.name: [] for mode in modes}
     for round_number in range(args.repeat):

@@ -493,5 +493,44 @@ def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16
         if chosen is Precision.INT8:
             model = quantize_int8(model)
             compact_embeddings(model)
+    own_memory(model)
+    release_freed_memory()
     return Accelerated(model, tokenizer, chosen, vocab_map, original_config, original_generation)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the conversion back to the OS (glibc keeps it otherwise); best effort."""
+    import ctypes
+    import ctypes.util
+
+    process = ctypes.CDLL(None)
+    release = getattr(process, "MallocExtension_ReleaseFreeMemory", None)  # tcmalloc, when preloaded
+    if release is not None:
+        release()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
+
+
+def own_memory(model: torch.nn.Module) -> None:
+    """Copy every parameter and buffer into memory of its own (tied ones stay tied).
+
+    from_pretrained maps the checkpoint file; a single small tensor still viewing it keeps every page
+    that conversion read resident (2 GB for mT5-base), although the converted model no longer needs them.
+    """
+    import torch
+
+    copies: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in list(module._parameters.items()):
+                if param is not None:
+                    if id(param) not in copies:
+                        copies[id(param)] = torch.nn.Parameter(param.detach().clone(), requires_grad=False)
+                    module._parameters[name] = copies[id(param)]
+            for name, buffer in list(module._buffers.items()):
+                if buffer is not None:
+                    module._buffers[name] = buffer.clone()
 
