@@ -18,6 +18,7 @@ from bot.i18n import I18n
 from bot.logs import REDACTED, setup_logging
 from bot.telegram.app import build_application
 from bot.telegram.conversation import build_services
+from bot.telegram.shell import html_to_text
 from conftest import make_settings
 from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
 from test_i18n import html_errors
@@ -180,11 +181,17 @@ async def test_push_summary_and_buttons(bot: Bot, i18n: I18n) -> None:
     message = bot.server.sent_messages(USER)[-1]
     data = [d for _, d in message.buttons()]
     assert f"tr:{result.article_id}:id" in data and any(d.startswith("unf:") for d in data)
+    # /summary as a reply to the bot's own push: that article, not a new one made of the push's text.
+    replied = {"message_id": push.message_id, "date": 0, "chat": {"id": USER, "type": "private"},
+               "from": {"id": 123456789, "is_bot": True, "first_name": "newsbot"}, "text": html_to_text(push.text),
+               "reply_markup": push.reply_markup}
+    assert await bot.ask(USER, "/summary", reply_to=replied) == push.text
+    assert len(await asyncio.to_thread(services.articles.latest, 10)) == 1
     bot.server.callback_query(USER, f"tr:{result.article_id}:id", message_id=message.message_id)
     await bot.server.async_wait_for(lambda s: len(s.calls("editMessageText")) == 1, 10)
     unf = next(d for d in data if d.startswith("unf:"))
     bot.server.callback_query(USER, unf, message_id=message.message_id)
-    messages = await bot.said(USER, 4)
+    messages = await bot.said(USER, 5)
     assert messages[-1].text == i18n.t("en", "unfollow.button_done", tag="Rusia")
     assert await bot.ask(USER, "/following") == i18n.t("en", "following.none")
     assert len(bot.server.calls("answerCallbackQuery")) == 2

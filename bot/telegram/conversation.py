@@ -116,6 +116,7 @@ class Post:
     text: str
     entities: tuple[PostEntity, ...] = ()  # UTF-16 offsets, as Telegram gives them
     url: str | None = None  # link to the post itself (t.me/channel/123) when known
+    article_id: int | None = None  # set when the message is one of the bot's own article messages
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,18 @@ def command_of(text: str) -> Command | None:
 def needs_chat_admin(incoming_text: str, chat_kind: ChatKind) -> bool:
     """Whether the adapter must check that the sender administers the group."""
     return chat_kind in (ChatKind.GROUP, ChatKind.SUPERGROUP) and command_of(incoming_text) in CHAT_ADMIN_COMMANDS
+
+
+def article_of_buttons(callback_data: Sequence[str]) -> int | None:
+    """The article a bot message is about, from its tr:/orig:/sum: buttons."""
+    for data in callback_data:
+        kind, _, rest = data.partition(":")
+        if kind in (CallbackKind.TRANSLATE, CallbackKind.ORIGINAL, CallbackKind.SUMMARY):
+            try:
+                return parse_id(rest.partition(":")[0])
+            except ValueError:
+                continue
+    return None
 
 
 def first_url(post: Post) -> str | None:
@@ -456,6 +469,8 @@ class Conversation:
 
     def _summary_of_post(self, chat: ChatInfo, post: Post) -> Reply:
         """The replied-to message is the article, or (too short to be one) links to it."""
+        if post.article_id is not None:
+            return self.summary_reply(chat, post.article_id, chat.lang)  # a push: not a new article
         if not post.text.strip():
             return self._reply(chat.lang, "summary.no_article")
         try:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from telegram import (
@@ -40,6 +40,7 @@ from bot.telegram.conversation import (
     Incoming,
     Post,
     Reply,
+    article_of_buttons,
     command_of,
     needs_chat_admin,
 )
@@ -147,6 +148,16 @@ def post_of(message: Message) -> Post:
     return Post(text=text, entities=entities, url=url)
 
 
+def replied_post(message: Message, bot_id: int) -> Post:
+    """The message a command replies to; for the bot's own article messages, which article."""
+    post = post_of(message)
+    if message.from_user is not None and message.from_user.id == bot_id and message.reply_markup is not None:
+        data = [b.callback_data for row in message.reply_markup.inline_keyboard for b in row
+                if isinstance(b.callback_data, str)]
+        return replace(post, article_id=article_of_buttons(data))
+    return post
+
+
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     """The reply's buttons as an inline keyboard."""
     if not reply.buttons:
@@ -211,7 +222,7 @@ async def converse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat_title=chat.title or chat.full_name or chat.username,
         chat_admin=chat_admin,
         bot_admin=user is not None and user.id in rt.services.settings.admin_ids,
-        replied=post_of(message.reply_to_message) if message.reply_to_message else None,
+        replied=replied_post(message.reply_to_message, context.bot.id) if message.reply_to_message else None,
     )
     async with rt.chat_lock(chat.id):
         if command_of(text) is Command.SUMMARY:
