@@ -26,7 +26,6 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -1011,12 +1010,6 @@ def serve_forever(host: str, port: int, token: str, latency: float) -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
-
-
-def iter_sent_texts(messages: list[SentMessage]) -> Iterator[tuple[int, str]]:
-    """(chat_id, text) of each message, for compact assertions."""
-    for message in messages:
-        yield message.chat_id, message.text
 
 
 if __name__ == "__main__":
