@@ -68,6 +68,16 @@ async def test_each_chat_waits_its_interval_and_groups_their_minute(fake_bot_api
     assert group[3] - group[0] >= 0.9
 
 
+async def test_chats_that_must_wait_are_reported_as_cooling(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+    limiter = SendRateLimiter(global_rate=1000, per_chat_rate=100, per_group_minute=2, group_window=5.0)
+    bot = await bot_with(limiter)
+    await bot.send_message(-200, "a")
+    await bot.send_message(-200, "b")
+    await bot.send_message(200, "c")
+    limiter.note_retry_after(300, 10)
+    assert limiter.cooling_chats() == {-200, 300}  # the group used its 2 per window; 300 got a 429
+
+
 async def test_replies_overtake_queued_pushes(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
     bot = await bot_with(SendRateLimiter(global_rate=20, per_chat_rate=100))
     pushes = [asyncio.create_task(bot.send_message(chat, "push", rate_limit_args=Priority.PUSH)) for chat in range(1, 41)]

@@ -211,9 +211,18 @@ class SendRateLimiter(BaseRateLimiter[int]):
 
     # --- what the push sender asks ------------------------------------------------------------
     def cooling_chats(self) -> set[int]:
-        """Chats that may not be sent to for more than a second (RetryAfter or group limit)."""
-        horizon = self._clock() + 1.0
-        return {chat_id for chat_id, state in self._chats.items() if state.next_at > horizon}
+        """Chats that may not be sent to for more than a second (RetryAfter, or a group that used
+        up its messages for the minute), so the push sender does not tie up a slot waiting."""
+        now = self._clock()
+        horizon = now + 1.0
+        cooling = set()
+        for chat_id, state in self._chats.items():
+            ready = state.next_at
+            if len(state.recent) >= self.per_group_minute and state.recent[0] > now - self.group_window:
+                ready = max(ready, state.recent[0] + self.group_window)
+            if ready > horizon:
+                cooling.add(chat_id)
+        return cooling
 
     def globally_paused_for(self) -> float:
         """Seconds left of a global RetryAfter pause (0 when none)."""
