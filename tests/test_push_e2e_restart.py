@@ -1,5 +1,5 @@
 """`newsbot run` killed (SIGKILL) in the middle of sending pushes and started again: every follower
-ends up with exactly one message per article.
+ends up with exactly one message per article (on SQLite and on PostgreSQL).
 
 Deterministic: the fake Bot API accepts a few messages, then lets every further sendMessage hang
 (like an unreachable Telegram). We kill the bot once those first sends are recorded as sent and
@@ -19,7 +19,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.db.migrate import upgrade
 from bot.db.models import Delivery, DeliveryStatus
 from conftest import make_settings
 from fakebotapi import FakeBotApi
@@ -59,10 +58,10 @@ def start_bot(server: FakeBotApi, database_url: str, workdir: Path) -> subproces
     return subprocess.Popen([str(NEWSBOT), "run"], cwd=workdir, env=env, stdout=log, stderr=log)
 
 
-def test_killed_bot_resumes_and_every_follower_gets_exactly_one_message(fake_bot_api: FakeBotApi, tmp_path: Path) -> None:
-    database_url = f"sqlite:///{tmp_path / 'newsbot.sqlite3'}"
+def test_killed_bot_resumes_and_every_follower_gets_exactly_one_message(
+    fake_bot_api: FakeBotApi, database_url: str, tmp_path: Path
+) -> None:
     db = Database(database_url)
-    upgrade(db.engine)
     world = World(db, make_settings(database_url, tmp_path))
     for chat_id in FOLLOWERS:
         world.chat(chat_id, "Rusia", lang="id" if chat_id % 2 else "en")
@@ -97,11 +96,11 @@ def test_killed_bot_resumes_and_every_follower_gets_exactly_one_message(fake_bot
     finally:
         if second.poll() is None:
             second.kill()
-    db.dispose()
 
     for chat_id in FOLLOWERS:
         texts = [m.text for m in fake_bot_api.sent_messages(chat_id)]
         assert len(texts) == len(articles), (chat_id, texts)
         assert sum("Lavrov" in t for t in texts) == 1 and sum("central bank" in t for t in texts) == 1
     assert len(fake_bot_api.sent_messages()) == expected
-    assert by_status(Database(database_url)) == {DeliveryStatus.SENT: expected}
+    assert by_status(db) == {DeliveryStatus.SENT: expected}
+    db.dispose()
