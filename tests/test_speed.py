@@ -213,3 +213,25 @@ def test_trimmed_reduced_precision_stays_in_kept_vocabulary(precision: str, toke
     got = fast.generate(**articles(tokenizer), max_new_tokens=8, min_new_tokens=8, num_beams=2)
     assert got.shape == (3, 9)
     assert set(got.flatten().tolist()) <= set(fast.vocab_map.keep.tolist())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_tied_weights_stay_tied_after_conversion(precision: str) -> None:
+    fast = accelerate(tiny_t5(), None, precision=precision)
+    model = fast.model
+    assert model.encoder.embed_tokens is model.shared or model.encoder.embed_tokens.weight is model.shared.weight
+    assert model.decoder.embed_tokens.weight is model.encoder.embed_tokens.weight
+
+
+def test_compact_embeddings_store_one_shared_bf16_table() -> None:
+    from summarizer.speed import compact_embeddings
+
+    model = tiny_t5()
+    expected = model.shared(torch.arange(VOCAB))
+    assert compact_embeddings(model, min_rows=100) == 1  # shared, encoder and decoder use one table
+    assert model.shared is model.encoder.embed_tokens is model.decoder.embed_tokens
+    assert model.shared.weight.dtype == torch.bfloat16
+    looked_up = model.shared(torch.arange(VOCAB))
+    assert looked_up.dtype == torch.float32
+    assert torch.allclose(looked_up, expected, rtol=1e-2, atol=1e-2)
+    assert model.generate(**batch(), **GREEDY).shape == (3, 13)
