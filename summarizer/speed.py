@@ -473,6 +473,10 @@ def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16
     import torch
 
     chosen = parse_precision(precision)
+    if chosen is Precision.BF16 and not bf16_supported():
+        # Without avx512_bf16/AMX, bf16 matrix products are emulated and slower than fp32.
+        log.warning("this CPU has no native bf16; MODEL_PRECISION=bf16 runs as fp32 (int8 may be faster)")
+        chosen = Precision.FP32
     if threads > 0:
         torch.set_num_threads(threads)
     model.eval()
