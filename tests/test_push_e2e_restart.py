@@ -104,3 +104,62 @@ def test_killed_bot_resumes_and_every_follower_gets_exactly_one_message(
     assert len(fake_bot_api.sent_messages()) == expected
     assert by_status(db) == {DeliveryStatus.SENT: expected}
     db.dispose()
+
+
+def test_bot_killed_inside_the_fan_out_transaction_loses_nothing(
+    fake_bot_api: FakeBotApi, postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: another transaction holds an uncommitted delivery for the last follower, so the
+    bot's fan-out blocks in the middle of inserting its deliveries; it is killed right there."""
+    from sqlalchemy import text
+
+    from bot.db.models import Article
+    from conftest import _truncate_all
+
+    db = Database(postgres_url)
+    _truncate_all(db)
+    world = World(db, make_settings(postgres_url, tmp_path))
+    for chat_id in FOLLOWERS:
+        world.chat(chat_id, "Rusia")
+    article = world.ingest(["Rusia"], body=BODY_EN, lang="en")
+    blocker = db.engine.connect()
+    transaction = blocker.begin()
+    blocker.execute(
+        text("INSERT INTO deliveries (article_id, story_id, chat_id, status, attempts, created_at, updated_at) "
+             "VALUES (:a, :s, :c, 'pending', 0, now(), now())"),
+        {"a": article.article_id, "s": article.story_id, "c": FOLLOWERS[-1]},
+    )
+
+    def fan_out_blocked() -> bool:
+        with db.engine.connect() as connection:
+            waiting = connection.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query ILIKE 'INSERT INTO deliveries%' AND datname = current_database()"
+            )).scalar()
+        return bool(waiting)
+
+    first = start_bot(fake_bot_api, postgres_url, tmp_path)
+    try:
+        wait_until(fan_out_blocked, 60, "the fan-out to block inside its transaction")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        transaction.rollback()
+        blocker.close()
+    with db.session() as session:
+        assert session.get(Article, article.article_id).fanned_out_at is None  # nothing half-done
+    assert by_status(db) == {} and fake_bot_api.sent_messages() == []
+
+    second = start_bot(fake_bot_api, postgres_url, tmp_path)
+    try:
+        wait_until(lambda: by_status(db).get(DeliveryStatus.SENT, 0) == len(FOLLOWERS), 60, "every delivery sent")
+        time.sleep(0.5)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert sorted(m.chat_id for m in fake_bot_api.sent_messages()) == FOLLOWERS
+    db.dispose()

@@ -80,7 +80,9 @@ class FanoutService:
                 .where(Article.fanned_out_at.is_(None))
                 .order_by(Article.created_at, Article.id)
                 .limit(1)
-                .with_for_update(skip_locked=True, of=Article)
+                # FOR NO KEY UPDATE: exclusive among fan-outs, yet not blocked (skipped) by a
+                # transaction that merely references the article (a foreign key's KEY SHARE lock).
+                .with_for_update(skip_locked=True, key_share=True, of=Article)
             ).first()
             if row is None:
                 return None
