@@ -506,7 +506,9 @@ def release_freed_memory() -> None:
     """Hand memory freed by the conversion back to the OS (glibc keeps it otherwise); best effort."""
     import ctypes
     import ctypes.util
+    import gc
 
+    gc.collect()  # replaced modules sit in reference cycles: free their fp32 weights now
     process = ctypes.CDLL(None)
     release = getattr(process, "MallocExtension_ReleaseFreeMemory", None)  # tcmalloc, when preloaded
     if release is not None:
