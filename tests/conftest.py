@@ -6,6 +6,7 @@ we may create others from). Each test session creates its own database and drops
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,11 +20,28 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.db.models import Base
+from bot.logs import RedactingFilter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_ADMIN_URL = os.environ.get(
     "NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres"
 )
+
+
+@pytest.fixture(autouse=True)
+def _isolate_logging() -> Iterator[None]:
+    """In-process CLI runs call setup_logging and set logger levels; undo that after each test."""
+    manager = logging.root.manager
+    levels = {name: lg.level for name, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    root_level = logging.root.level
+    yield
+    for handler in list(logging.root.handlers):
+        if any(isinstance(f, RedactingFilter) for f in handler.filters):
+            logging.root.removeHandler(handler)
+    logging.root.setLevel(root_level)
+    for name, logger in list(manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture(scope="session")
