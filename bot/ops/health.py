@@ -50,20 +50,31 @@ class Check:
 def database_check(db: Database) -> Check:
     """Ready when the database answers and its schema is at the newest migration."""
 
-    def run() -> str:
-        from alembic.script import ScriptDirectory
+    head = _newest_revision()
 
-        from bot.db.migrate import alembic_config, current_revision
+    def run() -> str:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
 
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-        current = current_revision(db.engine)
+            try:
+                # Read directly: alembic's MigrationContext would log two INFO lines per probe.
+                current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except (ProgrammingError, OperationalError):
+                current = None  # no alembic_version table: never migrated
         if current != head:
-            raise RuntimeError(f"schema at {current}, newest is {head}: run `newsbot db upgrade`")
+            raise RuntimeError(f"schema at {current or 'nothing'}, newest is {head}: run `newsbot db upgrade`")
         return f"{db.engine.dialect.name} at {current}"
 
     return Check("database", run)
+
+
+def _newest_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from bot.db.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def status_check(name: str, status_line: Callable[[], str]) -> Check:
