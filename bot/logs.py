@@ -69,3 +69,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO, and Bot API URLs hold the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic says "Context impl ..." at INFO on every start; bot.db.migrate logs real upgrades.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
