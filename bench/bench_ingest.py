@@ -16,15 +16,12 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
+from bot.db.scratch import scratch_postgres
 from bot.ingest.loaders import article_from_document
 from bot.ingest.service import IngestService
 from bot.tags import TagService
@@ -94,18 +91,9 @@ def main() -> None:
             print(f"sqlite:     {rate:.1f} articles/s stored by ingest (WAL, one process)")
         if args.backend in ("postgres", "both"):
             admin_url = os.environ.get("NEWSBOT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres")
-            name = f"newsbot_bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-            try:
-                url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+            with scratch_postgres(admin_url, "newsbot_bench", migrate=False) as url:
                 rate = run(url, pages, tmp)
                 print(f"postgresql: {rate:.1f} articles/s stored by ingest (one process)")
-            finally:
-                with admin.connect() as connection:
-                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
     sys.stdout.flush()
 
 

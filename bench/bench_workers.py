@@ -119,26 +119,10 @@ def article_text(words: Sequence[str], seed: int) -> str:
 @contextmanager
 def temporary_postgres() -> Iterator[str]:
     """A new migrated PostgreSQL database, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from bot.db.scratch import scratch_postgres
 
-    from bot.db import Database
-    from bot.db.migrate import upgrade
-
-    name = f"newsbot_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    upgrade(database.engine)
-    database.dispose()
-    try:
+    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_bench") as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _free_port() -> int:

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
+from bot.db.scratch import DEFAULT_ADMIN_URL, scratch_postgres
 from bot.db.models import Base
 from bot.logs import RedactingFilter
 
 FIXTURES = Path(__file__).parent / "fixtures"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres"
-)
+POSTGRES_ADMIN_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
 
 
 @pytest.fixture(autouse=True)
@@ -47,18 +44,8 @@ def _isolate_logging() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"newsbot_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    migrated = Database(url)
-    upgrade(migrated.engine)
-    migrated.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_test") as url:
+        yield url
 
 
 def _truncate_all(database: Database) -> None:

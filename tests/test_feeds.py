@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.models import Article, Source, SourceStatus
+from bot.db.models import Article, SourceStatus
 from bot.ingest.feeds import FeedError, FeedService, run_feed_poller
 
 LONG = (

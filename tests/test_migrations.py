@@ -6,7 +6,6 @@ created for the test), not from the migrated fixtures.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, column, create_engine, inspect, select, table, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, column, inspect, select, table
 
 from bot.db import Database
 from bot.db.migrate import alembic_config, current_revision, downgrade, upgrade
 from bot.db.models import Article, Base, Tag
+from bot.db.scratch import scratch_postgres
 from conftest import POSTGRES_ADMIN_URL
 
 
@@ -44,18 +43,12 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[D
         yield database
         database.dispose()
         return
-    name = f"newsbot_migr_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_migr", migrate=False) as url:
+        database = Database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def _user_tables(engine: Engine) -> set[str]:

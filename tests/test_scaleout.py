@@ -23,12 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.migrate import upgrade
+from bot.db.scratch import scratch_postgres
 from bot.db.models import ChatKind, Delivery, DeliveryStatus, Summary, SummaryKind
 from conftest import POSTGRES_ADMIN_URL, make_settings
 
@@ -47,18 +46,8 @@ STARTED = re.compile(r"job started: articles \[([\d, ]*)\] langs (\S+)")
 @pytest.fixture
 def scaleout_url() -> Iterator[str]:
     """A new, migrated PostgreSQL database shared by the test and the worker processes."""
-    name = f"newsbot_scale_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    upgrade(database.engine)
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_scale") as url:
+        yield url
 
 
 def _free_port() -> int:
