@@ -19,12 +19,10 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.contracts import ArticleSummary
+from bot.services.summaries import TRANSLATION_KEY_SEPARATOR, summary_model_of, translation_model_of
 
 log = logging.getLogger(__name__)
 
-# Mirrors bot.services.summaries: a translation's model column is "<translation model>|<summary model key>".
-KEY_SEPARATOR = "|"
-EXTRACTIVE_PREFIX = "extractive:"
 MIN_TRANSLATION_GRACE_S = 30.0
 
 
@@ -79,7 +77,7 @@ class StoredSummaries:
         original = originals[0]
         if lang == original.lang or self._translation_off:
             return _present(article.title, original, None)
-        suffix = f"{KEY_SEPARATOR}{original.model}"
+        suffix = f"{TRANSLATION_KEY_SEPARATOR}{original.model}"
         for row in rows:
             if row.kind is SummaryKind.TRANSLATION and row.lang == lang and row.model.endswith(suffix):
                 self._forget(article_id, lang)
@@ -107,7 +105,7 @@ class StoredSummaries:
 
 def _present(title: str, original: Summary, translated: Summary | None) -> ArticleSummary:
     """The same ArticleSummary the in-process service builds from these rows."""
-    model = None if original.model.startswith(EXTRACTIVE_PREFIX) else original.model
+    model = summary_model_of(original.model)
     if translated is None:
         return ArticleSummary(
             article_id=original.article_id,
@@ -127,7 +125,7 @@ def _present(title: str, original: Summary, translated: Summary | None) -> Artic
         method=original.method,
         model=model,
         translated_from=original.lang,
-        translation_model=translated.model.split(KEY_SEPARATOR, 1)[0],
+        translation_model=translation_model_of(translated.model),
     )
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_LANG = "und"  # ISO 639-2 "undetermined": stored when an article's language is unknown
 PREFETCH_WORKERS = 2
 # A translation row's model column names both models: "<translation model>|<summary model key>".
-_KEY_SEPARATOR = "|"
+TRANSLATION_KEY_SEPARATOR = "|"
 
 
 class ArticleNotFound(LookupError):
@@ -85,9 +85,14 @@ class _ArticleText:
     lang: str
 
 
-def _summary_model(key: str) -> str | None:
+def summary_model_of(key: str) -> str | None:
     """The summary model id for ArticleSummary.model (None for the extractive fallback)."""
     return None if key.startswith("extractive:") else key
+
+
+def translation_model_of(key: str) -> str:
+    """The translation model id of a translation row's model key."""
+    return key.split(TRANSLATION_KEY_SEPARATOR, 1)[0]
 
 
 class SummaryService:
@@ -190,7 +195,7 @@ class SummaryService:
         model = self.engine.translation_key(article.lang, lang)
         if model is None:
             return None
-        return _Key(article.id, lang, SummaryKind.TRANSLATION, f"{model}{_KEY_SEPARATOR}{original.key.model}")
+        return _Key(article.id, lang, SummaryKind.TRANSLATION, f"{model}{TRANSLATION_KEY_SEPARATOR}{original.key.model}")
 
     # --- computing once -------------------------------------------------------------------
 
@@ -331,7 +336,7 @@ class SummaryService:
         for position, (article, original) in enumerate(items):
             assert original is not None
             title, text = outputs[2 * position], outputs[2 * position + 1]
-            model = f"{text.model}{_KEY_SEPARATOR}{original.key.model}"
+            model = f"{text.model}{TRANSLATION_KEY_SEPARATOR}{original.key.model}"
             key = _Key(article.id, tgt, SummaryKind.TRANSLATION, model)
             rows.append(_Row(key, original.method, title.text, text.text))
         return rows
@@ -339,7 +344,7 @@ class SummaryService:
     @staticmethod
     def _present(article: _ArticleText, original: _Row, translated: _Row | None) -> ArticleSummary:
         """What a reader sees: the translation when there is one, else the original summary."""
-        summary_model = _summary_model(original.key.model)
+        summary_model = summary_model_of(original.key.model)
         if translated is None:
             return ArticleSummary(
                 article_id=article.id,
@@ -351,7 +356,7 @@ class SummaryService:
                 translated_from=None,
                 translation_model=None,
             )
-        translation_model = translated.key.model.split(_KEY_SEPARATOR, 1)[0]
+        translation_model = translation_model_of(translated.key.model)
         return ArticleSummary(
             article_id=article.id,
             lang=translated.key.lang,
