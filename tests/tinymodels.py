@@ -73,10 +73,29 @@ def _pieces(spm_path: Path) -> list[tuple[str, float]]:
     return [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
 
 
+def _save_random_model(
+    model_class: Any, config: Any, tokenizer: Any, folder: Path, seed: int, **generation: Any
+) -> None:
+    """Random weights from `seed`, fixed-minimum-length generation, saved with its tokenizer."""
+    import torch
+    from transformers import GenerationConfig
+
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        min_new_tokens=MIN_NEW_TOKENS,
+        **generation,
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
 def build_tiny_mt5(folder: Path, seed: int = 0) -> Path:
     """A random-weight 2-layer mT5 with a T5 tokenizer, saved with save_pretrained."""
-    import torch
-    from transformers import GenerationConfig, MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+    from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     spm_path = folder / "train.spm"
@@ -96,23 +115,13 @@ def build_tiny_mt5(folder: Path, seed: int = 0) -> Path:
         decoder_start_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = MT5ForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=config.decoder_start_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        min_new_tokens=MIN_NEW_TOKENS,
-    )
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    _save_random_model(MT5ForConditionalGeneration, config, tokenizer, folder, seed)
     return folder
 
 
 def build_tiny_marian(folder: Path, seed: int = 0, max_positions: int = 512) -> Path:
     """A random-weight 1-layer Marian translation model with a sentencepiece MarianTokenizer."""
-    import torch
-    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     spm_path = folder / "train.spm"
@@ -142,17 +151,7 @@ def build_tiny_marian(folder: Path, seed: int = 0, max_positions: int = 512) -> 
         decoder_start_token_id=tokenizer.pad_token_id,
         forced_eos_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(seed)
-    model = MarianMTModel(config).eval()
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=config.decoder_start_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        bad_words_ids=[[config.pad_token_id]],
-        min_new_tokens=MIN_NEW_TOKENS,
-    )
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    _save_random_model(MarianMTModel, config, tokenizer, folder, seed, bad_words_ids=[[config.pad_token_id]])
     spm_path.unlink()
     (folder / "train-vocab.json").unlink()
     return folder
@@ -181,8 +180,7 @@ def build_tiny_models(root: Path) -> TinyModels:
 
 def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
     """A random-weight 1-layer M2M100 (many-to-many, language tokens like __en__)."""
-    import torch
-    from transformers import GenerationConfig, M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     spm_path = folder / "train.spm"
@@ -205,16 +203,7 @@ def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(seed)
-    model = M2M100ForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=config.decoder_start_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        min_new_tokens=MIN_NEW_TOKENS,
-    )
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    _save_random_model(M2M100ForConditionalGeneration, config, tokenizer, folder, seed)
     spm_path.unlink()
     vocab_path.unlink()
     return folder
