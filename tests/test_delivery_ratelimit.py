@@ -62,8 +62,9 @@ async def test_each_chat_waits_its_interval_and_groups_their_minute(fake_bot_api
     private = send_times(fake_bot_api, 5)
     group = send_times(fake_bot_api, -100)
     assert [m.text for m in fake_bot_api.sent_messages(5)] == ["m0", "m1", "m2", "m3"]  # in order
-    # Measured where requests arrive, so allow for the event loop's scheduling jitter.
-    assert min(b - a for a, b in zip(private, private[1:])) >= 0.08
+    # Measured where requests arrive: one late arrival can shorten a single gap, so check the span
+    # of the 3 intervals of 0.1 s (less a little scheduling jitter) rather than each gap.
+    assert private[-1] - private[0] >= 0.27
     assert max_in_window(group, 0.9) <= 3
     assert group[3] - group[0] >= 0.9
 
