@@ -103,32 +103,30 @@ class Fault:
     def response(self) -> tuple[int, dict[str, Any]]:
         """The HTTP status and Bot API error body of this fault."""
         if self.kind == FaultKind.RETRY_AFTER:
-            return 429, {
-                "ok": False,
-                "error_code": 429,
-                "description": f"Too Many Requests: retry after {self.retry_after}",
-                "parameters": {"retry_after": self.retry_after},
-            }
+            return _error_body(
+                429, f"Too Many Requests: retry after {self.retry_after}", retry_after=self.retry_after
+            )
         if self.kind == FaultKind.BLOCKED:
-            return 403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+            return _error_body(403, "Forbidden: bot was blocked by the user")
         if self.kind == FaultKind.KICKED:
-            return 403, {
-                "ok": False,
-                "error_code": 403,
-                "description": "Forbidden: bot was kicked from the group chat",
-            }
+            return _error_body(403, "Forbidden: bot was kicked from the group chat")
         if self.kind == FaultKind.CHAT_NOT_FOUND:
-            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+            return _error_body(400, "Bad Request: chat not found")
         if self.kind == FaultKind.MIGRATED:
-            return 400, {
-                "ok": False,
-                "error_code": 400,
-                "description": "Bad Request: group chat was upgraded to a supergroup chat",
-                "parameters": {"migrate_to_chat_id": self.migrate_to},
-            }
+            return _error_body(
+                400, "Bad Request: group chat was upgraded to a supergroup chat", migrate_to_chat_id=self.migrate_to
+            )
         if self.kind == FaultKind.SERVER_ERROR:
-            return 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
-        return 400, {"ok": False, "error_code": 400, "description": self.description or "Bad Request"}
+            return _error_body(500, "Internal Server Error")
+        return _error_body(400, self.description or "Bad Request")
+
+
+def _error_body(status: int, description: str, **parameters: Any) -> tuple[int, dict[str, Any]]:
+    """A Bot API error answer: HTTP status and JSON body (with `parameters` when given)."""
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return status, body
 
 
 @dataclass
@@ -590,7 +588,8 @@ def _ok(result: Any) -> web.Response:
 
 
 def _error(status: int, description: str) -> web.Response:
-    return web.json_response({"ok": False, "error_code": status, "description": description}, status=status)
+    status, body = _error_body(status, description)
+    return web.json_response(body, status=status)
 
 
 def _bot_user() -> dict[str, Any]:

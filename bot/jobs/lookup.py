@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.contracts import ArticleSummary
-from bot.services.summaries import TRANSLATION_KEY_SEPARATOR, summary_model_of, translation_model_of
+from bot.services.summaries import TRANSLATION_KEY_SEPARATOR, StoredTranslation, present_summary
 
 log = logging.getLogger(__name__)
 
@@ -105,27 +105,16 @@ class StoredSummaries:
 
 def _present(title: str, original: Summary, translated: Summary | None) -> ArticleSummary:
     """The same ArticleSummary the in-process service builds from these rows."""
-    model = summary_model_of(original.model)
-    if translated is None:
-        return ArticleSummary(
-            article_id=original.article_id,
-            lang=original.lang,
-            title=original.title or title,
-            text=original.text,
-            method=original.method,
-            model=model,
-            translated_from=None,
-            translation_model=None,
-        )
-    return ArticleSummary(
+    return present_summary(
         article_id=original.article_id,
-        lang=translated.lang,
-        title=translated.title or title,
-        text=translated.text,
+        lang=original.lang,
+        title=original.title or title,
+        text=original.text,
         method=original.method,
-        model=model,
-        translated_from=original.lang,
-        translation_model=translation_model_of(translated.model),
+        summary_key=original.model,
+        translation=None
+        if translated is None
+        else StoredTranslation(translated.lang, translated.title, translated.text, translated.model),
     )
 
 

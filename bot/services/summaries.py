@@ -95,6 +95,50 @@ def translation_model_of(key: str) -> str:
     return key.split(TRANSLATION_KEY_SEPARATOR, 1)[0]
 
 
+@dataclass(frozen=True)
+class StoredTranslation:
+    """A stored translation of an article's title and summary."""
+
+    lang: str
+    title: str | None
+    text: str
+    model_key: str
+
+
+def present_summary(
+    *,
+    article_id: int,
+    lang: str,
+    title: str,
+    text: str,
+    method: SummaryMethod,
+    summary_key: str,
+    translation: StoredTranslation | None,
+) -> ArticleSummary:
+    """What a reader sees of stored rows: the translation when there is one, else the original."""
+    if translation is None:
+        return ArticleSummary(
+            article_id=article_id,
+            lang=lang,
+            title=title,
+            text=text,
+            method=method,
+            model=summary_model_of(summary_key),
+            translated_from=None,
+            translation_model=None,
+        )
+    return ArticleSummary(
+        article_id=article_id,
+        lang=translation.lang,
+        title=translation.title or title,
+        text=translation.text,
+        method=method,
+        model=summary_model_of(summary_key),
+        translated_from=lang,
+        translation_model=translation_model_of(translation.model_key),
+    )
+
+
 class SummaryService:
     """Implements SummaryProvider: each (article, lang, kind, model) is computed once and stored."""
 
@@ -344,28 +388,16 @@ class SummaryService:
     @staticmethod
     def _present(article: _ArticleText, original: _Row, translated: _Row | None) -> ArticleSummary:
         """What a reader sees: the translation when there is one, else the original summary."""
-        summary_model = summary_model_of(original.key.model)
-        if translated is None:
-            return ArticleSummary(
-                article_id=article.id,
-                lang=article.lang,
-                title=article.title,
-                text=original.text,
-                method=original.method,
-                model=summary_model,
-                translated_from=None,
-                translation_model=None,
-            )
-        translation_model = translation_model_of(translated.key.model)
-        return ArticleSummary(
+        return present_summary(
             article_id=article.id,
-            lang=translated.key.lang,
-            title=translated.title or article.title,
-            text=translated.text,
+            lang=article.lang,
+            title=article.title,
+            text=original.text,
             method=original.method,
-            model=summary_model,
-            translated_from=article.lang,
-            translation_model=translation_model,
+            summary_key=original.key.model,
+            translation=None
+            if translated is None
+            else StoredTranslation(translated.key.lang, translated.title, translated.text, translated.key.model),
         )
 
     def _executor(self) -> ThreadPoolExecutor:
