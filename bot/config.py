@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     summary_model: str = "csebuetnlp/mT5_multilingual_XLSum"
     translation_model: str = "Helsinki-NLP/opus-mt-{src}-{tgt}"
     model_cache_dir: Path | None = None
-    model_precision: str = Field(default="bf16", pattern="^(fp32|bf16|int8)$")
+    model_backend: str = Field(default="auto", pattern="^(auto|transformers|ctranslate2)$")
+    model_precision: str = Field(default="auto", pattern="^(auto|fp32|bf16|int8)$")
     model_threads: int = Field(default=0, ge=0)
     model_allocator: str = Field(default="auto", pattern="^(auto|tcmalloc|jemalloc|system)$")
     summary_num_beams: int = Field(default=4, ge=1)

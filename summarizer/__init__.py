@@ -5,6 +5,7 @@ Standalone: knows nothing of Telegram or the database. Importing it loads no mod
 
 from summarizer.config import (
     NO_MODEL,
+    Backend,
     Method,
     Precision,
     SummarizerConfig,
@@ -19,6 +20,7 @@ from summarizer.models import ModelUnavailable
 
 __all__ = [
     "NO_MODEL",
+    "Backend",
     "Engine",
     "EngineStats",
     "ExtractiveAlgorithm",

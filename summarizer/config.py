@@ -20,11 +20,20 @@ class Method(enum.StrEnum):
 
 
 class Precision(enum.StrEnum):
-    """Inference precision on CPU."""
+    """Numeric format of the weights at inference on CPU (MODEL_PRECISION)."""
 
+    AUTO = "auto"  # int8 with CTranslate2, bf16 with transformers (see summarizer.ct2.resolve)
     FP32 = "fp32"
     BF16 = "bf16"
     INT8 = "int8"
+
+
+class Backend(enum.StrEnum):
+    """What runs the models (MODEL_BACKEND)."""
+
+    AUTO = "auto"  # ctranslate2 when installed and able to convert the model, else transformers
+    TRANSFORMERS = "transformers"  # torch, through summarizer.speed.accelerate()
+    CTRANSLATE2 = "ctranslate2"  # converted once, run by CTranslate2 (summarizer.ct2)
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,8 @@ class SummarizerConfig:
     languages: tuple[str, ...] = ("id", "en")  # languages readers use (translation pairs, vocab)
     cache_dir: Path | None = None
     offline: bool = False  # never contact the Hub (HF_HUB_OFFLINE)
-    precision: Precision = Precision.FP32
+    backend: Backend = Backend.AUTO
+    precision: Precision = Precision.AUTO
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     num_beams: int = 4
     max_new_tokens: int = 84

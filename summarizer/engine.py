@@ -353,5 +353,6 @@ class Engine:
         if reason is not None:
             return f"{model_id} unavailable, using {fallback}: {reason}"
         if self.models.is_loaded(model_id):
-            return f"{model_id} loaded ({self.config.precision.value})"
+            loaded = self.models.get(model_id)
+            return f"{model_id} loaded ({loaded.backend.value}, {loaded.precision.value})"
         return f"{model_id} (loads on first use)"

@@ -7,13 +7,13 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from summarizer.config import SummarizerConfig
+from summarizer.config import Backend, Precision, SummarizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,18 @@ class ModelUnavailable(Exception):
 
 @dataclass
 class LoadedModel:
-    """A tokenizer and a model ready to generate; `runner` is the accelerated model when present."""
+    """A tokenizer and a model ready to generate; `runner.generate` takes and returns original token ids.
+
+    `model` carries `config` and `generation_config`: the transformers model, or the CTranslate2 runner.
+    """
 
     model_id: str
     tokenizer: Any
     model: Any
     runner: Any
     family: ModelFamily
+    backend: Backend = Backend.TRANSFORMERS
+    precision: Precision = Precision.FP32
     # One generate() at a time per model; re-entrant so a caller can also hold it while setting
     # per-call tokenizer state (NLLB/M2M100 src_lang) before generating.
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -74,12 +79,12 @@ def looks_like_path(model_id: str) -> bool:
     return model_id.startswith(("/", "./", "../", "~", "\\")) or Path(model_id).expanduser().is_dir()
 
 
-def _family(model: Any, tokenizer: Any) -> ModelFamily:
+def _family(config: Any, tokenizer: Any) -> ModelFamily:
     """Detect many-to-many translation models by tokenizer class / model type."""
     tokenizer_name = type(tokenizer).__name__.lower()
     if "nllb" in tokenizer_name:
         return ModelFamily.NLLB
-    if getattr(model.config, "model_type", "") == "m2m_100":
+    if getattr(config, "model_type", "") == "m2m_100":
         return ModelFamily.M2M100
     return ModelFamily.GENERIC
 
@@ -159,58 +164,104 @@ class ModelStore:
             return {}
         return {"cache_dir": str(self._config.cache_dir)}
 
-    def _from_pretrained(self, source: str, options: dict[str, Any]) -> tuple[Any, Any]:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model = AutoModelForSeq2SeqLM.from_pretrained(source, **options)
-        return tokenizer, model
-
-    def _load(self, model_id: str, languages: Sequence[str] | None) -> LoadedModel:
+    def _fetch(self, model_id: str, load: Callable[..., Any]) -> Any:
+        """`load(source, **options)` for a folder, or for a Hub id from the local cache first, then from
+        the Hub when allowed and reachable (so an offline server fails in seconds, never hangs)."""
         path = Path(model_id).expanduser()
         if path.is_dir():
-            tokenizer, model = self._from_pretrained(str(path), {})
-        elif looks_like_path(model_id):
+            return load(str(path))
+        if looks_like_path(model_id):
             raise ModelUnavailable(f"model folder {model_id} does not exist")
-        else:
-            # A Hub id: the local cache first (no network), then the Hub if allowed and reachable.
-            options = self._hub_options()
-            try:
-                tokenizer, model = self._from_pretrained(model_id, {**options, "local_files_only": True})
-            except OSError as cache_miss:
-                if self.offline:
-                    raise ModelUnavailable(
-                        f"model {model_id} is not in the local cache and HF_HUB_OFFLINE is set"
-                    ) from cache_miss
-                if not hub_reachable(self._config.hub_probe_timeout):
-                    raise ModelUnavailable(
-                        f"model {model_id} is not in the local cache and the Hugging Face Hub is unreachable"
-                    ) from cache_miss
-                log.info("downloading model %s", model_id)
-                tokenizer, model = self._from_pretrained(model_id, options)
-        model.eval()
-        family = _family(model, tokenizer)
-        runner = self._accelerate(model, tokenizer, family, languages)
-        log.info("loaded model %s (precision %s)", model_id, self._config.precision.value)
-        return LoadedModel(model_id, tokenizer, model, runner, family)
-
-    def _accelerate(
-        self, model: Any, tokenizer: Any, family: ModelFamily, languages: Sequence[str] | None
-    ) -> Any:
-        """Helper B2's speed-ups when summarizer.speed exists; the plain model otherwise."""
+        options = self._hub_options()
         try:
-            from summarizer.speed import accelerate
-        except ImportError:
-            if self._config.threads:
-                import torch
+            return load(model_id, **options, local_files_only=True)
+        except OSError as cache_miss:
+            if self.offline:
+                raise ModelUnavailable(
+                    f"model {model_id} is not in the local cache and HF_HUB_OFFLINE is set"
+                ) from cache_miss
+            if not hub_reachable(self._config.hub_probe_timeout):
+                raise ModelUnavailable(
+                    f"model {model_id} is not in the local cache and the Hugging Face Hub is unreachable"
+                ) from cache_miss
+            log.info("downloading %s of model %s", getattr(load, "__qualname__", "files"), model_id)
+            return load(model_id, **options)
 
-                torch.set_num_threads(self._config.threads)
-            return model
+    def _load(self, model_id: str, languages: Sequence[str] | None) -> LoadedModel:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        from summarizer.ct2 import ConversionUnsupported, resolve
+        from summarizer.speed import accelerate
+
+        tokenizer = self._fetch(model_id, AutoTokenizer.from_pretrained)
+        backend, precision = resolve(self._config.backend, self._config.precision)
+        if backend is Backend.CTRANSLATE2:
+            try:
+                return self._load_ctranslate2(model_id, tokenizer, languages, precision)
+            except ConversionUnsupported as error:
+                if self._config.backend is Backend.CTRANSLATE2:
+                    raise ModelUnavailable(f"{error} (MODEL_BACKEND=ctranslate2; try transformers)") from error
+                log.info("model %s: %s; running it with transformers", model_id, error)
+                backend, precision = resolve(Backend.TRANSFORMERS, self._config.precision)
+        model = self._fetch(model_id, AutoModelForSeq2SeqLM.from_pretrained).eval()
+        family = _family(model.config, tokenizer)
         # Many-to-many models select the target by a language token: keep their whole vocabulary.
-        return accelerate(
-            model,
-            tokenizer,
-            precision=self._config.precision.value,
-            languages=list(languages) if languages and family is ModelFamily.GENERIC else None,
-            threads=self._config.threads,
+        runner = accelerate(model, tokenizer, precision=precision.value,
+                            languages=self._trim_languages(languages, family), threads=self._config.threads)
+        log.info("loaded model %s (transformers, %s)", model_id, runner.precision.value)
+        return LoadedModel(model_id, tokenizer, model, runner, family, backend, runner.precision)
+
+    @staticmethod
+    def _trim_languages(languages: Sequence[str] | None, family: ModelFamily) -> list[str] | None:
+        return list(languages) if languages and family is ModelFamily.GENERIC else None
+
+    def _load_ctranslate2(self, model_id: str, tokenizer: Any, languages: Sequence[str] | None,
+                          precision: Precision) -> LoadedModel:
+        """The model's stored CTranslate2 conversion, converting it first when there is none yet."""
+        import shutil
+
+        from transformers import AutoConfig, AutoModelForSeq2SeqLM, GenerationConfig
+
+        from summarizer import ct2
+        from summarizer.speed import (
+            VocabMap,
+            kept_token_ids,
+            release_freed_memory,
+            special_token_ids,
         )
+
+        if not ct2.installed():
+            raise ModelUnavailable("MODEL_BACKEND=ctranslate2 needs the ctranslate2 package: pip install ctranslate2")
+        config = self._fetch(model_id, AutoConfig.from_pretrained)
+        try:
+            generation_config = self._fetch(model_id, GenerationConfig.from_pretrained)
+        except (OSError, ModelUnavailable):
+            generation_config = GenerationConfig.from_model_config(config)
+        family = _family(config, tokenizer)
+        vocab_size = getattr(config, "decoder_vocab_size", None) or config.vocab_size
+        trim = self._trim_languages(languages, family)
+        keep = None
+        if trim:
+            keep = kept_token_ids(tokenizer, trim, vocab_size, special_token_ids(config, generation_config))
+        root = ct2.conversions_root(self._config.cache_dir)
+        identity = ct2.source_identity(model_id, self._config.cache_dir)
+        folder = ct2.conversion_dir(root, model_id, identity, precision, keep) if identity else None
+        temporary = False
+        if folder is None or not ct2.is_converted(folder):
+            model = self._fetch(model_id, AutoModelForSeq2SeqLM.from_pretrained).eval()
+            identity = identity or ct2.source_identity(model_id, self._config.cache_dir)
+            target = ct2.conversion_dir(root, model_id, identity or f"unidentified:{model_id}", precision, keep)
+            log.info("converting model %s for CTranslate2 (%s%s), once", model_id, precision.value,
+                     f", {len(keep)} of {vocab_size} output tokens" if keep else "")
+            folder = ct2.store_conversion(model, tokenizer, target, precision, keep)
+            temporary = folder != target
+            del model
+            release_freed_memory()
+        try:
+            runner = ct2.CTranslate2Runner(folder, tokenizer, config, generation_config, precision,
+                                           self._config.threads, VocabMap(keep, vocab_size) if keep else None)
+        finally:
+            if temporary:
+                shutil.rmtree(folder.parent, ignore_errors=True)
+        log.info("loaded model %s (ctranslate2, %s) from %s", model_id, precision.value, folder)
+        return LoadedModel(model_id, tokenizer, runner, runner, family, Backend.CTRANSLATE2, precision)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from summarizer.config import Precision
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
@@ -51,14 +53,6 @@ _ID_OR_LIST_KEYS = ("eos_token_id", "pad_token_id")
 _ID_LIST_KEYS = ("suppress_tokens", "begin_suppress_tokens")
 _ID_LISTS_KEYS = ("bad_words_ids",)
 _UNSUPPORTED_WHEN_TRIMMED = ("force_words_ids", "prefix_allowed_tokens_fn", "sequence_bias", "decoder_input_ids")
-
-
-class Precision(StrEnum):
-    """Numeric format of the weights used at inference."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"
-    INT8 = "int8"
 
 
 class Allocator(StrEnum):
@@ -454,7 +448,8 @@ class Accelerated:
         return f"Accelerated({type(self.model).__name__}, precision={self.precision.value}{trimmed})"
 
 
-def _special_ids(config: Any, generation_config: Any) -> set[int]:
+def special_token_ids(config: Any, generation_config: Any) -> set[int]:
+    """Every start, end, pad and forced token id the configs name (kept when trimming)."""
     ids: set[int] = set()
     for source in (config, generation_config):
         for key in (*_SINGLE_ID_KEYS, *_ID_OR_LIST_KEYS):
@@ -473,6 +468,8 @@ def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16
     import torch
 
     chosen = parse_precision(precision)
+    if chosen is Precision.AUTO:
+        chosen = Precision.BF16
     if chosen is Precision.BF16 and not bf16_supported():
         # Without avx512_bf16/AMX, bf16 matrix products are emulated and slower than fp32.
         log.warning("this CPU has no native bf16; MODEL_PRECISION=bf16 runs as fp32 (int8 may be faster)")
@@ -485,7 +482,7 @@ def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16
     vocab_map = None
     if languages:
         vocab_size = model.get_output_embeddings().weight.shape[0]
-        keep = kept_token_ids(tokenizer, languages, vocab_size, _special_ids(model.config, model.generation_config))
+        keep = kept_token_ids(tokenizer, languages, vocab_size, special_token_ids(model.config, model.generation_config))
         if keep is not None:
             vocab_map = trim_vocabulary(model, keep)
             log.info("output vocabulary trimmed to %d of %d tokens for %s", len(keep), vocab_size,

@@ -22,6 +22,23 @@ from bot.db.models import Base
 from bot.logs import RedactingFilter
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the session its own Hugging Face home, so converted models never land in the user's cache."""
+    import tempfile
+
+    if "NEWSBOT_TEST_HF_HOME" not in os.environ:
+        home = tempfile.mkdtemp(prefix="newsbot-test-hf-")
+        os.environ["NEWSBOT_TEST_HF_HOME"] = os.environ["HF_HOME"] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    home = os.environ.pop("NEWSBOT_TEST_HF_HOME", None)
+    if home and os.environ.get("HF_HOME") == home:
+        shutil.rmtree(home, ignore_errors=True)
 POSTGRES_ADMIN_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
 
 

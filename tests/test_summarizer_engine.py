@@ -121,7 +121,7 @@ def test_concurrent_first_calls_load_the_model_once(tiny_models: TinyModels, tmp
         thread.join()
     assert len(outputs) == 6 and {output.method for output in outputs} == {Method.SEQ2SEQ}
     assert engine.models.loads == 1
-    assert "loaded (fp32)" in engine.status_line()
+    assert "loaded (ctranslate2, fp32)" in engine.status_line()
 
 
 def test_hub_id_loads_from_the_cache_offline(tiny_models: TinyModels, tmp_path: Path) -> None:

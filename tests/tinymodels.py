@@ -126,7 +126,9 @@ def build_tiny_marian(folder: Path, seed: int = 0, max_positions: int = 512) -> 
     folder.mkdir(parents=True, exist_ok=True)
     spm_path = folder / "train.spm"
     _train_sentencepiece(spm_path)
-    vocab = {piece: index for index, (piece, _score) in enumerate(_pieces(spm_path))}
+    # Laid out like opus-mt's vocab.json: <pad> (also the decoder start) is the last id.
+    pieces = [piece for piece, _score in _pieces(spm_path) if piece != "<pad>"] + ["<pad>"]
+    vocab = {piece: index for index, piece in enumerate(pieces)}
     (folder / "train-vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     tokenizer = MarianTokenizer(
         source_spm=str(spm_path),

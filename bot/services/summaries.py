@@ -17,6 +17,7 @@ from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.contracts import ArticleSummary
 from summarizer import (
+    Backend,
     Engine,
     Precision,
     SummarizerConfig,
@@ -48,6 +49,7 @@ def summarizer_config(settings: Settings) -> SummarizerConfig:
         languages=tuple(settings.model_languages),
         cache_dir=settings.model_cache_dir,
         offline=settings.hf_hub_offline or env_offline(),
+        backend=Backend(settings.model_backend),
         precision=Precision(settings.model_precision),
         threads=settings.model_threads,
         num_beams=settings.summary_num_beams,
