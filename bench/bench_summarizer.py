@@ -27,7 +27,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models import SUMMARY_CONFIG, TRANSLATION_CONFIG, BenchModel, ensure_model, random_articles  # noqa: E402
+from bench.models import (  # noqa: E402
+    SUMMARY_CONFIG,
+    TRANSLATION_CONFIG,
+    BenchModel,
+    TokenizerFolders,
+    ensure_model,
+    random_articles,
+    tokenizer_folders,
+)
 
 SUMMARY_TOKENS = 64
 TRANSLATION_INPUT_TOKENS = 96  # title + summary, as the engine sends them
@@ -38,7 +46,8 @@ class Backend(StrEnum):
     """How a configuration runs the models."""
 
     NAIVE = "naive"  # plain transformers fp32, as loaded
-    ACCELERATE = "accelerate"  # summarizer.speed.accelerate()
+    ACCELERATE = "accelerate"  # summarizer.speed.accelerate() (MODEL_BACKEND=transformers)
+    CTRANSLATE2 = "ctranslate2"  # summarizer.ct2 through the engine's ModelStore (MODEL_BACKEND=ctranslate2)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class Mode:
     trim: bool = False
     batch: int = 1
     runtime: bool = True  # newsbot's process runtime: MODEL_ALLOCATOR preload + OMP_WAIT_POLICY=PASSIVE
+    isa: str = ""  # CT2_FORCE_CPU_ISA for CTranslate2 ("" = newsbot's choice: AVX512 where the CPU has it)
 
 
 @dataclass
@@ -78,6 +88,11 @@ def default_modes(batch: int) -> list[Mode]:
         Mode("int8+trim b1", Backend.ACCELERATE, "int8", True),
         Mode(f"bf16+trim b{batch}", Backend.ACCELERATE, "bf16", True, batch),
         Mode(f"int8+trim b{batch}", Backend.ACCELERATE, "int8", True, batch),
+        Mode(f"ct2 int8 b{batch}", Backend.CTRANSLATE2, "int8", False, batch),  # the issue's reference
+        Mode(f"ct2 int8+trim b{batch} avx2", Backend.CTRANSLATE2, "int8", True, batch, isa="AVX2"),
+        Mode("ct2 fp32+trim b1", Backend.CTRANSLATE2, "fp32", True),
+        Mode("ct2 int8+trim b1", Backend.CTRANSLATE2, "int8", True),  # newsbot's defaults, one at a time
+        Mode(f"ct2 int8+trim b{batch}", Backend.CTRANSLATE2, "int8", True, batch),  # newsbot's defaults
     ]
 
 
@@ -86,27 +101,6 @@ def rss_mb() -> float:
     with open("/proc/self/statm", encoding="ascii") as statm:
         pages = int(statm.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PieceTable:
-    """Stands in for the real tokenizer's piece list when trimming (no tokenizer files offline).
-
-    `kept` of the ids get Latin-script pieces, the rest Cyrillic ones; accelerate() then keeps
-    exactly those, as it would keep the Latin pieces of mT5's real vocabulary.
-    """
-
-    def __init__(self, size: int, kept: int, special: tuple[int, ...], seed: int = 0) -> None:
-        import random
-
-        latin = set(random.Random(seed).sample(range(size), kept)) | set(special)
-        self._pieces = [f"\u2581w{i}" if i in latin else f"\u0436{i}" for i in range(size)]
-        self.all_special_ids = list(special)
-
-    def __len__(self) -> int:
-        return len(self._pieces)
-
-    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
-        return [self._pieces[i] for i in ids]
 
 
 def summary_kwargs() -> dict[str, Any]:
@@ -119,27 +113,37 @@ def translation_kwargs() -> dict[str, Any]:
             "do_sample": False}
 
 
-def run_child(mode: Mode, models: dict[str, BenchModel], articles: int, threads: int, keep: int) -> Result:
+def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchModel], articles: int, threads: int,
+              cache_dir: Path) -> Result:
     """Load both models, prepare them as the mode says, time summary + translation per article."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from summarizer import Backend as ModelBackend
+    from summarizer import Precision, SummarizerConfig
+    from summarizer.models import ModelStore
+    from summarizer.speed import accelerate
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
     runners = {}
-    for role, bench_model in models.items():
-        model = AutoModelForSeq2SeqLM.from_pretrained(bench_model.path).eval()
+    languages = {"summary": ["id", "en"], "translation": ["en"]}
+    store = ModelStore(SummarizerConfig(backend=ModelBackend.CTRANSLATE2, precision=Precision(mode.precision),
+                                        threads=threads, cache_dir=cache_dir / "converted"))
+    for role, folder in (("summary", folders.summary), ("translation", folders.translation)):
+        if mode.backend is Backend.CTRANSLATE2:
+            runners[role] = store.get(str(folder), languages[role] if mode.trim else None).runner
+            continue
+        model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
         if mode.backend is Backend.NAIVE:
             runners[role] = model
             continue
-        from summarizer.speed import accelerate
-
-        table = PieceTable(bench_model.vocab_size, keep if role == "summary" else bench_model.vocab_size,
-                           bench_model.special_ids)
-        runners[role] = accelerate(model, table, precision=mode.precision,
-                                   languages=["id", "en"] if mode.trim else None, threads=threads)
+        runners[role] = accelerate(model, AutoTokenizer.from_pretrained(folder), precision=mode.precision,
+                                   languages=languages[role] if mode.trim else None, threads=threads)
     load_s = time.perf_counter() - started
     resident = rss_mb()
+    if not articles:  # --prepare: conversions are stored, nothing to time
+        return Result(mode.name, 0.0, 0.0, 0.0, load_s, resident, rss_mb())
     summary_in = random_articles(models["summary"], articles, 512, seed=1)
     translation_in = random_articles(models["translation"], articles, TRANSLATION_INPUT_TOKENS, seed=2)
 
@@ -151,7 +155,8 @@ def run_child(mode: Mode, models: dict[str, BenchModel], articles: int, threads:
             with torch.inference_mode():
                 out = runners[role].generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
             total += time.perf_counter() - began
-            assert out.shape[0] == ids.shape[0]
+            # Every configuration writes exactly the fixed number of tokens (plus the start token).
+            assert tuple(out.shape) == (ids.shape[0], kwargs["max_new_tokens"] + 1), out.shape
         return total
 
     # Warm-up on one short input: first calls pay one-off costs (oneDNN kernel choice, allocations).
@@ -165,18 +170,22 @@ def run_child(mode: Mode, models: dict[str, BenchModel], articles: int, threads:
                   1000 * translation_s / articles, load_s, resident, peak)
 
 
-def spawn(mode: Mode, args: argparse.Namespace) -> Result | None:
-    """Run one mode in a fresh process (own memory peak, own allocator)."""
+def spawn(mode: Mode, args: argparse.Namespace, prepare: bool = False) -> Result | None:
+    """Run one mode in a fresh process (own memory peak, own allocator); `prepare`: load (convert) only."""
     from summarizer.speed import RUNTIME_MARKER, runtime_environment
 
     env = {key: value for key, value in os.environ.items()
            if key not in {"LD_PRELOAD", "OMP_WAIT_POLICY", RUNTIME_MARKER}}
     if mode.runtime:
         env = runtime_environment(args.allocator, env) or env
+    if mode.isa:
+        env["CT2_FORCE_CPU_ISA"] = mode.isa
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         command = [sys.executable, __file__, "--child", json.dumps(asdict(mode)), "--result", out.name,
                    "--articles", str(args.articles if mode.batch > 1 else args.latency_articles), "--threads", str(args.threads), "--keep", str(args.keep),
                    "--cache-dir", str(args.cache_dir)]
+        if prepare:
+            command[command.index("--articles") + 1] = "0"
         done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             print(f"  {mode.name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -208,10 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     models = {"summary": ensure_model(SUMMARY_CONFIG, args.cache_dir),
               "translation": ensure_model(TRANSLATION_CONFIG, args.cache_dir)}
+    folders = tokenizer_folders(args.cache_dir, args.keep)
     if args.child:
         fields = json.loads(args.child)
         mode = Mode(**{**fields, "backend": Backend(fields["backend"])})
-        result = run_child(mode, models, args.articles, args.threads, args.keep)
+        result = run_child(mode, folders, models, args.articles, args.threads, args.cache_dir)
         Path(args.result).write_text(json.dumps(asdict(result)), encoding="utf-8")
         return
     if args.quick:
@@ -222,12 +232,16 @@ def main(argv: list[str] | None = None) -> None:
         wanted = {name.strip() for name in args.modes.split(",")}
         modes = [mode for mode in modes if mode.name in wanted]
     elif args.quick:
-        modes = [mode for mode in modes if mode.name in {"naive fp32 b1", "bf16+trim b1", f"int8+trim b{args.batch}"}]
+        modes = [mode for mode in modes
+                 if mode.name in {"naive fp32 b1", "ct2 int8+trim b1", f"ct2 int8+trim b{args.batch}"}]
     print(f"{args.articles} articles per batched mode, {args.latency_articles} per one-at-a-time mode, 512 tokens; summary {SUMMARY_TOKENS} tokens, translation "
           f"{TRANSLATION_INPUT_TOKENS}->{TRANSLATION_TOKENS} tokens, beam 4; torch threads {args.threads}; "
           f"trim keeps {args.keep} of {models['summary'].vocab_size}; +rt: MODEL_ALLOCATOR={args.allocator} and "
           f"OMP_WAIT_POLICY=PASSIVE (-rt: without); "
           f"{args.repeat} round(s), medians", flush=True)
+    for mode in modes:
+        if mode.backend is Backend.CTRANSLATE2:  # convert once, outside the timed runs (as a server does)
+            spawn(mode, args, prepare=True)
     results: dict[str, list[Result]] = {mode.name: [] for mode in modes}
     for round_number in range(args.repeat):
         for mode in modes:

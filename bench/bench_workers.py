@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from models import SUMMARY_CONFIG, TRANSLATION_CONFIG, BenchModel, ensure_model  # noqa: E402
+from models import tokenizer_folders  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres"
@@ -54,56 +54,13 @@ SUMMARY_TOKENS = 64
 SOURCE_LANG, TARGET_LANG = "id", "en"
 
 
-# --- models with word-level tokenizers ---------------------------------------------------------
-
-
-def _tokenizer_folder(model: BenchModel, target: Path, latin: set[int], special: dict[str, int]) -> Path:
-    """A folder with the model's files (linked) and a word-level tokenizer of the full vocabulary."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    if (target / "tokenizer.json").exists():
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    for item in model.path.iterdir():
-        link = target / item.name
-        if not link.exists():
-            link.symlink_to(item)
-    by_id = {index: name for name, index in special.items()}
-    pieces = [
-        by_id.get(i) or (f"\u2581w{i}" if i in latin else f"\u2581\u0436{i}") for i in range(model.vocab_size)
-    ]
-    pieces[_period_id(latin, special)] = "\u2581."
-    tokenizer = Tokenizer(WordLevel({piece: i for i, piece in enumerate(pieces)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    tokenizer.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", special["</s>"])])
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
-    wrapped.save_pretrained(target)
-    return target
-
-
-def _period_id(latin: set[int], special: dict[str, int]) -> int:
-    return min(latin - set(special.values()))
+# --- models with word-level tokenizers (bench/models.py) ---------------------------------------
 
 
 def prepare_models(cache: Path, keep: int) -> tuple[Path, str, list[str]]:
     """(SUMMARY_MODEL folder, TRANSLATION_MODEL template, words an article may use)."""
-    summary = ensure_model(SUMMARY_CONFIG, cache)
-    translation = ensure_model(TRANSLATION_CONFIG, cache)
-    mt5_special = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    rng = random.Random(0)
-    latin = set(rng.sample(range(summary.vocab_size), keep)) | set(mt5_special.values())
-    summary_dir = _tokenizer_folder(summary, cache / "workers" / "mt5-xlsum", latin, mt5_special)
-    marian_special = {"</s>": 0, "<unk>": 1, "<pad>": translation.vocab_size - 1}
-    marian_latin = set(range(translation.vocab_size))
-    _tokenizer_folder(translation, cache / "workers" / f"opus-mt-{SOURCE_LANG}-{TARGET_LANG}", marian_latin, marian_special)
-    # Article words must exist in both vocabularies, so the translation input is not all <unk>.
-    words = sorted(latin - set(mt5_special.values()) - {_period_id(latin, mt5_special)})
-    words = [f"w{i}" for i in words if i < translation.vocab_size - 1 and i > 1][:20000]
-    return summary_dir, str(cache / "workers" / "opus-mt-{src}-{tgt}"), words
+    folders = tokenizer_folders(cache, keep, SOURCE_LANG, TARGET_LANG)
+    return folders.summary, str(cache / "workers" / "opus-mt-{src}-{tgt}"), folders.words
 
 
 def article_text(words: Sequence[str], seed: int) -> str:

@@ -86,3 +86,70 @@ def random_articles(model: BenchModel, count: int, length: int, seed: int = 0) -
         ids[torch.isin(ids, special)] = 3  # keep pad/eos/start ids out of the text
         rows.append(torch.cat([ids, torch.tensor([eos])]))
     return rows
+
+
+# --- word-level tokenizers of the models' full vocabularies --------------------------------------
+# The real tokenizers can't be downloaded here. Each model folder gets a word-level tokenizer with
+# the model's vocabulary size: `keep` of mT5's ids are Latin-script pieces (what vocabulary trimming
+# keeps for id/en), the rest Cyrillic, so trimming and CTranslate2 conversion run as for real models.
+
+
+def tokenizer_folder(model: BenchModel, target: Path, latin: set[int], special: dict[str, int]) -> Path:
+    """A folder with the model's files (linked) and a word-level tokenizer of the full vocabulary."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    if (target / "tokenizer.json").exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for item in model.path.iterdir():
+        link = target / item.name
+        if not link.exists():
+            link.symlink_to(item)
+    by_id = {index: name for name, index in special.items()}
+    pieces = [
+        by_id.get(i) or (f"\u2581w{i}" if i in latin else f"\u2581\u0436{i}") for i in range(model.vocab_size)
+    ]
+    pieces[period_id(latin, special)] = "\u2581."
+    tokenizer = Tokenizer(WordLevel({piece: i for i, piece in enumerate(pieces)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", special["</s>"])])
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+    wrapped.save_pretrained(target)
+    return target
+
+
+def period_id(latin: set[int], special: dict[str, int]) -> int:
+    """The id whose piece is the full stop (sentence splitting needs one)."""
+    return min(latin - set(special.values()))
+
+
+@dataclass(frozen=True)
+class TokenizerFolders:
+    """Model folders with tokenizers, and words present in both vocabularies."""
+
+    summary: Path
+    translation: Path
+    words: list[str]
+
+
+def tokenizer_folders(cache: Path, keep: int, source: str = "id", target: str = "en") -> TokenizerFolders:
+    """The summary (mT5 XLSum) and translation (opus-mt source-target) folders, built once under cache."""
+    import random
+
+    summary = ensure_model(SUMMARY_CONFIG, cache)
+    translation = ensure_model(TRANSLATION_CONFIG, cache)
+    mt5_special = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    rng = random.Random(0)
+    latin = set(rng.sample(range(summary.vocab_size), keep)) | set(mt5_special.values())
+    summary_dir = tokenizer_folder(summary, cache / "workers" / "mt5-xlsum", latin, mt5_special)
+    marian_special = {"</s>": 0, "<unk>": 1, "<pad>": translation.vocab_size - 1}
+    translation_dir = tokenizer_folder(translation, cache / "workers" / f"opus-mt-{source}-{target}",
+                                       set(range(translation.vocab_size)), marian_special)
+    # Article words must exist in both vocabularies, so the translation input is not all <unk>.
+    words = sorted(latin - set(mt5_special.values()) - {period_id(latin, mt5_special)})
+    words = [f"w{i}" for i in words if 1 < i < translation.vocab_size - 1][:20000]
+    return TokenizerFolders(summary_dir, translation_dir, words)
