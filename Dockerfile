@@ -22,7 +22,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY summarizer ./summarizer
-# EXTRAS=fast adds the optional CTranslate2 backend.
+# EXTRAS: optional extras of pyproject.toml to install as well (e.g. test).
 ARG EXTRAS=""
 RUN if [ -n "$EXTRAS" ]; then pip install ".[$EXTRAS]"; else pip install .; fi
 

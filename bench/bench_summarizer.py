@@ -93,6 +93,8 @@ def default_modes(batch: int) -> list[Mode]:
         Mode("ct2 fp32+trim b1", Backend.CTRANSLATE2, "fp32", True),
         Mode("ct2 int8+trim b1", Backend.CTRANSLATE2, "int8", True),  # newsbot's defaults, one at a time
         Mode(f"ct2 int8+trim b{batch}", Backend.CTRANSLATE2, "int8", True, batch),  # newsbot's defaults
+        Mode(f"ct2 int8+trim b{batch} -rt", Backend.CTRANSLATE2, "int8", True, batch, runtime=False),
+        Mode("ct2 int8+trim b1 -rt", Backend.CTRANSLATE2, "int8", True, runtime=False),
     ]
 
 

@@ -130,7 +130,9 @@ def conversion_dir(root: Path, model_id: str, identity: str, precision: Precisio
     kept = hashlib.sha256(",".join(map(str, keep)).encode()).hexdigest() if keep is not None else "all"
     fields = [identity, COMPUTE_TYPES[precision], kept, ctranslate2.__version__, CONVERSION_REVISION]
     digest = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id.strip("/~.")).strip("_")[-80:] or "model"
+    folder = Path(model_id).expanduser()
+    name = folder.resolve().name if folder.is_dir() else model_id.replace("/", "--")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.")[-80:] or "model"
     return root / f"{slug}-{digest}"
 
 
@@ -251,9 +253,14 @@ class CTranslate2Runner:
     def __init__(self, folder: Path, tokenizer: Any, config: Any, generation_config: Any,
                  precision: Precision, threads: int, vocab_map: VocabMap | None = None) -> None:
         ctranslate2 = import_ctranslate2()
+        intra = threads_for(threads)
+        # Two replicas (sharing the weights) each take half of a batch: while one runs its serial
+        # parts (beam bookkeeping, small ops) the other computes. ~15% more articles/s in batches of 8
+        # on 2 cores; a single article still gets every thread (docs/speed.md).
+        self.replicas = 2 if intra >= 2 else 1
         self.translator = ctranslate2.Translator(
             str(folder), device="cpu", compute_type=COMPUTE_TYPES[precision],
-            inter_threads=1, intra_threads=threads_for(threads),
+            inter_threads=self.replicas, intra_threads=intra,
         )
         self.folder = folder
         self.tokenizer = tokenizer
@@ -312,7 +319,8 @@ class CTranslate2Runner:
         prefix = None
         if forced is not None:
             prefix = [[self.tokenizer.convert_ids_to_tokens(int(forced))] for _ in sources]
-        results = self.translator.translate_batch(sources, target_prefix=prefix, **options)
+        share = -(-len(sources) // self.replicas)
+        results = self.translator.translate_batch(sources, target_prefix=prefix, max_batch_size=share, **options)
         start = self.config.decoder_start_token_id
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
         rows = [[start, *self.tokenizer.convert_tokens_to_ids(result.hypotheses[0])] for result in results]

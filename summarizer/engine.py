@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,12 +309,17 @@ class Engine:
 
     # --- status ---------------------------------------------------------------------------
 
-    def preload(self) -> list[str]:
-        """Load every configured model now (workers call it at start); returns the ones that failed."""
+    def preload(self, only: Collection[str] | None = None) -> list[str]:
+        """Load every configured model now (workers call it at start); returns the ones that failed.
+
+        `only`: load just these of the configured models.
+        """
         from summarizer.fetch import Role, planned_models
 
         failed = []
         for planned in planned_models(self.config):
+            if only is not None and planned.model_id not in only:
+                continue
             if planned.role is Role.SUMMARY:
                 languages: Sequence[str] | None = self.config.languages
             else:

@@ -161,13 +161,15 @@ def test_unconvertible_model_uses_transformers_under_auto_and_fails_clearly_when
 
 
 def test_int8_engine_batches_equal_one_by_one(tiny_models: TinyModels, tmp_path: Path) -> None:
-    engine = Engine(SummarizerConfig(summary_model=str(tiny_models.summary), precision=Precision.INT8, threads=1,
+    # Two threads: two replicas, each batch split between them.
+    engine = Engine(SummarizerConfig(summary_model=str(tiny_models.summary), precision=Precision.INT8, threads=2,
                                      num_beams=4, max_new_tokens=10, batch_size=3, cache_dir=tmp_path))
     texts = [article(seed, sentences=2 + seed) for seed in range(4)]
     batched = engine.summarize_batch(texts, ["id"] * 4)
     assert [out.text for out in batched] == [engine.summarize(text, "id").text for text in texts]
     assert {out.method for out in batched} == {Method.SEQ2SEQ}
     assert "loaded (ctranslate2, int8)" in engine.status_line()
+    assert engine.models.get(str(tiny_models.summary)).runner.replicas == 2
 
 
 def test_resolve_picks_backend_and_precision() -> None:

@@ -112,6 +112,11 @@ def test_fetch_then_use_offline(env: dict[str, str], tiny_models: TinyModels, tm
     assert result.stderr.count("RepositoryNotFoundError") == 3
     assert "example-org/mt-id-de: RepositoryNotFoundError" in result.stderr
     assert "translation will pivot through English" in result.stderr
+    # Each downloaded model was converted for CTranslate2 (MODEL_BACKEND=auto) and stored.
+    assert result.stdout.count("CTranslate2 fp32 stored in") == 4
+    converted = Path(configured["MODEL_CACHE_DIR"]) / "newsbot-ctranslate2"
+    stored = sorted(converted.iterdir())
+    assert len(stored) == 4
     listing = CliRunner().invoke(cli, ["models", "list"], env=configured).stdout
     assert "example-org/tiny-sum  [cached]" in listing and "example-org/mt-en-de  [cached]" in listing
     assert "example-org/mt-id-de  [not cached]" in listing
@@ -122,3 +127,4 @@ def test_fetch_then_use_offline(env: dict[str, str], tiny_models: TinyModels, tm
     record = json.loads(result.stdout.splitlines()[0])
     assert record["method"] == "seq2seq" and record["model"] == "example-org/tiny-sum"
     assert record["translation"]["model"] == "example-org/mt-id-en + example-org/mt-en-de"
+    assert sorted(converted.iterdir()) == stored  # the server used the stored conversions

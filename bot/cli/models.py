@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.cli.common import cli_settings
 from bot.config import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from summarizer import SummarizerConfig
 
 EXIT_FAILED = 1
 
@@ -39,7 +43,10 @@ def list_models() -> None:
 
 @models.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be downloaded.")
-def fetch(dry_run: bool) -> None:
+@click.option("--convert/--no-convert", default=True, show_default=True,
+              help="Also store each downloaded model's CTranslate2 conversion (when MODEL_BACKEND runs "
+                   "CTranslate2), so servers and images start without converting.")
+def fetch(dry_run: bool, convert: bool) -> None:
     """Download the configured models into the cache (MODEL_CACHE_DIR), for offline servers and images."""
     from bot.services.summaries import summarizer_config
     from summarizer.fetch import Role, download, planned_models
@@ -74,6 +81,7 @@ def fetch(dry_run: bool) -> None:
         )
         raise SystemExit(EXIT_FAILED)
     failed = 0
+    fetched: list[str] = []
     for model in remote:
         click.echo(f"downloading {model.model_id} ({model.role.value}, {model.detail})", err=True)
         try:
@@ -87,5 +95,30 @@ def fetch(dry_run: bool) -> None:
             )
             continue
         click.echo(f"{model.model_id} -> {folder}")
+        fetched.append(model.model_id)
+    if convert and fetched:
+        store_conversions(config, fetched)
     if failed:
         raise SystemExit(EXIT_FAILED)
+
+
+def store_conversions(config: SummarizerConfig, model_ids: list[str]) -> None:
+    """Load each model once with the configured backend: CTranslate2 converts it and stores the result."""
+    from summarizer import Engine
+    from summarizer.config import Backend
+    from summarizer.ct2 import resolve
+
+    backend, precision = resolve(config.backend, config.precision)
+    if backend is not Backend.CTRANSLATE2:
+        return
+    engine = Engine(config)
+    click.echo(f"converting {len(model_ids)} model(s) for CTranslate2 ({precision.value})", err=True)
+    failed = set(engine.preload(only=set(model_ids)))
+    for model_id in model_ids:
+        if model_id in failed:
+            continue  # the load failure was logged with its reason
+        loaded = engine.models.get(model_id)
+        if loaded.backend is Backend.CTRANSLATE2:
+            click.echo(f"{model_id}: CTranslate2 {loaded.precision.value} stored in {loaded.runner.folder}")
+        else:
+            click.echo(f"{model_id}: runs with transformers (CTranslate2 cannot convert it)")
