@@ -3,7 +3,10 @@
 Random-weight models with the real architectures (bench/models.py), 512-token articles, fixed output
 lengths (64 new summary tokens, 96 translation tokens) so random weights cannot shorten the work.
 Each configuration runs in its own process (its own peak memory), all in one run, interleaved over
---repeat rounds; medians are printed. This box's 2 cores are shared, so figures are noisy.
+--repeat rounds; medians are printed. Modes: plain transformers (naive), summarizer.speed.accelerate()
+(transformers backend) and summarizer.ct2 through the engine's ModelStore (ct2 ..., newsbot's default
+backend; conversions are stored before the timed rounds). This box's figures are noisy: compare
+modes within one run.
 
     .venv/bin/python bench/bench_summarizer.py --quick
     .venv/bin/python bench/bench_summarizer.py --articles 8 --repeat 3

@@ -1,7 +1,7 @@
 """ROUGE of the extractive fallback against Lead-3 on the IndoSum dev subset.
 
 Usage: .venv/bin/python bench/eval_rouge.py [--data ../shared/data/indosum-dev-100.jsonl] [--sentences 3]
-                                            [--model ID_OR_FOLDER [--precision bf16] [--limit 20]]
+                                            [--model ID_OR_FOLDER [--backend auto] [--precision int8] [--limit 20]]
 Prints ROUGE-1/2/L F1 (x100) of Lead-3, of each extractive algorithm, and of a model if given. Scored with rouge-score,
 a tokenizing, lower-casing tokenizer and no stemmer (its Porter stemmer is English-only).
 """
@@ -57,11 +57,12 @@ def evaluate_model(rows: list[dict[str, str]], model: str, args: argparse.Namesp
     """Mean ROUGE-1/2/L F1 (x100) of a seq2seq model run through newsbot's engine."""
     from rouge_score import rouge_scorer
 
-    from summarizer import Engine, Method, Precision, SummarizerConfig
+    from summarizer import Backend, Engine, Method, Precision, SummarizerConfig
 
     config = SummarizerConfig(
         summary_model=model,
         cache_dir=args.cache_dir,
+        backend=Backend(args.backend),
         precision=Precision(args.precision),
         num_beams=args.beams,
         batch_size=args.batch_size,
@@ -86,7 +87,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N articles")
     parser.add_argument("--model", help="also score this seq2seq model (Hub id in the cache, or a folder)")
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "ctranslate2", "transformers"])
+    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"],
+                        help="fp32 is the reference; compare MODEL_PRECISION=int8 (newsbot's default) against it")
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()

@@ -111,7 +111,10 @@ def source_identity(model_id: str, cache_dir: Path | None) -> str | None:
     folder = Path(model_id).expanduser()
     if folder.is_dir():
         digest = hashlib.sha256()
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        # Hidden folders (e.g. huggingface_hub's .cache download metadata) are not the model.
+        files = (p for p in folder.rglob("*") if p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(folder).parts))
+        for path in sorted(files):
             stat = path.stat()
             digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return f"folder:{folder.resolve()}:{digest.hexdigest()}"

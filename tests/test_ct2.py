@@ -136,6 +136,9 @@ def test_changed_model_files_are_converted_again(tmp_path: Path) -> None:
 
     folder = build_tiny_marian(tmp_path / "marian", seed=3)
     first = store(tmp_path, Backend.CTRANSLATE2).get(str(folder), ["en"])
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "download.metadata").write_text("huggingface_hub bookkeeping", encoding="utf-8")
+    assert store(tmp_path, Backend.CTRANSLATE2).get(str(folder), ["en"]).runner.folder == first.runner.folder
     build_tiny_marian(tmp_path / "marian", seed=4)  # new weights in the same folder
     second = store(tmp_path, Backend.CTRANSLATE2).get(str(folder), ["en"])
     assert first.runner.folder != second.runner.folder
