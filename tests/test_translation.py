@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from sqlalchemy import select
 
 from bot.config import Settings
@@ -13,7 +15,7 @@ from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.summaries import SummaryService, summarizer_config
 from conftest import make_settings
-from summarizer import Engine, SummarizerConfig, TranslationUnavailable
+from summarizer import Backend, Engine, SummarizerConfig, TranslationUnavailable
 from tinymodels import TinyModels, article
 
 
@@ -132,3 +134,33 @@ def test_many_to_many_model_gets_language_codes(tmp_path: Path) -> None:
     assert to_indonesian.text.startswith("__id__")
     with pytest.raises(TranslationUnavailable):
         engine.translate("Hello.", "en", "xx")  # a language the model has no token for
+
+
+@pytest.mark.parametrize("backend", [Backend.CTRANSLATE2, Backend.TRANSFORMERS])
+def test_nllb_model_gets_flores_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend) -> None:
+    from tinymodels import build_tiny_nllb
+
+    folder = str(build_tiny_nllb(tmp_path / "nllb"))
+    engine = Engine(SummarizerConfig(translation_model=folder, translation_num_beams=2, threads=1,
+                                     backend=backend, cache_dir=tmp_path / "cache"))
+    loaded = engine.models.get(folder)  # what translate() loads: a single model keeps its vocabulary
+    assert loaded.backend is backend
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    generate = loaded.runner.generate
+
+    def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
+        output = generate(*args, **kwargs)
+        calls.append((kwargs["input_ids"], output))
+        return output
+
+    monkeypatch.setattr(loaded.runner, "generate", recording)
+    code = loaded.tokenizer.convert_tokens_to_ids
+    result = engine.translate("Rusia minta garansi mengikat.", "id", "en")
+    assert result.model == folder and result.text  # FLORES codes are special tokens: not in the text
+    inputs, output = calls[-1]
+    assert inputs[0, 0] == code("ind_Latn") and output[0, 1] == code("eng_Latn")
+    engine.translate("The bank raised rates.", "en", "id")
+    inputs, output = calls[-1]
+    assert inputs[0, 0] == code("eng_Latn") and output[0, 1] == code("ind_Latn")
+    with pytest.raises(TranslationUnavailable):
+        engine.translate("Hello.", "en", "xx")  # no FLORES code known for it

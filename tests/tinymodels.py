@@ -211,6 +211,38 @@ def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_nllb(folder: Path, seed: int = 0) -> Path:
+    """A random-weight 1-layer NLLB (M2M100 architecture, NllbTokenizer with FLORES-200 codes).
+
+    The tokenizer is character-level (a BPE vocabulary of single characters, no merges): enough to
+    carry language codes, which are what this model is for in the tests.
+    """
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = sorted({char for sentence in training_sentences() for char in sentence if char != " "})
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for piece in ["\u2581", *chars, *("\u2581" + char for char in chars)]:
+        vocab.setdefault(piece, len(vocab))
+    tokenizer = NllbTokenizer(vocab=vocab, merges=[], src_lang="ind_Latn", tgt_lang="eng_Latn")
+    config = M2M100Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
+    _save_random_model(M2M100ForConditionalGeneration, config, tokenizer, folder, seed)
+    return folder
+
+
 def install_in_hub_cache(folder: Path, cache_dir: Path, repo_id: str) -> Path:
     """Lay a saved model out as `newsbot models fetch` leaves it in the Hugging Face cache."""
     import shutil
