@@ -180,19 +180,12 @@ def build_tiny_models(root: Path) -> TinyModels:
     return TinyModels(root=root, summary=summary)
 
 
-def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
-    """A random-weight 1-layer M2M100 (many-to-many, language tokens like __en__)."""
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+def _tiny_m2m100_config(tokenizer: Any, vocab_size: int) -> Any:
+    """A 1-layer M2M100 architecture (M2M100 and NLLB share it) for this tokenizer."""
+    from transformers import M2M100Config
 
-    folder.mkdir(parents=True, exist_ok=True)
-    spm_path = folder / "train.spm"
-    _train_sentencepiece(spm_path)
-    vocab = {piece: index for index, (piece, _score) in enumerate(_pieces(spm_path))}
-    vocab_path = folder / "train-vocab.json"
-    vocab_path.write_text(json.dumps(vocab), encoding="utf-8")
-    tokenizer = M2M100Tokenizer(vocab_file=str(vocab_path), spm_file=str(spm_path), src_lang="en", tgt_lang="id")
-    config = M2M100Config(
-        vocab_size=max([*tokenizer.get_vocab().values(), *tokenizer.lang_token_to_id.values()]) + 1,
+    return M2M100Config(
+        vocab_size=vocab_size,
         d_model=32,
         encoder_layers=1,
         decoder_layers=1,
@@ -205,7 +198,22 @@ def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.eos_token_id,
     )
-    _save_random_model(M2M100ForConditionalGeneration, config, tokenizer, folder, seed)
+
+
+def build_tiny_m2m100(folder: Path, seed: int = 0) -> Path:
+    """A random-weight 1-layer M2M100 (many-to-many, language tokens like __en__)."""
+    from transformers import M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spm_path = folder / "train.spm"
+    _train_sentencepiece(spm_path)
+    vocab = {piece: index for index, (piece, _score) in enumerate(_pieces(spm_path))}
+    vocab_path = folder / "train-vocab.json"
+    vocab_path.write_text(json.dumps(vocab), encoding="utf-8")
+    tokenizer = M2M100Tokenizer(vocab_file=str(vocab_path), spm_file=str(spm_path), src_lang="en", tgt_lang="id")
+    vocab_size = max([*tokenizer.get_vocab().values(), *tokenizer.lang_token_to_id.values()]) + 1
+    _save_random_model(M2M100ForConditionalGeneration, _tiny_m2m100_config(tokenizer, vocab_size), tokenizer,
+                       folder, seed)
     spm_path.unlink()
     vocab_path.unlink()
     return folder
@@ -217,7 +225,7 @@ def build_tiny_nllb(folder: Path, seed: int = 0) -> Path:
     The tokenizer is character-level (a BPE vocabulary of single characters, no merges): enough to
     carry language codes, which are what this model is for in the tests.
     """
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+    from transformers import M2M100ForConditionalGeneration, NllbTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     chars = sorted({char for sentence in training_sentences() for char in sentence if char != " "})
@@ -225,21 +233,8 @@ def build_tiny_nllb(folder: Path, seed: int = 0) -> Path:
     for piece in ["\u2581", *chars, *("\u2581" + char for char in chars)]:
         vocab.setdefault(piece, len(vocab))
     tokenizer = NllbTokenizer(vocab=vocab, merges=[], src_lang="ind_Latn", tgt_lang="eng_Latn")
-    config = M2M100Config(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.eos_token_id,
-    )
-    _save_random_model(M2M100ForConditionalGeneration, config, tokenizer, folder, seed)
+    _save_random_model(M2M100ForConditionalGeneration, _tiny_m2m100_config(tokenizer, len(tokenizer)), tokenizer,
+                       folder, seed)
     return folder
 
 
