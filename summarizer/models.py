@@ -188,28 +188,32 @@ class ModelStore:
             return load(model_id, **options)
 
     def _load(self, model_id: str, languages: Sequence[str] | None) -> LoadedModel:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from summarizer.ct2 import ConversionUnsupported, resolve
-        from summarizer.speed import accelerate
+        from summarizer.ct2 import resolve
 
         tokenizer = self._fetch(model_id, AutoTokenizer.from_pretrained)
         backend, precision = resolve(self._config.backend, self._config.precision)
         if backend is Backend.CTRANSLATE2:
-            try:
-                return self._load_ctranslate2(model_id, tokenizer, languages, precision)
-            except ConversionUnsupported as error:
-                if self._config.backend is Backend.CTRANSLATE2:
-                    raise ModelUnavailable(f"{error} (MODEL_BACKEND=ctranslate2; try transformers)") from error
-                log.info("model %s: %s; running it with transformers", model_id, error)
-                backend, precision = resolve(Backend.TRANSFORMERS, self._config.precision)
-        model = self._fetch(model_id, AutoModelForSeq2SeqLM.from_pretrained).eval()
+            return self._load_ctranslate2(model_id, tokenizer, languages, precision)
+        return self._load_transformers(model_id, tokenizer, languages, precision)
+
+    def _load_transformers(self, model_id: str, tokenizer: Any, languages: Sequence[str] | None,
+                           precision: Precision, model: Any = None) -> LoadedModel:
+        """The model run by torch through summarizer.speed.accelerate (`model`: already loaded)."""
+        from transformers import AutoModelForSeq2SeqLM
+
+        from summarizer.speed import accelerate
+
+        if model is None:
+            model = self._fetch(model_id, AutoModelForSeq2SeqLM.from_pretrained)
+        model.eval()
         family = _family(model.config, tokenizer)
         # Many-to-many models select the target by a language token: keep their whole vocabulary.
         runner = accelerate(model, tokenizer, precision=precision.value,
                             languages=self._trim_languages(languages, family), threads=self._config.threads)
         log.info("loaded model %s (transformers, %s)", model_id, runner.precision.value)
-        return LoadedModel(model_id, tokenizer, model, runner, family, backend, runner.precision)
+        return LoadedModel(model_id, tokenizer, model, runner, family, Backend.TRANSFORMERS, runner.precision)
 
     @staticmethod
     def _trim_languages(languages: Sequence[str] | None, family: ModelFamily) -> list[str] | None:
@@ -253,7 +257,14 @@ class ModelStore:
             target = ct2.conversion_dir(root, model_id, identity or f"unidentified:{model_id}", precision, keep)
             log.info("converting model %s for CTranslate2 (%s%s), once", model_id, precision.value,
                      f", {len(keep)} of {vocab_size} output tokens" if keep else "")
-            folder = ct2.store_conversion(model, tokenizer, target, precision, keep)
+            try:
+                folder = ct2.store_conversion(model, tokenizer, target, precision, keep)
+            except ct2.ConversionUnsupported as error:
+                if self._config.backend is Backend.CTRANSLATE2:
+                    raise ModelUnavailable(f"{error} (MODEL_BACKEND=ctranslate2; try transformers)") from error
+                log.info("model %s: %s; running it with transformers", model_id, error)
+                _, fallback = ct2.resolve(Backend.TRANSFORMERS, self._config.precision)
+                return self._load_transformers(model_id, tokenizer, languages, fallback, model)
             temporary = folder != target
             del model
             release_freed_memory()

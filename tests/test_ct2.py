@@ -58,7 +58,7 @@ def test_converted_model_scores_like_transformers(tiny_models: TinyModels, tmp_p
     batch = encoded(fast, TEXTS)
     targets = fast.runner.generate(**batch, **BEAM)
     tokens = fast.tokenizer.convert_ids_to_tokens
-    sources = [tokens(row[mask.bool()].tolist()) for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
+    sources = [tokens(row[mask.bool()].tolist()) for row, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
     scored = fast.runner.translator.score_batch(sources, [tokens(row[1:].tolist()) for row in targets])
     model, vocab_map = plain.runner.model, plain.runner.vocab_map
     trimmed = torch.tensor([[vocab_map.new_id(i) for i in row] for row in targets.tolist()])
@@ -82,10 +82,10 @@ def test_length_penalty_and_ngram_blocking_take_effect(tiny_models: TinyModels, 
     batch = encoded(fast, TEXTS)
     for row in fast.runner.generate(**batch, **BLOCKED).tolist():
         text = [token for token in row[1:] if token != fast.tokenizer.pad_token_id]
-        bigrams = list(zip(text, text[1:]))
+        bigrams = list(zip(text, text[1:], strict=False))
         assert text and len(bigrams) == len(set(bigrams))  # no bigram twice
     unblocked = fast.runner.generate(**batch, **{**BLOCKED, "no_repeat_ngram_size": 0}).tolist()
-    assert any(len(set(zip(row, row[1:]))) < len(row) - 1 for row in unblocked)  # repeats without it
+    assert any(len(set(zip(row, row[1:], strict=False))) < len(row) - 1 for row in unblocked)  # repeats without it
 
 
 def test_trimmed_conversion_writes_only_kept_tokens(tiny_models: TinyModels, tmp_path: Path) -> None:
