@@ -124,3 +124,50 @@ def test_upgrade_from_previous_revision_keeps_rows(empty_database: Database) -> 
             assert session.scalars(select(Article.title)).all() == ["Baru"]
     assert current_revision(engine) == head
     assert _schema_differences(engine) == []
+
+
+def _count(engine: Engine, name: str) -> int:
+    from sqlalchemy import func
+
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table(name))).scalar_one())
+
+
+def test_0002_adds_submitted_by_and_drops_app_state_keeping_child_rows(empty_database: Database) -> None:
+    """0002 up and down never copies `articles` (a copy's DROP would cascade to its children)."""
+    engine = empty_database.engine
+    upgrade(engine, "0001")
+    assert "app_state" in _user_tables(engine)
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    articles = table("articles", column("id"), column("title"), column("body"), column("fingerprint"), column("created_at"))
+    tags = table("tags", column("id"), column("key"), column("name"), column("created_at"))
+    links = table("article_tags", column("article_id"), column("tag_id"))
+    summaries = table("summaries", column("article_id"), column("lang"), column("kind"), column("model"),
+                      column("method"), column("text"), column("created_at"))  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(articles.insert().values(id=1, title="Judul", body="Isi.", fingerprint="c" * 64, created_at=created))
+        connection.execute(tags.insert().values(id=1, key="rusia", name="Rusia", created_at=created))
+        connection.execute(links.insert().values(article_id=1, tag_id=1))
+        connection.execute(summaries.insert().values(article_id=1, lang="en", kind="summary", model="m",
+                                                     method="extractive", text="S.", created_at=created))  # fmt: skip
+    upgrade(engine, "0002")
+    assert "app_state" not in _user_tables(engine)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("articles")}
+    assert columns["submitted_by_chat_id"]["nullable"] is True
+    assert "ix_articles_submitted_by_chat_id" in {i["name"] for i in inspect(engine).get_indexes("articles")}
+    with empty_database.session() as session:
+        assert session.scalars(select(Article.submitted_by_chat_id)).all() == [None]  # old rows are public
+    assert (_count(engine, "article_tags"), _count(engine, "summaries")) == (1, 1)
+    downgrade(engine, "0001")
+    assert "submitted_by_chat_id" not in {c["name"] for c in inspect(engine).get_columns("articles")}
+    assert "app_state" in _user_tables(engine)
+    assert (_count(engine, "articles"), _count(engine, "article_tags"), _count(engine, "summaries")) == (1, 1, 1)
+    upgrade(engine)
+    assert (_count(engine, "article_tags"), _count(engine, "summaries")) == (1, 1)
+    assert _schema_differences(engine) == []
+
+
+def test_app_state_model_is_gone() -> None:
+    import bot.db.models as models
+
+    assert not hasattr(models, "AppState") and "app_state" not in Base.metadata.tables

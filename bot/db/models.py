@@ -178,6 +178,10 @@ class Article(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     # Set once deliveries for all followers have been created (the push fan-out is done).
     fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Set for text a Telegram user submitted (/summary of a forwarded post or their own URL):
+    # visible only to that chat and never pushed to followers. NULL = public (feeds, admins,
+    # the chat's own channel, the CLI). A public ingest of the same article clears it.
+    submitted_by_chat_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
     tags: Mapped[list[Tag]] = relationship(secondary="article_tags", order_by="Tag.name")
     source: Mapped[Source | None] = relationship()
@@ -253,12 +257,3 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
 
-
-class AppState(Base):
-    """Small named values a process keeps across restarts (cursors, last runs)."""
-
-    __tablename__ = "app_state"
-
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
