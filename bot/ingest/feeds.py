@@ -298,8 +298,10 @@ class FeedService:
                 pass
         if not conditions:
             return False
+        # A user's private copy does not count: ingesting the feed's entry makes it public.
+        public = Article.submitted_by_chat_id.is_(None)
         with self._db.session() as session:
-            return session.scalar(select(Article.id).where(or_(*conditions)).limit(1)) is not None
+            return session.scalar(select(Article.id).where(or_(*conditions), public).limit(1)) is not None
 
     def _entry_article(self, entry: Any, link: str | None, guid: str | None, source_id: int) -> ArticleInput:
         body = _entry_body(entry)

@@ -46,6 +46,10 @@ class ArticleInput:
     lang: str | None = None
     published_at: datetime | None = None
     source_id: int | None = None
+    # The chat a Telegram user submitted this from (/summary of a forwarded post or of their
+    # own URL): the article stays visible to that chat only and is never pushed. None = public
+    # (admins, feeds, the chat's own channel, the CLI).
+    submitted_by_chat_id: int | None = None
 
 
 @dataclass
@@ -61,6 +65,12 @@ class IngestResult:
     lang: str | None
     url: str | None
     body: str
+    # Who may see it: None when public, else the submitting chat (see ArticleInput).
+    submitted_by_chat_id: int | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.submitted_by_chat_id is not None
 
 
 class IngestError(Exception):
@@ -78,6 +88,7 @@ class _Prepared:
     fingerprint: str
     simhash: int
     tag_names: list[str]
+    submitted_by_chat_id: int | None
 
 
 class IngestService:
@@ -146,6 +157,7 @@ class IngestService:
             fingerprint=fingerprint(body, tokens),
             simhash=simhash(body, tokens),
             tag_names=list(item.tags),
+            submitted_by_chat_id=item.submitted_by_chat_id,
         )
 
     # --- storage ------------------------------------------------------------------------
@@ -160,12 +172,22 @@ class IngestService:
 
         existing = self._find_duplicate(session, prepared)
         if existing is not None:
+            submitter = prepared.submitted_by_chat_id
+            if submitter is None and existing.submitted_by_chat_id is not None:
+                # A public source has the same article: it is public now, and pushed now
+                # (it was marked fanned out without deliveries while private).
+                existing.submitted_by_chat_id = None
+                existing.fanned_out_at = None
+            elif submitter is not None and existing.submitted_by_chat_id != submitter:
+                # A user's submission never changes a public article or another chat's
+                # private one (no tags added to what others see); it just gets that article.
+                return _result(existing, created=False, duplicate_of=existing.id)
             known = {tag.id for tag in existing.tags}
             existing.tags.extend(tag for tag in tags if tag.id not in known)
             session.flush()
             return _result(existing, created=False, duplicate_of=existing.id)
 
-        head = self._find_story_head(session, prepared.simhash)
+        head = self._find_story_head(session, prepared.simhash, prepared.submitted_by_chat_id)
         article = Article(
             source_id=source.id if source is not None else None,
             url=prepared.url,
@@ -178,6 +200,7 @@ class IngestService:
             simhash=prepared.simhash,
             story_id=head,
             tags=tags,
+            submitted_by_chat_id=prepared.submitted_by_chat_id,
         )
         session.add(article)
         session.flush()
@@ -211,13 +234,21 @@ class IngestService:
             select(Article).where(or_(*conditions)).order_by(Article.id).limit(1)
         ).first()
 
-    def _find_story_head(self, session: Session, value: int) -> int | None:
-        """story_id of the closest recent article within the near-duplicate distance."""
+    def _find_story_head(self, session: Session, value: int, submitter: int | None = None) -> int | None:
+        """story_id of the closest recent article within the near-duplicate distance.
+
+        Only articles the submitter can see are candidates: a public article joining a private
+        one's story would be hidden from /latest (which lists story heads), so a user could
+        otherwise bury a story by submitting a near-copy before the feeds bring it.
+        """
         limit = self._settings.near_duplicate_distance
         since = datetime.now(UTC) - NEAR_DUPLICATE_WINDOW
+        visible = Article.submitted_by_chat_id.is_(None)
+        if submitter is not None:
+            visible = or_(visible, Article.submitted_by_chat_id == submitter)
         rows = session.execute(
             select(Article.id, Article.story_id, Article.simhash)
-            .where(Article.simhash.is_not(None), Article.created_at >= since)
+            .where(Article.simhash.is_not(None), Article.created_at >= since, visible)
             .order_by(Article.id.desc())
             .limit(NEAR_DUPLICATE_CANDIDATES)
         ).all()
@@ -249,4 +280,5 @@ def _result(article: Article, *, created: bool, duplicate_of: int | None) -> Ing
         lang=article.lang,
         url=article.url,
         body=article.body,
+        submitted_by_chat_id=article.submitted_by_chat_id,
     )

@@ -6,6 +6,9 @@ deliveries for every active chat that follows one of the article's tags are inse
 article is marked fanned out in that same transaction, so a crash leaves either all of it or
 none. Claims are exclusive: PostgreSQL row locks with SKIP LOCKED, SQLite's BEGIN IMMEDIATE.
 A chat that already has a delivery for the story (a near-duplicate re-publication) is skipped.
+A private article (a user's own submission, `submitted_by_chat_id` set) is marked fanned out
+with no deliveries and no summary prefetch; if a public source later brings the same article,
+ingest makes it public and clears `fanned_out_at`, so it is pushed then.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class FannedOut:
     story_id: int
     deliveries: int
     langs: tuple[str, ...]
+    private: bool = False  # a user's own submission: never pushed
 
 
 @dataclass
@@ -65,7 +69,7 @@ class FanoutService:
             if item is None:
                 break
             result.articles.append(item)
-            if self._summaries is not None and item.langs:
+            if self._summaries is not None and item.langs and not item.private:
                 try:
                     self._summaries.prefetch(item.article_id, list(item.langs))
                 except Exception:  # a prefetch hint must never stop the fan-out
@@ -76,7 +80,7 @@ class FanoutService:
         """Claim the oldest waiting article and create its deliveries, in one transaction."""
         with self._db.session() as session:
             row = session.execute(
-                select(Article.id, Article.story_id)
+                select(Article.id, Article.story_id, Article.submitted_by_chat_id)
                 .where(Article.fanned_out_at.is_(None))
                 .order_by(Article.created_at, Article.id)
                 .limit(1)
@@ -86,12 +90,16 @@ class FanoutService:
             ).first()
             if row is None:
                 return None
-            article_id, story_id = row[0], row[1] or row[0]
-            followers = self._followers(session, article_id, story_id)
-            self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers])
+            article_id, story_id, private = row[0], row[1] or row[0], row[2] is not None
+            # Marked either way, so a private article is not reconsidered every round.
             session.execute(
                 update(Article).where(Article.id == article_id).values(fanned_out_at=datetime.now(UTC))
             )
+            if private:
+                log.info("fan-out of article %s: private submission, no deliveries", article_id)
+                return FannedOut(article_id=article_id, story_id=story_id, deliveries=0, langs=(), private=True)
+            followers = self._followers(session, article_id, story_id)
+            self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers])
             langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for _, lang in followers}))
         log.info("fan-out of article %s: %d deliveries", article_id, len(followers))
         return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(followers), langs=langs)
