@@ -25,8 +25,15 @@ MAX_KEY_LENGTH = 128
 DEFAULT_ALIAS_FILE = Path(__file__).resolve().parent / "data" / "tag_aliases.json"
 _SEPARATORS = re.compile(r"[\s_]+")
 _EDGE_CHARS = " .,;:!?-–—'"
-# Characters a tag may not contain: controls, and punctuation that only makes sense in text.
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f<>{}\[\]\\|`\"]")
+# Characters a tag may not contain: controls (C0, C1), lone surrogates (not storable as UTF-8),
+# and punctuation that only makes sense in text.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff<>{}\[\]\\|`\"]")
+# Bidi embeddings, overrides and isolates reorder how the rest of a name displays
+# ("\u202eaisuR" shows as "Rusia" yet is another string): a tag containing one is refused.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Not format characters (Cf), yet they display as nothing: Hangul fillers, the braille blank.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_VARIATION_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 
 
 class TagError(ValueError):
@@ -38,13 +45,33 @@ def _trim(name: str) -> str:
     return name.lstrip("#" + _EDGE_CHARS).rstrip(_EDGE_CHARS)
 
 
+def strip_invisible(text: str) -> str:
+    """`text` without characters that display as nothing.
+
+    Format characters (category Cf: zero-width space/joiner/non-joiner, LTR/RTL marks and
+    overrides, BOM, soft hyphen, word joiner, tag characters), variation selectors and blank
+    letters, so "Ru\u200bsia" is "Rusia" and an invisible name is empty.
+    """
+    text = _VARIATION_SELECTORS.sub("", text)
+    return "".join(
+        char for char in text if char not in _BLANK_LETTERS and unicodedata.category(char) != "Cf"
+    )
+
+
 def clean_tag_name(text: str) -> str:
-    """Display form of a tag: '#' trimmed, underscores and runs of spaces made one space."""
-    return _trim(_SEPARATORS.sub(" ", unicodedata.normalize("NFC", text)))
+    """Display form of a tag: NFKC, invisible characters removed, '#' trimmed, underscores and
+    runs of spaces made one space ("Ｒｕｓｉａ" and "Ru\u200bsia" both show as "Rusia")."""
+    return _trim(_SEPARATORS.sub(" ", strip_invisible(unicodedata.normalize("NFKC", text))))
 
 
 def normalize_tag(text: str) -> str:
-    """Matching key: casefolded, accents stripped, '#' trimmed, spaces collapsed; "" if invalid."""
+    """Matching key: casefolded, accents stripped, '#' trimmed, spaces collapsed; "" if invalid.
+
+    Invalid: empty or invisible once invisible characters are removed, too long, a control or
+    forbidden character, or a bidi override/embedding/isolate anywhere (see BIDI_CONTROLS).
+    """
+    if any(char in BIDI_CONTROLS for char in text):
+        return ""
     name = clean_tag_name(text)
     if not name or len(name) > MAX_TAG_LENGTH or _FORBIDDEN.search(name):
         return ""
@@ -52,7 +79,7 @@ def normalize_tag(text: str) -> str:
         return ""
     # Compatibility forms first ("𝓐" -> "A"), then casefold, then decompose what casefold made.
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", name).casefold())
-    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    stripped = strip_invisible("".join(char for char in decomposed if not unicodedata.combining(char)))
     key = _trim(_SEPARATORS.sub(" ", unicodedata.normalize("NFC", stripped)))
     # Casefolding can lengthen text ("ß" -> "ss", ligatures); the key column holds 128.
     if not key or len(key) > MAX_KEY_LENGTH or _FORBIDDEN.search(key) or not any(c.isalnum() for c in key):
@@ -181,6 +208,8 @@ class TagService:
             self._seed_in(session)
         key = normalize_tag(name)
         if not key:
+            if any(char in BIDI_CONTROLS for char in name):
+                raise TagError(f"invalid tag {name[:80]!r}: it contains text-direction control characters")
             raise TagError(
                 f"invalid tag {name[:80]!r}: use 1-{MAX_TAG_LENGTH} letters, digits and spaces"
             )

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Tag, TagAlias
-from bot.tags import DEFAULT_ALIAS_FILE, MAX_TAG_LENGTH, TagError, TagService, load_alias_file, normalize_tag
+from bot.tags import DEFAULT_ALIAS_FILE, MAX_TAG_LENGTH, TagError, TagService, clean_tag_name, load_alias_file, normalize_tag
 from conftest import make_settings
 
 
@@ -120,3 +120,58 @@ def test_broken_alias_file_gives_one_clear_error(tmp_path: Path) -> None:
 
 def test_default_alias_file_is_packaged_with_bot() -> None:
     assert DEFAULT_ALIAS_FILE.is_file()
+
+
+@pytest.mark.parametrize(
+    ("raw", "same_as"),
+    [
+        ("Ru\u200bsia", "Rusia"),  # zero-width space
+        ("\ufeffRusia", "Rusia"),  # BOM
+        ("Ru\u200dsia\u200c", "Rusia"),  # zero-width joiner / non-joiner
+        ("\u200eRusia\u200f", "Rusia"),  # LTR / RTL marks
+        ("Ru\u00adsia", "Rusia"),  # soft hyphen
+        ("Ru\u2060sia", "Rusia"),  # word joiner
+        ("Ｒｕｓｉａ", "Rusia"),  # fullwidth forms (NFKC)
+        ("Ru\ufe0fsia", "Rusia"),  # variation selector
+        ("Timur\u200b Tengah", "Timur Tengah"),
+    ],
+)
+def test_invisible_and_compatibility_characters_do_not_make_another_tag(raw: str, same_as: str) -> None:
+    assert normalize_tag(raw) == normalize_tag(same_as) != ""
+    assert clean_tag_name(raw) == same_as
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["\u200b", "\u200b\u200c\u200d", "\ufeff", "#\u200b", "\u3164", "\u2800\u2800", "\u200e\u200f", "\u00ad", "\ufe0f"],
+)
+def test_invisible_only_names_are_refused(raw: str) -> None:
+    assert normalize_tag(raw) == ""
+
+
+@pytest.mark.parametrize("raw", ["\u202eaisuR", "Rusia\u202e", "\u202dRusia\u202c", "\u2067Rusia\u2069", "\u202bRusia"])
+def test_bidi_overrides_and_isolates_are_refused(raw: str) -> None:
+    assert normalize_tag(raw) == ""
+
+
+def test_tag_service_refuses_bidi_and_invisible_and_folds_zero_width(database: Database, settings: Settings) -> None:
+    service = TagService(database, settings)
+    with database.session() as session:
+        plain = service.get_or_create(session, "Pilkada")
+        assert service.get_or_create(session, "Pil\u200bkada").id == plain.id
+        assert service.resolve(session, "\ufeffpilkada\u200d").id == plain.id  # type: ignore[union-attr]
+        with pytest.raises(TagError, match="text-direction"):
+            service.get_or_create(session, "\u202eadaklip")
+        with pytest.raises(TagError):
+            service.get_or_create(session, "\u200b\u200b")
+        new = service.get_or_create(session, "Ba\u200bru\u200f")
+        assert new.name == "Baru"  # the stored display name carries no invisible characters
+    with database.session() as session:
+        names = session.scalars(select(Tag.name)).all()
+        assert all(not any(ch in name for ch in "\u200b\u200f\u202e\ufeff") for name in names)
+
+
+def test_lone_surrogates_and_c1_controls_are_refused() -> None:
+    assert normalize_tag("Rusia\ud800") == ""
+    assert normalize_tag("Ru\x85sia") == normalize_tag("Ru sia")  # NEL is whitespace: one space
+    assert normalize_tag("Ru\x9bsia") == ""
