@@ -14,7 +14,11 @@ from bot.db import Database
 from bot.db.models import ChatKind
 from bot.i18n import I18n
 from bot.ingest.service import ArticleInput
-from bot.telegram.conversation import Conversation, Incoming, Reply, build_services
+from bot.context import AppContext
+from bot.conversation.conversation import ButtonPress, Conversation
+from bot.conversation.incoming import Incoming, Post
+from bot.conversation.messages import CallbackResult, Reply
+from bot.wiring import build_services
 from conftest import make_settings
 from test_i18n import html_errors
 
@@ -38,7 +42,7 @@ def i18n() -> I18n:
 
 def make_conversation(database: Database, settings: Settings, i18n: I18n) -> Conversation:
     """The real services, SummaryService included (extractive: SUMMARY_MODEL=none in tests)."""
-    return Conversation(build_services(settings, database, i18n))
+    return Conversation(build_services(AppContext(settings=settings, db=database), i18n))
 
 
 @pytest.fixture
@@ -55,6 +59,11 @@ def say(conversation: Conversation, text: str, *, chat_id: int = USER, kind: Cha
     return replies
 
 
+def press(conversation: Conversation, data: str, *, chat_id: int = USER, kind: ChatKind = ChatKind.PRIVATE) -> CallbackResult:
+    """Press an inline button in a chat."""
+    return conversation.handle_callback(ButtonPress(chat_id, kind, data, user_id=USER))
+
+
 def texts(replies: list[Reply]) -> list[str]:
     return [str(reply.text) for reply in replies]
 
@@ -69,7 +78,8 @@ def test_start_help_and_unknown_command(conversation: Conversation, i18n: I18n) 
     assert texts(say(conversation, "/help@newsbot_test_bot")) == [i18n.t("en", "help")]
     unknown = i18n.t("en", "unknown", help=i18n.t("en", "help"))
     assert texts(say(conversation, "/frobnicate now")) == [unknown]
-    assert texts(say(conversation, "hello there")) == [unknown]
+    # Plain text is not an unknown command: a short hint, not the whole help.
+    assert texts(say(conversation, "hello there")) == [i18n.t("en", "hint.plain_text")]
     # In groups, plain talk is not for the bot.
     assert say(conversation, "hello group", chat_id=-500, kind=ChatKind.GROUP) == []
 
@@ -138,16 +148,20 @@ def test_summary_translate_original_and_unfollow_buttons(conversation: Conversat
     [reply] = say(conversation, f"/summary {article_id}")
     assert reply.text.startswith('<b><a href="https://example.com/r?a=1&amp;b=2">Russia demands guarantees</a></b>')
     assert "Russia said on Monday" in reply.text
-    assert i18n.t("en", "summary.machine_made") in reply.text
+    # An extract of the article's first sentences is labelled as such, never as a machine summary.
+    assert i18n.t("en", "summary.key_sentences") in reply.text
+    assert i18n.t("en", "summary.machine_made") not in reply.text
     data = [button.callback_data for row in reply.buttons for button in row]
     tag_id = conversation.s.articles.find_tag("Rusia").id  # type: ignore[union-attr]
-    assert data == [f"tr:{article_id}:id", f"unf:{tag_id}"]
-    # Translation is off in tests (TRANSLATION_MODEL=none): the edit shows the original again.
-    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"tr:{article_id}:id", chat_admin=True)
-    assert result.edit is not None and "Russia said on Monday" in result.edit.text
-    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"orig:{article_id}", chat_admin=True)
+    # Translation is off in tests (TRANSLATION_MODEL=none): no translate button is offered...
+    assert data == [f"unf:{tag_id}:{article_id}"]
+    # ...and a stale one says translation is unavailable instead of showing the same text again.
+    result = press(conversation, f"tr:{article_id}:id")
+    assert result.edit is None
+    assert result.notice == i18n.plain("en", "translate.unavailable", lang=i18n.plain("en", "push.lang.id"))
+    result = press(conversation, f"orig:{article_id}")
     assert result.edit is not None and result.edit.text == reply.text
-    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"unf:{tag_id}", chat_admin=True)
+    result = press(conversation, f"unf:{tag_id}")
     assert result.notice == i18n.plain("en", "unfollow.button_done", tag="Rusia")
     assert texts(say(conversation, "/following")) == [i18n.t("en", "following.none")]
     # Bad input to /summary gets one clear line.
@@ -165,7 +179,7 @@ def test_follow_offers_latest_articles(conversation: Conversation, i18n: I18n) -
     assert len(replies) == 2
     assert replies[1].text == i18n.t("en", "follow.latest", tag="Rusia")
     assert [b.callback_data for row in replies[1].buttons for b in row] == [f"sum:{second}", f"sum:{first}"]
-    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"sum:{second}", chat_admin=True)
+    result = press(conversation, f"sum:{second}")
     assert len(result.replies) == 1 and "Pemerintah Indonesia" in result.replies[0].text
 
 
@@ -229,23 +243,24 @@ def test_admin_commands(conversation: Conversation, i18n: I18n) -> None:
 
 def test_summary_as_a_reply(conversation: Conversation, i18n: I18n) -> None:
     from bot.ingest.telegram_post import PostEntity
-    from bot.telegram.conversation import Post
 
     article_text = "Moscow demands guarantees\n\n" + EN_BODY + " #Rusia"
     tag_offset = len(article_text) - len("#Rusia")
     post = Post(article_text, (PostEntity("hashtag", tag_offset, 6),))
     [reply] = say(conversation, "/summary", replied=post)
     assert "Russia said on Monday" in reply.text
-    [article] = conversation.s.articles.latest(5)
+    # An ordinary user's message is stored for this chat only: listed here, nowhere else.
+    [article] = conversation.s.articles.latest(5, viewer_chat_id=USER)
     assert [tag.name for tag in article.tags] == ["Rusia"]
+    assert conversation.s.articles.latest(5) == []
     # Replying to the same message again finds the stored article instead of storing it twice.
     assert texts(say(conversation, "/summary", replied=post)) == texts([reply])
-    assert len(conversation.s.articles.latest(5)) == 1
+    assert len(conversation.s.articles.latest(5, viewer_chat_id=USER)) == 1
     # A short message with a link to a private address: the link is refused clearly.
     [refused] = say(conversation, "/summary", replied=Post("look at this http://10.0.0.1/x"))
     assert refused.text.startswith(i18n.t("en", "summary.bad_url", reason=""))
     assert texts(say(conversation, "/summary", replied=Post("too short"))) == [
-        i18n.t("en", "summary.failed", reason="article text is too short (2 words); nothing to store")
+        i18n.t("en", "summary.failed", reason=i18n.t("en", "error.no_article"))
     ]
     assert texts(say(conversation, "/summary", replied=Post(""))) == [i18n.t("en", "summary.no_article")]
 
@@ -271,7 +286,7 @@ def test_translate_and_original_buttons_with_a_real_translator(
     assert "Russia said on Monday" in original.text
     buttons = [b.callback_data for row in original.buttons for b in row]
     assert buttons == [f"tr:{article_id}:id"]
-    result = conversation.handle_callback(USER, ChatKind.PRIVATE, f"tr:{article_id}:id", chat_admin=True)
+    result = press(conversation, f"tr:{article_id}:id")
     assert result.edit is not None
     translated = result.edit
     # The tiny model's words are random, but the message says it is a machine translation of English.
@@ -279,7 +294,7 @@ def test_translate_and_original_buttons_with_a_real_translator(
     assert "Russia said on Monday" not in translated.text
     assert html_errors(translated.text) == []
     assert [b.callback_data for row in translated.buttons for b in row] == [f"orig:{article_id}"]
-    back = conversation.handle_callback(USER, ChatKind.PRIVATE, f"orig:{article_id}", chat_admin=True)
+    back = press(conversation, f"orig:{article_id}")
     assert back.edit == original
     # An Indonesian chat gets the translation right away, with the way back to the original.
     say(conversation, "/lang id")
@@ -317,7 +332,7 @@ def test_huge_numbers_are_answered_not_crashed(conversation: Conversation, i18n:
         i18n.t("en", "removefeed.not_found", feed=huge)
     ]
     for data in (f"tr:{huge}:id", f"orig:{huge}", f"sum:{huge}", f"unf:{huge}", "unf:-1", "tr:1", "junk"):
-        result = conversation.handle_callback(USER, ChatKind.PRIVATE, data, chat_admin=True)
+        result = press(conversation, data)
         assert result.edit is None and result.replies == [], data
 
 

@@ -17,8 +17,8 @@ from bot.db import Database
 from bot.i18n import I18n
 from bot.logs import REDACTED, setup_logging
 from bot.telegram.app import build_application
-from bot.telegram.conversation import build_services
-from bot.telegram.shell import html_to_text
+from bot.shell import html_to_text
+from bot.wiring import build_services
 from conftest import make_settings
 from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
 from test_i18n import html_errors
@@ -77,7 +77,7 @@ async def start_bot(server: FakeBotApi, database: Database, tmp_path: Path, i18n
     settings = make_settings(database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
                              telegram_base_url=server.base_url, admin_ids=[ADMIN], **overrides)
     context = AppContext(settings=settings, db=database)
-    application = build_application(context, i18n, services=build_services(settings, database, i18n))
+    application = build_application(context, i18n, services=build_services(context, i18n))
     await application.initialize()
     assert application.post_init is not None
     await application.post_init(application)
@@ -180,15 +180,20 @@ async def test_push_summary_and_buttons(bot: Bot, i18n: I18n) -> None:
     assert text == push.text
     message = bot.server.sent_messages(USER)[-1]
     data = [d for _, d in message.buttons()]
-    assert f"tr:{result.article_id}:id" in data and any(d.startswith("unf:") for d in data)
+    # Translation is off in these tests: no translate button (it would only show the same text).
+    assert not any(d.startswith("tr:") for d in data) and any(d.startswith("unf:") for d in data)
     # /summary as a reply to the bot's own push: that article, not a new one made of the push's text.
     replied = {"message_id": push.message_id, "date": 0, "chat": {"id": USER, "type": "private"},
                "from": {"id": 123456789, "is_bot": True, "first_name": "newsbot"}, "text": html_to_text(push.text),
                "reply_markup": push.reply_markup}
     assert await bot.ask(USER, "/summary", reply_to=replied) == push.text
     assert len(await asyncio.to_thread(services.articles.latest, 10)) == 1
+    # A translate button of an older message says translation is unavailable and edits nothing.
     bot.server.callback_query(USER, f"tr:{result.article_id}:id", message_id=message.message_id)
-    await bot.server.async_wait_for(lambda s: len(s.calls("editMessageText")) == 1, 10)
+    await bot.server.async_wait_for(lambda s: len(s.calls("answerCallbackQuery")) == 1, 10)
+    assert bot.server.calls("answerCallbackQuery")[0].params.get("text") == i18n.plain(
+        "en", "translate.unavailable", lang=i18n.plain("en", "push.lang.id"))
+    assert bot.server.calls("editMessageText") == []
     unf = next(d for d in data if d.startswith("unf:"))
     bot.server.callback_query(USER, unf, message_id=message.message_id)
     messages = await bot.said(USER, 5)
@@ -274,11 +279,15 @@ async def test_admin_forward_becomes_an_article_with_confirmation(bot: Bot, i18n
     [article] = await asyncio.to_thread(services.articles.latest, 5)
     assert confirmation.text == i18n.t("en", "ingest.stored", id=article.id, title=article.title, tags="Rusia")
     assert article.url == "https://t.me/berita/77"
-    # The same forward again is a duplicate; a non-admin's forward is not stored.
+    # The same forward again is a duplicate.
     bot.server.user_message(ADMIN, text, forward_from_chat=channel, entities=_hashtag_entities(text))
     messages = await bot.said(ADMIN, 2)
     assert messages[1].text == i18n.t("en", "ingest.duplicate", id=article.id, title=article.title)
-    assert await bot.ask(USER, text, forward_from_chat=channel) == i18n.t("en", "unknown", help=i18n.t("en", "help"))
+    # A non-admin's forward of another post is summarized for them alone, never stored for everyone.
+    other = "Moscow and Kyiv exchanged prisoners on Tuesday, officials said. " + BODY.replace("Monday", "Sunday")
+    reply = await bot.ask(USER, other + " #Rusia", forward_from_chat={**channel, "message_id": 78},
+                          entities=_hashtag_entities(other + " #Rusia"))
+    assert "Moscow and Kyiv exchanged prisoners" in reply
     assert len(await asyncio.to_thread(services.articles.latest, 5)) == 1
 
 
@@ -313,8 +322,8 @@ async def test_webhook_mode_checks_the_secret_token(sqlite_database: Database, t
         settings = make_settings(sqlite_database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
                                  telegram_base_url=server.base_url, webhook_url="https://bot.example.com/tg/hook",
                                  webhook_secret="s3cret-Token_1", webhook_port=port)
-        application = build_application(AppContext(settings=settings, db=sqlite_database), i18n,
-                                        services=build_services(settings, sqlite_database, i18n), background=[])
+        context = AppContext(settings=settings, db=sqlite_database)
+        application = build_application(context, i18n, services=build_services(context, i18n), background=[])
         await application.initialize()
         await application.start()
         assert application.updater is not None

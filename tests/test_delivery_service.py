@@ -113,13 +113,13 @@ def test_retry_after_reschedules_without_using_an_attempt(world: World, clock: C
     assert again.attempts == 1
 
 
-def test_chat_gone_deactivates_chat_and_cancels_its_deliveries(world: World, clock: Clock) -> None:
+def test_deactivated_chat_has_its_deliveries_cancelled(world: World, clock: Clock) -> None:
     service = make_service(world, clock)
     fan_out(world, {1: "en", 2: "en"})
     fan_out(world, {}, body=BODY_EN + " Another different story about rain, floods and the city police today.")
     [first, _other] = service.claim_due(2)
     assert first.chat_id == 1
-    assert service.chat_gone(1, "forbidden: bot was blocked by the user") == 2
+    assert world.chats.deactivate(1, "forbidden: bot was blocked by the user") == 2
     with world.db.session() as session:
         chat = session.get(Chat, 1)
         assert (chat.active, chat.deactivated_reason) == (False, "forbidden: bot was blocked by the user")

@@ -28,8 +28,9 @@ from bot.ingest.service import ArticleInput, IngestService
 from bot.services.deliveries import DeliveryService
 from bot.tags import TagService
 from bot.telegram.app import build_application
-from bot.telegram.conversation import build_services
-from bot.telegram.pushes import PushLoop, telegram_push_loop
+from bot.services.pushes import PushLoop
+from bot.telegram.transport import TelegramTransport
+from bot.wiring import build_push_loop, build_services
 from conftest import make_settings
 from fakebotapi import FakeBotApi, SentMessage
 from test_fanout import BODY_EN, BODY_ID
@@ -76,16 +77,14 @@ async def running_bot(server: FakeBotApi, database_url: str, tmp_path: Path, **o
     db = Database(database_url)
     upgrade(db.engine)
     i18n = I18n.load()
-    services = build_services(settings, db, i18n)
+    services = build_services(AppContext(settings=settings, db=db), i18n)
     holder: dict[str, PushLoop] = {}
     # Fast retries for the test; everything else is the production set-up.
-    deliveries = DeliveryService(db, settings, backoff_base=0.2)
+    services.deliveries = DeliveryService(db, settings, backoff_base=0.2)
 
     async def push_task(stop: asyncio.Event) -> None:
-        loop = telegram_push_loop(
-            application, db=db, settings=settings, summaries=services.summaries, i18n=i18n,
-            deliveries=deliveries, poll_interval=0.2,
-        )
+        bot = application.bot
+        loop = build_push_loop(services, TelegramTransport(bot), limiter=bot.rate_limiter, poll_interval=0.2)
         holder["loop"] = loop
         await loop.run(stop)
 
@@ -148,10 +147,14 @@ async def test_followers_get_one_push_each_in_their_language_as_valid_html(bot: 
         assert ("a", {"href": url}) in parsed.tags
         assert "Lavrov" in parsed.text  # the (extractive) summary of the article
         assert "#Rusia #Ukraina" in parsed.text
-    assert "Machine-made summary." in english.text  # English chat: English labels
-    assert "Ringkasan buatan mesin." in indonesian.text and "Ringkasan buatan mesin." in group.text
-    assert english.buttons() == [("🌐 English", f"tr:{article}:en"), ("🔕 Unfollow #Rusia", f"unf:{bot_tag(bot, 'Rusia')}")]
-    assert [data for _, data in group.buttons()] == [f"tr:{article}:en", f"unf:{bot_tag(bot, 'Ukraina')}"]
+    # Extractive summaries are labelled as key sentences, in each chat's language; with no
+    # translation model the English chat is told why it reads Indonesian, and offered no
+    # translate button.
+    assert "Key sentences from the article. No translation into English is available" in english.text
+    assert "Kalimat kunci dari artikel." in indonesian.text and "Kalimat kunci dari artikel." in group.text
+    assert "Terjemahan" not in indonesian.text
+    assert english.buttons() == [("🔕 Unfollow #Rusia", f"unf:{bot_tag(bot, 'Rusia')}:{article}")]
+    assert [data for _, data in group.buttons()] == [f"unf:{bot_tag(bot, 'Ukraina')}:{article}"]
     assert set(bot.delivery_status().values()) == {DeliveryStatus.SENT}
 
 
@@ -219,7 +222,7 @@ async def test_lost_chat_is_deactivated_and_a_migrated_group_keeps_its_follows(b
     bot.server.lose_chat(52)  # 400 chat not found
     article = bot.ingest(["Rusia"])
     [push] = await bot.pushes_to(-100555, 1)
-    assert f"tr:{article}:en" in [data for _, data in push.buttons()]
+    assert f"unf:{bot_tag(bot, 'Rusia')}:{article}" in [data for _, data in push.buttons()]
     await asyncio.sleep(0.5)
     assert pushes_in(bot.server, -55) == [] and pushes_in(bot.server, 52) == []
     with bot.db.session() as session:
@@ -261,8 +264,9 @@ async def test_push_loop_survives_failures_and_drains_on_stop(fake_bot_api: Fake
     app = ApplicationBuilder().token(fake_bot_api.token).base_url(fake_bot_api.base_url).rate_limiter(limiter).build()
     await app.initialize()
     summaries = SummaryService(db, settings)
-    loop = PushLoop(db=db, settings=settings, transport=TelegramTransport(app.bot), summaries=summaries,
-                    i18n=I18n.load(), limiter=limiter, fanout=FlakyFanout(db, summaries), poll_interval=0.1)
+    services = build_services(AppContext(settings=settings, db=db), I18n.load(), summaries=summaries)
+    services.fanout = FlakyFanout(db, summaries)
+    loop = build_push_loop(services, TelegramTransport(app.bot), limiter=limiter, poll_interval=0.1)
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     try:
@@ -296,7 +300,7 @@ async def test_chats_get_the_summary_translated_into_their_language(
         article = bot.ingest(["Ekonomi"], body=BODY_EN, lang="en")
         [english] = await bot.pushes_to(71, 1)
         [indonesian] = await bot.pushes_to(72, 1, timeout=30)
-    assert "central bank" in english.text and "Machine-made summary." in english.text
+    assert "central bank" in english.text and "Key sentences from the article." in english.text
     assert english.buttons()[0] == ("🌐 Bahasa Indonesia", f"tr:{article}:id")
     # The tiny model's words are random, but the Indonesian chat gets a machine translation, saying so.
     check_html(indonesian.text)

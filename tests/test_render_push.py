@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from bot.db.models import SummaryMethod
 from bot.i18n import I18n
 from bot.services.contracts import ArticleSummary
-from bot.telegram.render import MAX_MESSAGE_CHARS, hashtag, render_push, telegram_length, trim_text
+from bot.conversation.messages import MAX_MESSAGE_CHARS, telegram_length, trim_text
+from bot.conversation.render import hashtag, render_push
 
 ALLOWED = {"a", "b", "i"}
 
@@ -64,14 +65,15 @@ def check_html(text: str) -> Checker:
     return checker
 
 
-def summary(text: str, *, lang: str = "id", title: str = "Judul", translated_from: str | None = None) -> ArticleSummary:
+def summary(text: str, *, lang: str = "id", title: str = "Judul", translated_from: str | None = None,
+            method: SummaryMethod = SummaryMethod.EXTRACTIVE) -> ArticleSummary:
     return ArticleSummary(
         article_id=7,
         lang=lang,
         title=title,
         text=text,
-        method=SummaryMethod.EXTRACTIVE,
-        model=None,
+        method=method,
+        model="mt5" if method is SummaryMethod.SEQ2SEQ else None,
         translated_from=translated_from,
         translation_model="opus" if translated_from else None,
     )
@@ -86,13 +88,14 @@ def test_push_has_linked_title_summary_note_tags_source_and_buttons(i18n: I18n) 
     article = Art(7, "Rusia & <NATO>", "https://example.com/a?x=1&y=\"2\"", "id")
     tags = [T(3, "Rusia"), T(9, "Amerika Serikat")]
     message = render_push(article, tags, "Kompas <TV>", summary("Isi <b>ringkasan</b> & lain."), "id", i18n)
-    parsed = check_html(message.html)
+    parsed = check_html(message.text)
     assert ("a", {"href": 'https://example.com/a?x=1&y="2"'}) in parsed.tags
     assert parsed.text.startswith("Judul\n\nIsi <b>ringkasan</b> & lain.")  # markup shown as text
-    assert "Ringkasan buatan mesin." in parsed.text
+    assert "Kalimat kunci dari artikel." in parsed.text  # an extract, honestly labelled
+    assert "Ringkasan buatan mesin." not in parsed.text
     assert "#Rusia #Amerika_Serikat" in parsed.text
     assert "Sumber: Kompas <TV>" in parsed.text
-    assert [[b.callback_data for b in row] for row in message.buttons] == [["tr:7:en"], ["unf:3", "unf:9"]]
+    assert [[b.callback_data for b in row] for row in message.buttons] == [["tr:7:en"], ["unf:3:7", "unf:9:7"]]
     assert message.buttons[1][0].text == "🔕 Berhenti ikuti #Rusia"
 
 
@@ -102,16 +105,34 @@ def test_translated_push_says_so_and_offers_the_original(i18n: I18n) -> None:
         article, [T(3, "Rusia")], None, summary("Russia asks.", lang="en", title="Russia asks", translated_from="id"),
         "en", i18n, followed_tag_ids={3},
     )
-    parsed = check_html(message.html)
+    parsed = check_html(message.text)
     assert parsed.text.startswith("Russia asks\n\nRussia asks.")
-    assert "Machine-translated from Indonesian." in parsed.text
+    assert "Key sentences from the article. Machine-translated from Indonesian." in parsed.text
     assert not any(tag == "a" for tag, _ in parsed.tags)  # no URL, no link
-    assert [[b.callback_data for b in row] for row in message.buttons] == [["orig:7"], ["unf:3"]]
+    assert [[b.callback_data for b in row] for row in message.buttons] == [["orig:7"], ["unf:3:7"]]
+
+
+def test_model_summary_is_labelled_machine_made(i18n: I18n) -> None:
+    made = summary("Isi.", method=SummaryMethod.SEQ2SEQ)
+    parsed = check_html(render_push(Art(7, "Judul", None, "id"), [], None, made, "id", i18n).text)
+    assert "Ringkasan buatan mesin." in parsed.text and "Kalimat kunci" not in parsed.text
+
+
+def test_untranslated_text_says_so_and_offers_no_translate_button(i18n: I18n) -> None:
+    # An English chat got the Indonesian text: no translation model could be used.
+    original = summary("Rusia meminta jaminan.", lang="id")
+    message = render_push(Art(7, "Judul", None, "id"), [T(3, "Rusia")], None, original, "en", i18n)
+    parsed = check_html(message.text)
+    assert "No translation into English is available; this is the Indonesian text." in parsed.text
+    assert [[b.callback_data for b in row] for row in message.buttons] == [["unf:3:7"]]
+    # With translation switched off no chat is offered a translate button.
+    plain = render_push(Art(7, "Judul", None, "id"), [T(3, "Rusia")], None, original, "id", i18n, translation=False)
+    assert [[b.callback_data for b in row] for row in plain.buttons] == [["unf:3:7"]]
 
 
 def test_only_followed_tags_get_unfollow_buttons(i18n: I18n) -> None:
     message = render_push(Art(1, "T", None, "en"), [T(1, "A"), T(2, "B")], None, summary("x.", lang="en"), "en", i18n, followed_tag_ids={2})
-    assert message.buttons[-1][0].callback_data == "unf:2" and len(message.buttons[-1]) == 1
+    assert message.buttons[-1][0].callback_data == "unf:2:1" and len(message.buttons[-1]) == 1
     assert message.buttons[0][0].callback_data == "tr:1:id"
 
 
@@ -119,7 +140,7 @@ def test_long_summary_is_trimmed_at_a_sentence_boundary(i18n: I18n) -> None:
     sentence = "Kalimat nomor satu berisi <angka> & fakta penting. "
     text = sentence * 200  # ~10,000 characters, each with escapes
     message = render_push(Art(2, "Judul", "https://e.com/x", "id"), [T(1, "Rusia")], "Kompas", summary(text), "id", i18n)
-    parsed = check_html(message.html)
+    parsed = check_html(message.text)
     body = parsed.text.split("\n\n")[1]
     assert body.endswith("fakta penting.")
     assert len(body) > 3000  # trimmed, not dropped
@@ -153,7 +174,7 @@ def test_any_input_renders_to_valid_html_within_the_limit(
     i18n = I18n.load()
     tags = [T(index, name) for index, name in enumerate(tag_names)]
     message = render_push(Art(5, title, url, "id"), tags, source, summary(body, title=title), "en", i18n)
-    parsed = check_html(message.html)
+    parsed = check_html(message.text)
     if url is not None:
         assert parsed.tags[1] == ("a", {"href": url})
     for row in message.buttons:

@@ -12,7 +12,7 @@ from bot.services.chats import ChatService
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, split_tag_args
 from bot.tags import TagService
-from bot.telegram.conversation import parse_command
+from bot.conversation.incoming import parse_command
 
 BODY = (
     "The city council approved a new budget for public transport on Tuesday evening after a long debate. "
@@ -130,7 +130,7 @@ def test_chat_migration_moves_follows_and_language(database: Database, settings:
 
 
 def test_fit_lines_keeps_whole_lines_within_telegram_length() -> None:
-    from bot.telegram.conversation import fit_lines
+    from bot.conversation.messages import fit_lines
 
     lines = ["header", "a &amp; b" * 300, "😀" * 1500, "tail"]
     kept = fit_lines(lines, limit=4096)

@@ -17,7 +17,7 @@ from bot.i18n import I18n
 @click.option("--lang", default=None, help="Language of a new local chat: id or en (default: en).")
 def shell(chat_id: int | None, lang: str | None) -> None:
     """Chat with the bot in the terminal; pushes for the tags you follow appear as they arrive."""
-    from bot.telegram.shell import SHELL_CHAT_ID, run_shell_app
+    from bot.shell import SHELL_CHAT_ID, run_shell_app
 
     settings = cli_settings()
     i18n = I18n.load()

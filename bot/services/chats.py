@@ -1,15 +1,28 @@
-"""Chats the bot talks to: created on first contact, with their language and kind."""
+"""Chats the bot talks to: created on first contact, with their language and kind.
+
+This is the one place for chat lifecycle rules: a chat that blocks or removes the bot is
+deactivated with its unsent deliveries cancelled, a group that becomes a supergroup moves
+everything to its new id, and a chat that writes again (or adds the bot back) is active again.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
-from bot.db.models import Chat, ChatKind, Source, SourceKind, Subscription
+from bot.db.models import Chat, ChatKind, Delivery, DeliveryStatus, Source, SourceKind, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 1000
+# Deliveries not yet out: what a chat that goes away cancels and a migrated group takes along.
+UNSENT_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING)
 
 
 @dataclass(frozen=True)
@@ -83,14 +96,6 @@ class ChatService:
                 raise LookupError(f"unknown chat {chat_id}")
             chat.lang = lang
 
-    def deactivate(self, chat_id: int, reason: str) -> None:
-        """Stop talking to a chat (it blocked the bot or was deleted)."""
-        with self._db.session() as session:
-            chat = session.get(Chat, chat_id)
-            if chat is not None:
-                chat.active = False
-                chat.deactivated_reason = reason[:1000]
-
     def channel_source(self, telegram_chat_id: int, title: str | None) -> int:
         """The id of the `sources` row of a Telegram channel whose posts we store (created once)."""
         name = (title or str(telegram_chat_id))[:300]
@@ -112,21 +117,63 @@ class ChatService:
                 continue  # another process created it at the same moment; read it next time
         raise RuntimeError(f"could not record the source of channel {telegram_chat_id}")
 
-    def migrate(self, old_id: int, new_id: int) -> None:
-        """A group became a supergroup (new id): it keeps its language and follows."""
+    # --- lifecycle: the one set of rules for chats that go away, move or come back ------------
+    def deactivate(self, chat_id: int, reason: str) -> int:
+        """The bot was blocked, kicked or the chat is gone: stop pushes and cancel its unsent deliveries.
+
+        Returns how many deliveries were cancelled. `ensure` reactivates the chat when it writes
+        again or the bot is added back.
+        """
+        now = datetime.now(UTC)
+        reason = reason[:MAX_REASON_CHARS]
+        with self._db.session() as session:
+            session.execute(
+                update(Chat).where(Chat.id == chat_id).values(active=False, deactivated_reason=reason, updated_at=now)
+            )
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.chat_id == chat_id, Delivery.status.in_(UNSENT_STATUSES))
+                .values(status=DeliveryStatus.CANCELLED, last_error=reason, next_attempt_at=None, updated_at=now)
+            )
+            cancelled = result.rowcount or 0
+        log.info("chat %s deactivated (%s); %d deliveries cancelled", chat_id, reason, cancelled)
+        return cancelled
+
+    def migrate(self, old_id: int, new_id: int) -> int:
+        """A group became supergroup `new_id`: language, follows and unsent deliveries move there.
+
+        Returns how many deliveries moved (pending again, for the new chat id); a story the new
+        chat already has is not moved twice.
+        """
+        now = datetime.now(UTC)
         with self._db.session() as session:
             old = session.get(Chat, old_id)
             if old is None:
-                return
-            new = session.get(Chat, new_id)
-            if new is None:
-                new = Chat(id=new_id, kind=ChatKind.SUPERGROUP, title=old.title, lang=old.lang, active=True)
-                session.add(new)
+                return 0
+            if session.get(Chat, new_id) is None:
+                session.add(Chat(id=new_id, kind=ChatKind.SUPERGROUP, title=old.title, lang=old.lang, active=True))
                 session.flush()
             taken = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == new_id)))
             for subscription in session.scalars(select(Subscription).where(Subscription.chat_id == old_id)).all():
                 if subscription.tag_id not in taken:
                     session.add(Subscription(chat_id=new_id, tag_id=subscription.tag_id))
                 session.delete(subscription)
+            stories = set(session.scalars(select(Delivery.story_id).where(Delivery.chat_id == new_id)))
+            moved = 0
+            unsent = session.scalars(
+                select(Delivery).where(Delivery.chat_id == old_id, Delivery.status.in_(UNSENT_STATUSES))
+            ).all()
+            for delivery in unsent:
+                if delivery.story_id in stories:
+                    delivery.status = DeliveryStatus.CANCELLED
+                else:
+                    delivery.chat_id = new_id
+                    delivery.status = DeliveryStatus.PENDING
+                    delivery.next_attempt_at = None
+                    stories.add(delivery.story_id)
+                    moved += 1
+                delivery.updated_at = now
             old.active = False
             old.deactivated_reason = f"migrated to supergroup {new_id}"
+        log.info("chat %s migrated to %s; %d deliveries moved", old_id, new_id, moved)
+        return moved

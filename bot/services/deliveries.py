@@ -138,7 +138,8 @@ class DeliveryService:
             return (
                 select(Delivery.id, Delivery.chat_id)
                 .join(Chat, Chat.id == Delivery.chat_id)
-                .where(condition, Chat.kind.in_(kind_values))
+                # A chat that blocked or removed the bot gets no more send attempts.
+                .where(condition, Chat.kind.in_(kind_values), Chat.active.is_(True))
                 .order_by(*order)
                 .limit(window)
                 .with_for_update(skip_locked=True, of=Delivery)
@@ -277,66 +278,6 @@ class DeliveryService:
             delivery.status = DeliveryStatus.RETRY
             delivery.next_attempt_at = now + timedelta(seconds=backoff_seconds(delivery.attempts, self._backoff_base))
             return FailureOutcome(parked=False, next_attempt_at=delivery.next_attempt_at)
-
-    def chat_gone(self, chat_id: int, reason: str) -> int:
-        """Deactivate the chat and cancel its unsent deliveries (this one included); returns how many."""
-        now = self._now()
-        with self._db.session() as session:
-            session.execute(
-                update(Chat)
-                .where(Chat.id == chat_id)
-                .values(active=False, deactivated_reason=reason[:MAX_ERROR_CHARS], updated_at=now)
-            )
-            result = session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.chat_id == chat_id,
-                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING]),
-                )
-                .values(status=DeliveryStatus.CANCELLED, last_error=reason[:MAX_ERROR_CHARS], next_attempt_at=None, updated_at=now)
-            )
-            count = result.rowcount or 0
-        log.info("chat %s deactivated (%s); %d deliveries cancelled", chat_id, reason, count)
-        return count
-
-    def migrate_chat(self, old_id: int, new_id: int) -> int:
-        """A group became supergroup `new_id`: copy chat and follows, move unsent deliveries there.
-
-        Returns how many deliveries moved (they are pending again, for the new chat id).
-        """
-        now = self._now()
-        with self._db.session() as session:
-            old = session.get(Chat, old_id)
-            if old is None:
-                return 0
-            if session.get(Chat, new_id) is None:
-                session.add(Chat(id=new_id, kind=ChatKind.SUPERGROUP, title=old.title, lang=old.lang, active=True))
-                session.flush()
-            followed = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == old_id)))
-            present = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == new_id)))
-            session.add_all(Subscription(chat_id=new_id, tag_id=tag_id) for tag_id in followed - present)
-            stories = set(session.scalars(select(Delivery.story_id).where(Delivery.chat_id == new_id)))
-            moved = 0
-            unsent = session.scalars(
-                select(Delivery).where(
-                    Delivery.chat_id == old_id,
-                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING]),
-                )
-            ).all()
-            for delivery in unsent:
-                if delivery.story_id in stories:
-                    delivery.status = DeliveryStatus.CANCELLED
-                else:
-                    delivery.chat_id = new_id
-                    delivery.status = DeliveryStatus.PENDING
-                    delivery.next_attempt_at = None
-                    stories.add(delivery.story_id)
-                    moved += 1
-                delivery.updated_at = now
-            old.active = False
-            old.deactivated_reason = f"migrated to supergroup {new_id}"
-        log.info("chat %s migrated to %s; %d deliveries moved", old_id, new_id, moved)
-        return moved
 
     def cancel(self, delivery_id: int, reason: str) -> None:
         """Drop a claimed delivery that must not be sent (the chat unfollowed its tags)."""

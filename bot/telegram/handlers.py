@@ -1,14 +1,14 @@
 """Telegram handlers: thin adapters from PTB updates to the shared Conversation and back.
 
-Each handler parses the update, calls the blocking conversation in a worker thread
-(asyncio.to_thread) and sends the returned replies as Telegram HTML.
+Each handler turns the update into the conversation's `Incoming` or `ButtonPress`, asks
+Telegram for the sender's rights only when the conversation says so, runs the blocking
+conversation on the threads its workload calls for, and sends back the replies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,43 +16,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from telegram import (
-    Bot,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    Message,
-    MessageEntity,
-    MessageOriginChannel,
-    Update,
-)
-from telegram.constants import ChatMemberStatus, ParseMode
+from telegram import Bot, Message, MessageEntity, MessageOriginChannel, Update
+from telegram.constants import ChatMemberStatus
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
+from bot.conversation.conversation import ButtonPress, Conversation, Workload
+from bot.conversation.incoming import Incoming, Post, article_of_buttons
+from bot.conversation.messages import MAX_NOTICE_CHARS, Reply
 from bot.db.models import ChatKind
+from bot.i18n import I18n
 from bot.ingest.telegram_post import PostEntity
 from bot.logs import RedactingFilter
-from bot.telegram.conversation import (
-    BotServices,
-    Command,
-    Conversation,
-    Incoming,
-    Post,
-    Reply,
-    article_of_buttons,
-    command_of,
-    needs_chat_admin,
-)
+from bot.services.pushes import PushLoop
+from bot.telegram.ratelimit import Priority
+from bot.telegram.transport import reply_markup, send_message
+from bot.wiring import Services
 
 log = logging.getLogger(__name__)
 
 BOT_DATA_KEY = "newsbot"
-SLOW_WORKERS = 2
+SUMMARY_THREADS = 2
+FETCH_THREADS = 4
 T = TypeVar("T")
 ADMIN_REPORT_INTERVAL = 60.0  # seconds between error reports to admins
 ADMIN_REPORT_CHARS = 300
 _ADMIN_STATUSES = frozenset({ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER})
+_GONE_STATUSES = frozenset({ChatMemberStatus.BANNED, ChatMemberStatus.LEFT})
 
 
 class ErrorReporter:
@@ -82,31 +72,51 @@ class ErrorReporter:
         return self._admin_ids
 
 
+def _pool(threads: int, name: str) -> Callable[[], ThreadPoolExecutor]:
+    return lambda: ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+
+
 @dataclass
 class BotRuntime:
-    """The one object in application.bot_data: services, conversation, background tasks."""
+    """The one object in application.bot_data: services, conversation, threads, background tasks."""
 
-    services: BotServices
+    services: Services
     conversation: Conversation
     reporter: ErrorReporter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event | None = None
-    pushes: Any = None  # the PushLoop once started (kicked after in-process ingests)
+    pushes: PushLoop | None = None  # kicked after in-process ingests
     _chat_locks: dict[int, tuple[asyncio.Lock, int]] = field(default_factory=dict)
-    # Summaries and translations may take seconds: they get their own threads, so quick
-    # commands (/follow, /latest) never queue behind them in asyncio's default pool.
-    slow_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=SLOW_WORKERS, thread_name_prefix="bot-summary")
-    )
+    # Summaries may take seconds and page downloads up to FETCH_TIMEOUT: each gets its own
+    # threads, so quick commands (/follow, /latest) never queue behind them, and downloads
+    # (which any user can start) never hold the summary threads.
+    summary_pool: ThreadPoolExecutor = field(default_factory=_pool(SUMMARY_THREADS, "bot-summary"))
+    fetch_pool: ThreadPoolExecutor = field(default_factory=_pool(FETCH_THREADS, "bot-fetch"))
 
-    async def run_slow(self, func: Callable[..., T], *args: Any) -> T:
-        """Run a possibly slow blocking call (summary, translation) in the summary threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.slow_pool, func, *args)
+    @property
+    def i18n(self) -> I18n:
+        return self.services.i18n
+
+    async def run(self, workload: Workload, func: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on the threads its workload calls for."""
+        if workload is Workload.QUICK:
+            return await asyncio.to_thread(func, *args)
+        pool = self.summary_pool if workload is Workload.SUMMARY else self.fetch_pool
+        return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+
+    def close_pools(self) -> None:
+        for pool in (self.summary_pool, self.fetch_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def kick_pushes(self) -> None:
+        """A new article may be stored: let the push loop fan it out now instead of at its next poll."""
+        if self.pushes is not None:
+            self.pushes.kick()
 
     @contextlib.asynccontextmanager
     async def chat_lock(self, chat_id: int) -> AsyncIterator[None]:
-        """One command at a time per chat, so replies come in the order commands were sent
-        (updates of different chats still run concurrently)."""
+        """One message at a time per chat, so replies come in the order they were asked
+        (messages of different chats still run concurrently)."""
         lock, users = self._chat_locks.get(chat_id, (asyncio.Lock(), 0))
         self._chat_locks[chat_id] = (lock, users + 1)
         try:
@@ -121,18 +131,13 @@ class BotRuntime:
 
 
 def runtime(context: ContextTypes.DEFAULT_TYPE) -> BotRuntime:
-    """The BotRuntime built in main()."""
+    """The BotRuntime built in build_application()."""
     value = context.bot_data[BOT_DATA_KEY]
     assert isinstance(value, BotRuntime)
     return value
 
 
 # --- conversions ---------------------------------------------------------------------------
-def chat_kind(chat_type: str) -> ChatKind:
-    """PTB's chat type string as our ChatKind (both use Telegram's names)."""
-    return ChatKind(chat_type)
-
-
 def post_of(message: Message) -> Post:
     """A Telegram message as a Post for ingestion: text or caption with UTF-16 entity offsets."""
     text = message.text or message.caption or ""
@@ -158,225 +163,134 @@ def replied_post(message: Message, bot_id: int) -> Post:
     return post
 
 
-def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    """The reply's buttons as an inline keyboard."""
-    if not reply.buttons:
-        return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in reply.buttons]
-    )
-
-
-async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
-    """Send one reply as HTML without link preview; answers go before pushes in the limiter."""
-    kwargs: dict[str, Any] = {}
-    if getattr(bot, "rate_limiter", None) is not None:
-        from bot.telegram.ratelimit import Priority
-
-        kwargs["rate_limit_args"] = int(Priority.REPLY)
-    await bot.send_message(
-        chat_id=chat_id,
-        text=reply.text,
-        parse_mode=ParseMode.HTML,
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-        reply_markup=keyboard(reply),
-        **kwargs,
-    )
-
-
-async def is_chat_admin(bot: Bot, chat_id: int, user_id: int | None, message: Message | None) -> bool:
-    """Whether the sender administers the group (anonymous admins post as the group itself)."""
-    if message is not None and message.sender_chat is not None and message.sender_chat.id == chat_id:
-        return True
+async def is_chat_admin(bot: Bot, chat_id: int, user_id: int | None) -> bool:
+    """Whether the user administers the group or channel, as Telegram says now."""
     if user_id is None:
         return False
     member = await bot.get_chat_member(chat_id=chat_id, user_id=user_id)
     return member.status in _ADMIN_STATUSES
 
 
-def kick_pushes(rt: BotRuntime) -> None:
-    """A new article may be stored: let the push loop fan it out now instead of at its next poll."""
-    if rt.pushes is not None:
-        rt.pushes.kick()
-
-
-# --- the conversation ----------------------------------------------------------------------
-async def converse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Answer a message through the shared conversation."""
+async def incoming_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Incoming | None:
+    """The update's message as an Incoming, with the sender's rights asked of Telegram if needed."""
     message, chat = update.effective_message, update.effective_chat
     if message is None or chat is None:
-        return
+        return None
     rt = runtime(context)
     user = update.effective_user
-    kind = chat_kind(chat.type)
-    text = message.text or message.caption or ""
-    chat_admin = True
-    if needs_chat_admin(text, kind):
-        chat_admin = await is_chat_admin(context.bot, chat.id, user.id if user else None, message)
     incoming = Incoming(
         chat_id=chat.id,
-        chat_kind=kind,
-        text=text,
+        chat_kind=ChatKind(chat.type),
+        text=message.text or message.caption or "",
         user_id=user.id if user else None,
         user_lang=user.language_code if user else None,
         chat_title=chat.title or chat.full_name or chat.username,
-        chat_admin=chat_admin,
         bot_admin=user is not None and user.id in rt.services.settings.admin_ids,
         replied=replied_post(message.reply_to_message, context.bot.id) if message.reply_to_message else None,
+        # A channel post, or an anonymous group admin writing as the group.
+        posted_by_chat=message.sender_chat is not None and message.sender_chat.id == chat.id,
     )
-    async with rt.chat_lock(chat.id):
-        if command_of(text) is Command.SUMMARY:
-            replies = await rt.run_slow(rt.conversation.handle, incoming)
-        else:
-            replies = await asyncio.to_thread(rt.conversation.handle, incoming)
-        if command_of(text) is Command.SUMMARY:
-            kick_pushes(rt)  # a linked or replied article may have been stored just now
+    if rt.conversation.must_check_admin(incoming):
+        incoming = replace(incoming, chat_admin=await is_chat_admin(context.bot, chat.id, incoming.user_id))
+    return incoming
+
+
+async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
+    """Send one reply; answers go before pushes in the shared rate limiter."""
+    await send_message(bot, chat_id, reply, Priority.REPLY)
+
+
+async def answer(rt: BotRuntime, bot: Bot, incoming: Incoming, call: Callable[[], list[Reply]]) -> None:
+    """Run the conversation for one message in its chat's turn and send what it says."""
+    workload = rt.conversation.workload(incoming)
+    async with rt.chat_lock(incoming.chat_id):
+        replies = await rt.run(workload, call)
+        if workload is not Workload.QUICK:
+            rt.kick_pushes()  # an admin's link or reply may have stored an article for everyone
         for reply in replies:
-            await send_reply(context.bot, chat.id, reply)
+            await send_reply(bot, incoming.chat_id, reply)
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/start: greet and explain."""
-    await converse(update, context)
-
-
-async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/help: list the commands."""
-    await converse(update, context)
-
-
-async def follow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/follow TAG...: follow tags (group admins only in groups)."""
-    await converse(update, context)
-
-
-async def unfollow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/unfollow TAG...: stop following tags."""
-    await converse(update, context)
-
-
-async def following(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/following: the chat's tags."""
-    await converse(update, context)
-
-
-async def tags(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/tags: popular tags with counts."""
-    await converse(update, context)
-
-
-async def lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/lang CODE: the chat's language."""
-    await converse(update, context)
-
-
-async def summary(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/summary ID|URL, or as a reply: an article's summary in the chat's language."""
-    await converse(update, context)
-
-
-async def latest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/latest [TAG] [N]: newest articles."""
-    await converse(update, context)
-
-
-async def search(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/search WORDS: find articles."""
-    await converse(update, context)
-
-
-async def settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/settings: the chat's language and follows."""
-    await converse(update, context)
-
-
-async def admin_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/addfeed, /feeds, /removefeed, /stats: admins only (the conversation refuses others)."""
-    await converse(update, context)
-
-
-async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Any other /command: answered with help (in groups only when addressed to this bot)."""
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
+# --- handlers ------------------------------------------------------------------------------
+async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Any command of the conversation's table (in groups, unknown ones only when addressed to us)."""
+    incoming = await incoming_of(update, context)
+    if incoming is None:
         return
-    if chat.type != "private":
-        head = (message.text or "").split(maxsplit=1)[0] if message.text else ""
+    rt = runtime(context)
+    if incoming.chat_kind is not ChatKind.PRIVATE:
+        head = incoming.text.split(maxsplit=1)[0] if incoming.text.strip() else ""
         addressee = head.partition("@")[2].lower()
-        if addressee != (context.bot.username or "").lower():
+        ours = addressee == (context.bot.username or "").lower()
+        if (addressee and not ours) or (rt.conversation.spec(incoming) is None and not ours):
             return  # meant for another bot, or for people: not ours to answer in a group
-    await converse(update, context)
+    await answer(rt, context.bot, incoming, lambda: rt.conversation.handle(incoming))
 
 
 async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Plain text in a private chat: an admin's forward becomes an article, else help."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+    """Plain text in a private chat: a forward (an admin's becomes an article), a pasted link, or a hint."""
+    incoming = await incoming_of(update, context)
+    message = update.effective_message
+    if incoming is None or message is None:
         return
     rt = runtime(context)
-    if message.forward_origin is not None and user.id in rt.services.settings.admin_ids:
-        chat = await asyncio.to_thread(
-            rt.services.chats.ensure, message.chat.id, ChatKind.PRIVATE, message.chat.full_name, user.language_code
-        )
-        source_id = None
-        origin = message.forward_origin
-        if isinstance(origin, MessageOriginChannel):
-            source_id = await asyncio.to_thread(rt.services.chats.channel_source, origin.chat.id, origin.chat.title)
-        reply = await asyncio.to_thread(rt.conversation.ingest_reply, chat.lang, post_of(message), source_id)
-        kick_pushes(rt)
-        await send_reply(context.bot, message.chat.id, reply)
+    origin = message.forward_origin
+    if origin is None:
+        await answer(rt, context.bot, incoming, lambda: rt.conversation.handle(incoming))
         return
-    await converse(update, context)
+    post = post_of(message)
+
+    def forwarded() -> list[Reply]:
+        source_id = None
+        if isinstance(origin, MessageOriginChannel) and incoming.bot_admin:
+            source_id = rt.services.chats.channel_source(origin.chat.id, origin.chat.title)
+        return rt.conversation.handle_forward(incoming, post, source_id)
+
+    async with rt.chat_lock(incoming.chat_id):
+        replies = await rt.run(Workload.FETCH, forwarded)  # may fetch the page the forward links to
+        rt.kick_pushes()
+        for reply in replies:
+            await send_reply(context.bot, incoming.chat_id, reply)
 
 
 async def channel_post(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A post in a channel where the bot is admin: a command, or an article to store."""
+    """A post in a channel where the bot is admin: a command, or an article to store and push."""
     post = update.channel_post
     if post is None:
         return
     text = post.text or post.caption or ""
-    if command_of(text) is not None or text.startswith("/"):
-        await converse(update, context)  # only the channel's admins can post there
+    if text.startswith("/"):
+        await command(update, context)  # only the channel's admins can post there
         return
     rt = runtime(context)
-    source_id = await asyncio.to_thread(rt.services.chats.channel_source, post.chat.id, post.chat.title)
-    reply = await asyncio.to_thread(rt.conversation.ingest_reply, "en", post_of(post), source_id)
-    kick_pushes(rt)
+    reply = await asyncio.to_thread(rt.conversation.channel_post, post.chat.id, post.chat.title, post_of(post))
+    rt.kick_pushes()
     log.info("channel %s post %s: %s", post.chat.id, post.message_id, reply.text.replace("\n", " ")[:200])
 
 
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """An inline button: translate, show the original, unfollow, or a summary offered after /follow."""
     query = update.callback_query
+    chat = update.effective_chat
     if query is None or query.data is None:
         return
-    rt = runtime(context)
-    message = query.message
-    chat = update.effective_chat
-    if chat is None or not isinstance(message, Message):
+    if chat is None or not isinstance(query.message, Message):
         await query.answer()
         return
-    kind = chat_kind(chat.type)
-    chat_admin = True
-    if kind in (ChatKind.GROUP, ChatKind.SUPERGROUP) and query.data.startswith("unf:"):
-        chat_admin = await is_chat_admin(context.bot, chat.id, query.from_user.id, None)
-    result = await rt.run_slow(functools.partial(
-        rt.conversation.handle_callback, chat.id, kind, query.data,
-        chat_admin=chat_admin, user_lang=query.from_user.language_code,
-    ))
+    rt = runtime(context)
+    press = ButtonPress(chat_id=chat.id, chat_kind=ChatKind(chat.type), data=query.data,
+                        user_id=query.from_user.id, user_lang=query.from_user.language_code)
+    if rt.conversation.must_check_presser(press.chat_kind, press.data):
+        press = replace(press, chat_admin=await is_chat_admin(context.bot, chat.id, query.from_user.id))
+    result = await rt.run(Workload.SUMMARY, rt.conversation.handle_callback, press)
     try:
-        await query.answer(text=result.notice[:200] if result.notice else None)
+        await query.answer(text=result.notice[:MAX_NOTICE_CHARS] if result.notice else None)
     except BadRequest:
         # A slow translation can outlive the query (Telegram gives ~15 s); the edit still counts.
         log.info("callback query expired before it was answered")
     if result.edit is not None:
         try:
-            await query.edit_message_text(
-                text=result.edit.text,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-                reply_markup=keyboard(result.edit),
-            )
+            await query.edit_message_text(text=result.edit.text, reply_markup=reply_markup(result.edit))
         except BadRequest as error:
             if "not modified" not in error.message.lower():
                 raise
@@ -385,25 +299,24 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The bot was blocked, removed or added: stop or resume pushes to that chat at once."""
+    """The bot was blocked, removed, unblocked or added: stop or resume pushes to that chat at once."""
     change = update.my_chat_member
     if change is None:
         return
     rt = runtime(context)
     chat = change.chat
     status = change.new_chat_member.status
-    if status in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT):
+    if status in _GONE_STATUSES:
         await asyncio.to_thread(rt.services.chats.deactivate, chat.id, f"bot status in chat: {status}")
-        log.info("chat %s deactivated: bot %s", chat.id, status)
-    elif chat.type != "private":
-        # Added to a group or channel: remember it (language from whoever added the bot).
-        user = change.from_user
-        await asyncio.to_thread(rt.services.chats.ensure, chat.id, chat_kind(chat.type), chat.title,
-                                user.language_code if user else None)
+        return
+    # Added (or unblocked): remember the chat, active again (language from whoever added the bot).
+    user = change.from_user
+    await asyncio.to_thread(rt.services.chats.ensure, chat.id, ChatKind(chat.type), chat.title or chat.full_name,
+                            user.language_code if user else None)
 
 
 async def migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A group became a supergroup: its follows and language move to the new chat id."""
+    """A group became a supergroup: its follows, language and unsent pushes move to the new chat id."""
     message = update.effective_message
     if message is None or message.migrate_to_chat_id is None:
         return
@@ -418,21 +331,21 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = context.bot_data.get(BOT_DATA_KEY)
     if not isinstance(rt, BotRuntime):
         return
-    i18n = rt.services.i18n
     chat = update.effective_chat if isinstance(update, Update) else None
-    # Apologise where someone asked something; never into a channel's public feed.
-    if chat is not None and chat.type != "channel" and update.effective_message is not None:  # type: ignore[union-attr]
+    message = update.effective_message if isinstance(update, Update) else None
+    user = update.effective_user if isinstance(update, Update) else None
+    # Apologise where someone asked something, never into a channel's public feed; in the user's
+    # Telegram language, without the database (which may be what failed).
+    if chat is not None and chat.type != "channel" and message is not None:
         try:
-            info = await asyncio.to_thread(rt.services.chats.get, chat.id)
-            await send_reply(context.bot, chat.id, Reply(i18n.t(info.lang if info else None, "error.generic")))
-        except Exception:  # noqa: BLE001 - the error handler must not fail itself
-            log.warning("could not tell the chat about the error", exc_info=True)
+            await send_reply(context.bot, chat.id, Reply(rt.i18n.t(user.language_code if user else None, "error.generic")))
+        except TelegramError:
+            log.warning("could not tell the chat about the error")
     if not rt.reporter.admin_ids or not rt.reporter.due():
         return
     description = rt.reporter.redact(f"{type(error).__name__}: {error}")[:ADMIN_REPORT_CHARS]
     for admin_id in rt.reporter.admin_ids:
         try:
-            await send_reply(context.bot, admin_id, Reply(i18n.t(None, "error.admin_report", error=description)))
+            await send_reply(context.bot, admin_id, Reply(rt.i18n.t(None, "error.admin_report", error=description)))
         except TelegramError:
             log.warning("could not report the error to admin %s", admin_id)
-

@@ -1,21 +1,24 @@
-"""How a rendered push reaches a chat: the Transport protocol, its typed errors, and Telegram's.
+"""Between the conversation's message model and PTB: keyboards, sending, and Telegram's errors.
 
-The push sender only knows `Transport.send`; `TelegramTransport` wraps a PTB bot (with the
-shared rate limiter), `newsbot shell` has its own transport that prints to the terminal.
+`TelegramTransport` is the push loop's Transport (bot/services/sending.py) for Telegram: it
+sends through the PTB bot, whose `Defaults` set HTML and no link preview once for every call,
+and maps PTB's errors to the loop's typed outcomes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.error import RetryAfter as PtbRetryAfter
+from telegram.ext import Defaults
 
+from bot.conversation.messages import Reply
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, TransientSendError
 from bot.telegram.ratelimit import Priority, retry_after_seconds
-from bot.telegram.render import RenderedMessage
 
 log = logging.getLogger(__name__)
 
@@ -34,53 +37,27 @@ _GONE_MARKERS = (
 )
 
 
-class SendError(Exception):
-    """A push could not be sent."""
+def send_defaults() -> Defaults:
+    """Every message is Telegram HTML without link previews: set once for the whole bot."""
+    return Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
 
 
-class RetryAfter(SendError):
-    """Telegram asked to wait `seconds` before sending again."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"retry after {seconds:g} s")
-        self.seconds = seconds
-
-
-class ChatGone(SendError):
-    """The chat can no longer be written to (blocked, kicked, deleted); `reason` says which."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class ChatMoved(SendError):
-    """A group became a supergroup with a new id; its follows and pushes move there."""
-
-    def __init__(self, new_chat_id: int) -> None:
-        super().__init__(f"migrated to supergroup {new_chat_id}")
-        self.new_chat_id = new_chat_id
-
-
-class TransientSendError(SendError):
-    """Any other failure (network, server error, unexpected answer); retried with backoff."""
-
-
-class Transport(Protocol):
-    """Sends one rendered message to a chat and returns its message id."""
-
-    async def send(self, chat_id: int, message: RenderedMessage) -> int:
-        """Raises RetryAfter, ChatGone, ChatMoved or TransientSendError."""
-        ...
-
-
-def reply_markup(message: RenderedMessage) -> InlineKeyboardMarkup | None:
-    """The PTB keyboard of a rendered message's buttons (None without buttons)."""
+def reply_markup(message: Reply) -> InlineKeyboardMarkup | None:
+    """The PTB keyboard of a message's buttons (None without buttons)."""
     if not message.buttons:
         return None
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.text, callback_data=b.callback_data) for b in row] for row in message.buttons]
+        [[InlineKeyboardButton(b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in message.buttons]
     )
+
+
+async def send_message(bot: Any, chat_id: int, message: Reply, priority: Priority) -> int:
+    """sendMessage with the message's buttons; the shared limiter paces it by `priority`."""
+    kwargs: dict[str, Any] = {}
+    if getattr(bot, "rate_limiter", None) is not None:
+        kwargs["rate_limit_args"] = int(priority)
+    sent = await bot.send_message(chat_id=chat_id, text=message.text, reply_markup=reply_markup(message), **kwargs)
+    return int(sent.message_id)
 
 
 def classify(error: TelegramError, secret: str = "") -> SendError:
@@ -105,25 +82,13 @@ class TelegramTransport:
 
     def __init__(self, bot: Any) -> None:
         self._bot = bot
-        self._limited = getattr(bot, "rate_limiter", None) is not None
 
-    async def send(self, chat_id: int, message: RenderedMessage) -> int:
-        """sendMessage as HTML without link preview; typed errors on failure."""
-        kwargs: dict[str, Any] = {}
-        if self._limited:
-            kwargs["rate_limit_args"] = int(Priority.PUSH)
+    async def send(self, chat_id: int, message: Reply) -> int:
+        """sendMessage; typed errors on failure."""
         try:
-            sent = await self._bot.send_message(
-                chat_id=chat_id,
-                text=message.html,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-                reply_markup=reply_markup(message),
-                **kwargs,
-            )
+            return await send_message(self._bot, chat_id, message, Priority.PUSH)
         except InvalidToken:
             raise  # not a delivery problem: the whole bot is misconfigured
         except TelegramError as error:
             # The token must never reach logs or the database through an error text.
             raise classify(error, secret=getattr(self._bot, "token", "")) from error
-        return int(sent.message_id)

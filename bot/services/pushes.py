@@ -18,17 +18,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from bot.config import Settings
-from bot.db import Database
+from bot.conversation.messages import Reply
 from bot.db.models import ChatKind
-from bot.i18n import I18n
 from bot.jobs import SummaryNotReady
+from bot.services.chats import ChatService
 from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
 from bot.services.fanout import FanoutService
-from bot.telegram.ratelimit import SendRateLimiter
-from bot.telegram.render import RenderedMessage, render_push
-from bot.telegram.transport import ChatGone, ChatMoved, RetryAfter, SendError, Transport
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, Transport
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +51,8 @@ class ParkedNotice:
 
 
 ParkedHook = Callable[[ParkedNotice], Awaitable[None]]
+# Turns a claimed delivery, its article and the summary in the chat's language into the message.
+PushRenderer = Callable[[ClaimedDelivery, ArticleView, ArticleSummary], Reply]
 
 
 @dataclass
@@ -78,32 +77,32 @@ class PushLoop:
     def __init__(
         self,
         *,
-        db: Database,
-        settings: Settings,
-        transport: Transport,
+        fanout: FanoutService,
+        deliveries: DeliveryService,
+        chats: ChatService,
         summaries: SummaryProvider,
-        i18n: I18n,
-        limiter: SendRateLimiter | None = None,
+        transport: Transport,
+        render: PushRenderer,
+        limiter: SendPacer | None = None,
         kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS,
         poll_interval: float = 0.5,
-        concurrency: int | None = None,
+        concurrency: int = 60,
         drain_timeout: float = 10.0,
         on_parked: ParkedHook | None = None,
-        fanout: FanoutService | None = None,
-        deliveries: DeliveryService | None = None,
     ) -> None:
         self.stats = PushStats()
         self._transport = transport
+        self._render_push = render
         self._summaries = summaries
-        self._i18n = i18n
         self._limiter = limiter
         self._kinds = frozenset(kinds)
         self._poll_interval = poll_interval
-        self._concurrency = concurrency or max(8, int(settings.send_rate_global * 2))
+        self._concurrency = concurrency
         self._drain_timeout = drain_timeout
         self._on_parked = on_parked
-        self._fanout = fanout or FanoutService(db, summaries)
-        self._deliveries = deliveries or DeliveryService(db, settings)
+        self._fanout = fanout
+        self._deliveries = deliveries
+        self._chats = chats
         self._tasks: dict[asyncio.Task[None], int] = {}  # task -> chat id
         self._wake = asyncio.Event()
         self._kicked = False
@@ -262,10 +261,10 @@ class PushLoop:
             return
         except ChatGone as error:
             self.stats.chats_gone += 1
-            await self._db(self._deliveries.chat_gone, delivery.chat_id, error.reason)
+            await self._db(self._chats.deactivate, delivery.chat_id, error.reason)
             return
         except ChatMoved as error:
-            await self._db(self._deliveries.migrate_chat, delivery.chat_id, error.new_chat_id)
+            await self._db(self._chats.migrate, delivery.chat_id, error.new_chat_id)
             self.kick()
             return
         except SendError as error:
@@ -302,15 +301,12 @@ class PushLoop:
             except Exception:
                 log.warning("parked-delivery hook failed", exc_info=True)
 
-    async def _render(self, delivery: ClaimedDelivery) -> RenderedMessage:
+    async def _render(self, delivery: ClaimedDelivery) -> Reply:
         view = await self._article(delivery.article_id)
-        followed = delivery.followed_tag_ids
-        if not followed:
+        if not delivery.followed_tag_ids:
             raise _NotFollowing
         summary = await self._summary(delivery.article_id, delivery.lang)
-        return render_push(
-            view, view.tags, view.source_name, summary, delivery.lang, self._i18n, followed_tag_ids=followed
-        )
+        return self._render_push(delivery, view, summary)
 
     async def _article(self, article_id: int) -> ArticleView:
         view = self._articles.get(article_id)
@@ -346,32 +342,3 @@ def _failed(future: asyncio.Future[ArticleSummary]) -> bool:
 
 class _NotFollowing(Exception):
     """The chat unfollowed every tag of the article after the fan-out."""
-
-
-def telegram_push_loop(
-    application: Any,
-    *,
-    db: Database,
-    settings: Settings,
-    summaries: SummaryProvider,
-    i18n: I18n,
-    on_parked: ParkedHook | None = None,
-    **options: Any,
-) -> PushLoop:
-    """The push loop of a PTB Application: its bot as transport, its shared rate limiter.
-
-    Build it in post_init (the bot exists then) and run `loop.run(stop)` as a background task.
-    """
-    from bot.telegram.transport import TelegramTransport
-
-    limiter = getattr(application.bot, "rate_limiter", None)
-    return PushLoop(
-        db=db,
-        settings=settings,
-        transport=TelegramTransport(application.bot),
-        summaries=summaries,
-        i18n=i18n,
-        limiter=limiter if isinstance(limiter, SendRateLimiter) else None,
-        on_parked=on_parked,
-        **options,
-    )

@@ -20,18 +20,13 @@ from typing import TextIO
 from sqlalchemy import func, select
 
 from bot.context import AppContext
+from bot.conversation.conversation import ButtonPress, Conversation
+from bot.conversation.incoming import Incoming
+from bot.conversation.messages import Buttons, CallbackResult, Reply
 from bot.db.models import Article, ChatKind, Delivery, DeliveryStatus
-from bot.i18n import Html, I18n
-from bot.telegram.render import RenderedMessage
-from bot.telegram.conversation import (
-    BotServices,
-    Button,
-    CallbackResult,
-    Conversation,
-    Incoming,
-    Reply,
-    build_services,
-)
+from bot.i18n import I18n
+from bot.services.deliveries import SHELL_CHAT_KINDS
+from bot.wiring import Services, build_conversation, build_push_loop, build_services
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +47,7 @@ def html_to_text(text: str) -> str:
     return html.unescape(_TAG.sub("", _LINK.sub(link, text)))
 
 
-def format_buttons(buttons: tuple[tuple[Button, ...], ...]) -> list[str]:
+def format_buttons(buttons: Buttons) -> list[str]:
     """One line per row: '[label] @callback_data' or '[label] url'."""
     lines = []
     for row in buttons:
@@ -104,19 +99,17 @@ class ShellSession:
             return
         try:
             if text.startswith("@"):
-                result = self.conversation.handle_callback(
-                    self.chat_id, ChatKind.SHELL, text[1:], chat_admin=True, user_lang=self.user_lang
-                )
-                self._show_callback(result)
+                press = ButtonPress(self.chat_id, ChatKind.SHELL, text[1:], user_id=SHELL_USER_ID,
+                                    user_lang=self.user_lang)
+                self._show_callback(self.conversation.handle_callback(press))
                 return
             incoming = Incoming(chat_id=self.chat_id, chat_kind=ChatKind.SHELL, text=text, user_id=SHELL_USER_ID,
-                                user_lang=self.user_lang, chat_title="shell", chat_admin=True, bot_admin=True)
+                                user_lang=self.user_lang, chat_title="shell", bot_admin=True)
             for reply in self.conversation.handle(incoming):
                 self.printer.reply(reply)
-        except Exception:  # noqa: BLE001 - the shell keeps running; the log has the details
+        except Exception:  # the shell keeps running; the log has the details
             log.exception("command failed: %s", text[:80])
-            lang = self.conversation.s.chats.get(self.chat_id)
-            self.printer.reply(Reply(self.conversation.i18n.t(lang.lang if lang else None, "error.generic")))
+            self.printer.reply(Reply(self.conversation.i18n.t(self.user_lang, "error.generic")))
 
     def _show_callback(self, result: CallbackResult) -> None:
         if result.edit is not None:
@@ -161,29 +154,21 @@ async def run_shell(
                 task.cancel()
 
 
-def stdin_stream() -> TextIO:
-    """The process's stdin (a function so tests can pass their own streams)."""
-    return sys.stdin
-
-
 class ShellTransport:
-    """C1's Transport for the terminal: prints each push and numbers it like a message id."""
+    """The push loop's Transport for the terminal: prints each push and numbers it like a message id."""
 
     def __init__(self, printer: ShellPrinter) -> None:
         self._printer = printer
         self._next_id = 1
 
-    async def send(self, chat_id: int, message: RenderedMessage) -> int:
+    async def send(self, chat_id: int, message: Reply) -> int:
         """Print the push; it cannot fail the way Telegram can."""
-        buttons = tuple(
-            tuple(Button(b.text, callback_data=b.callback_data) for b in row) for row in message.buttons
-        )
-        self._printer.reply(Reply(Html(message.html), buttons), prefix="🔔 ")
+        self._printer.reply(message, prefix="🔔 ")
         message_id, self._next_id = self._next_id, self._next_id + 1
         return message_id
 
 
-def undelivered(services: BotServices, chat_id: int) -> int:
+def undelivered(services: Services, chat_id: int) -> int:
     """Articles not yet fanned out plus this chat's deliveries not yet sent (pending or sending)."""
     with services.db.session() as session:
         waiting = session.scalar(
@@ -201,19 +186,15 @@ def undelivered(services: BotServices, chat_id: int) -> int:
 async def run_shell_app(context: AppContext, i18n: I18n, *, chat_id: int = SHELL_CHAT_ID,
                         user_lang: str | None = None, stdin: TextIO, stdout: TextIO,
                         interactive: bool = False, user_name: str = "shell",
-                        services: BotServices | None = None, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+                        services: Services | None = None, drain_timeout: float = DRAIN_TIMEOUT) -> None:
     """Build the services on `context` and run the shell, with pushes, until end of input."""
-    from bot.services.deliveries import SHELL_CHAT_KINDS
-    from bot.telegram.pushes import PushLoop
-
-    services = services or build_services(context.settings, context.db, i18n)
-    conversation = Conversation(services)
+    services = services or build_services(context, i18n)
+    conversation = build_conversation(services)
     printer = ShellPrinter(stdout)
     session = ShellSession(conversation, printer, chat_id=chat_id, user_lang=user_lang)
     # Create the local chat up front so pushes can reach it before the first command.
     await asyncio.to_thread(services.chats.ensure, chat_id, ChatKind.SHELL, user_name, user_lang)
-    pushes = PushLoop(db=services.db, settings=services.settings, transport=ShellTransport(printer),
-                      summaries=services.summaries, i18n=i18n, kinds=SHELL_CHAT_KINDS)
+    pushes = build_push_loop(services, ShellTransport(printer), kinds=SHELL_CHAT_KINDS)
 
     async def drain() -> None:
         # End of input: let articles stored meanwhile reach this chat before exiting.

@@ -1,4 +1,4 @@
-"""A pushed article as one Telegram HTML message with its inline buttons.
+"""An article's summary as one message with its inline buttons: pushes and /summary alike.
 
 Everything from articles, tags and sources is escaped; the only tags produced are <a href>, <b>
 and <i>. The message stays within Telegram's 4096 characters by trimming the summary (at a
@@ -10,41 +10,15 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.i18n import I18n
+from bot.conversation.messages import MAX_MESSAGE_CHARS, Button, Buttons, CallbackKind, Reply, telegram_length, trim_text
+from bot.db.models import SummaryMethod
+from bot.i18n import Html, I18n
 from bot.services.contracts import ArticleSummary
 
-MAX_MESSAGE_CHARS = 4096
 MAX_UNFOLLOW_BUTTONS = 3
-ELLIPSIS = "…"
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
 _HASHTAG_UNSAFE = re.compile(r"[^\w]+", re.UNICODE)
-
-
-class CallbackPrefix:
-    """callback_data prefixes of the push buttons (C2's handlers dispatch on these)."""
-
-    TRANSLATE = "tr"  # tr:<article_id>:<lang>
-    ORIGINAL = "orig"  # orig:<article_id>
-    UNFOLLOW = "unf"  # unf:<tag_id>
-
-
-@dataclass(frozen=True)
-class Button:
-    """An inline button: a label and its callback_data."""
-
-    text: str
-    callback_data: str
-
-
-@dataclass(frozen=True)
-class RenderedMessage:
-    """Telegram HTML text with rows of inline buttons."""
-
-    html: str
-    buttons: list[list[Button]] = field(default_factory=list)
 
 
 class ArticleLike(Protocol):
@@ -77,13 +51,9 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _attr(text: str) -> str:
+def escape_attr(text: str) -> str:
+    """Escape a value for an HTML attribute (href)."""
     return html.escape(text, quote=True)
-
-
-def telegram_length(text: str) -> int:
-    """Length in UTF-16 code units, as Telegram counts it."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def hashtag(name: str) -> str:
@@ -93,31 +63,10 @@ def hashtag(name: str) -> str:
 
 def lang_display_name(i18n: I18n, chat_lang: str, code: str) -> str:
     """A language's name in the chat's language ("Indonesian"/"Inggris"), else its code."""
-    key = f"push.lang.{code}"
     try:
-        return i18n.plain(chat_lang, key)
+        return i18n.plain(chat_lang, f"push.lang.{code}")
     except KeyError:
         return code.upper()
-
-
-def trim_text(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-16 units at a sentence, else a word boundary, with '…'."""
-    if telegram_length(text) <= limit:
-        return text
-    if limit <= len(ELLIPSIS):
-        return ""
-    room = limit - len(ELLIPSIS)
-    # Work on a prefix that fits in UTF-16 units (astral characters count twice).
-    prefix = text[:room]
-    while telegram_length(prefix) > room:
-        prefix = prefix[:-1]
-    sentences = [match.end() for match in _SENTENCE_END.finditer(prefix + " ")]
-    if sentences and sentences[-1] >= len(prefix) // 3:
-        return prefix[: sentences[-1]].rstrip()
-    cut = prefix.rfind(" ")
-    if cut >= len(prefix) // 3:
-        return prefix[:cut].rstrip(" ,;:-–—") + ELLIPSIS
-    return prefix.rstrip() + ELLIPSIS
 
 
 def _fit_escaped(text: str, budget: int) -> str:
@@ -132,6 +81,21 @@ def _fit_escaped(text: str, budget: int) -> str:
         limit -= max(1, telegram_length(escaped) - budget)
 
 
+def summary_note(summary: ArticleSummary, chat_lang: str, requested_lang: str, i18n: I18n) -> str:
+    """How the text was made, honestly: a model's summary, key sentences, a machine translation,
+    or the original because no translation into the requested language is available."""
+    made = "summary.machine_made" if summary.method is SummaryMethod.SEQ2SEQ else "summary.key_sentences"
+    parts = [i18n.plain(chat_lang, made)]
+    if summary.translated_from:
+        parts.append(i18n.plain(chat_lang, "summary.machine_translated",
+                                src=lang_display_name(i18n, chat_lang, summary.translated_from)))
+    elif summary.lang != requested_lang:
+        parts.append(i18n.plain(chat_lang, "summary.no_translation",
+                                lang=lang_display_name(i18n, chat_lang, requested_lang),
+                                src=lang_display_name(i18n, chat_lang, summary.lang)))
+    return " ".join(parts)
+
+
 def render_push(
     article: ArticleLike,
     tags: Sequence[TagLike],
@@ -141,24 +105,25 @@ def render_push(
     i18n: I18n,
     *,
     followed_tag_ids: Collection[int] | None = None,
-) -> RenderedMessage:
-    """The push message of `article` for a chat in `chat_lang`, showing `summary`.
+    requested_lang: str | None = None,
+    translation: bool = True,
+) -> Reply:
+    """The message of `article` for a chat in `chat_lang`, showing `summary`.
 
     `followed_tag_ids`: tags of the article the chat follows (unfollow buttons); None: all.
+    `requested_lang`: the language the reader asked for (default: the chat's); `translation`:
+    whether a translation model is configured (else no translate buttons are offered).
     """
+    requested = requested_lang or chat_lang
     title = summary.title.strip() if summary.title and summary.title.strip() else article.title
-    note_key = "summary.machine_translated" if summary.translated_from else "summary.machine_made"
-    note_params = (
-        {"src": lang_display_name(i18n, chat_lang, summary.translated_from)} if summary.translated_from else {}
-    )
-    note = f"<i>{_esc(i18n.plain(chat_lang, note_key, **note_params))}</i>"
+    note = f"<i>{_esc(summary_note(summary, chat_lang, requested, i18n))}</i>"
     tag_line = _esc(" ".join(hashtag(tag.name) for tag in tags))
     raw_source = i18n.plain(chat_lang, "push.source", source=source_name) if source_name else ""
     source_line = _esc(raw_source)
 
     def head(title_html: str) -> str:
         if article.url:
-            return f'<b><a href="{_attr(article.url)}">{title_html}</a></b>'
+            return f'<b><a href="{escape_attr(article.url)}">{title_html}</a></b>'
         return f"<b>{title_html}</b>"
 
     tail = "\n".join(part for part in (note, tag_line, source_line) if part)
@@ -173,7 +138,9 @@ def render_push(
         fixed = telegram_length(head(title_html)) + telegram_length(tail) + 4
     body_html = _fit_escaped(summary.text.strip(), MAX_MESSAGE_CHARS - fixed)
     text = "\n\n".join(part for part in (head(title_html), body_html, tail) if part)
-    return RenderedMessage(html=text, buttons=push_buttons(article, tags, summary, chat_lang, i18n, followed_tag_ids))
+    buttons = push_buttons(article, tags, summary, chat_lang, i18n, followed_tag_ids,
+                           requested_lang=requested, translation=translation)
+    return Reply(Html(text), buttons)
 
 
 def push_buttons(
@@ -183,29 +150,30 @@ def push_buttons(
     chat_lang: str,
     i18n: I18n,
     followed_tag_ids: Collection[int] | None = None,
-) -> list[list[Button]]:
-    """Translate / Original, and Unfollow #tag buttons, with the fixed callback_data formats."""
-    rows: list[list[Button]] = []
+    *,
+    requested_lang: str | None = None,
+    translation: bool = True,
+) -> Buttons:
+    """Translate / Original, and Unfollow #tag buttons.
+
+    No translate button when translation is off or just failed for this article: pressing it
+    would only show the same text again.
+    """
+    rows: list[tuple[Button, ...]] = []
     if summary.translated_from:
-        rows.append([Button(i18n.plain(chat_lang, "btn.original"), f"{CallbackPrefix.ORIGINAL}:{article.id}")])
-    else:
+        rows.append((Button(i18n.plain(chat_lang, "btn.original"), CallbackKind.ORIGINAL.data(article.id)),))
+    elif translation and summary.lang == (requested_lang or chat_lang):
         targets = [lang for lang in i18n.langs if lang != summary.lang]
         if targets:
-            rows.append(
-                [
-                    Button(
-                        i18n.plain(chat_lang, "btn.translate", lang_name=i18n.plain(lang, "lang.name")),
-                        f"{CallbackPrefix.TRANSLATE}:{article.id}:{lang}",
-                    )
-                    for lang in targets
-                ]
-            )
+            rows.append(tuple(
+                Button(i18n.plain(chat_lang, "btn.translate", lang_name=i18n.plain(lang, "lang.name")),
+                       CallbackKind.TRANSLATE.data(article.id, lang))
+                for lang in targets
+            ))
     unfollow = [tag for tag in tags if followed_tag_ids is None or tag.id in followed_tag_ids]
     if unfollow:
-        rows.append(
-            [
-                Button(i18n.plain(chat_lang, "btn.unfollow", tag=hashtag(tag.name)), f"{CallbackPrefix.UNFOLLOW}:{tag.id}")
-                for tag in unfollow[:MAX_UNFOLLOW_BUTTONS]
-            ]
-        )
-    return rows
+        rows.append(tuple(
+            Button(i18n.plain(chat_lang, "btn.unfollow", tag=hashtag(tag.name)), CallbackKind.UNFOLLOW.data(tag.id, article.id))
+            for tag in unfollow[:MAX_UNFOLLOW_BUTTONS]
+        ))
+    return tuple(rows)

@@ -1,0 +1,634 @@
+"""The conversation itself, shared by the Telegram adapter and `newsbot shell`.
+
+Adapters turn what arrives (a Telegram update, a terminal line) into an `Incoming` or a
+`ButtonPress` and send back the `Reply` objects returned here. Everything here is blocking
+(database, models, page fetches): adapters call it from a worker thread chosen by `workload()`,
+never on the event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.conversation.incoming import Incoming, Post, is_url, parse_id
+from bot.conversation.messages import Button, Buttons, CallbackKind, CallbackResult, Reply, fit_lines, parse_callback, truncate
+from bot.conversation.render import escape_attr, render_push
+from bot.conversation.rights import may_publish, must_check_admin
+from bot.db.models import ChatKind, Source
+from bot.i18n import Html, escape
+from bot.ingest.feeds import FeedError
+from bot.ingest.fetch import FetchError
+from bot.ingest.service import IngestError, IngestResult
+from bot.ingest.telegram_post import parse_telegram_post
+from bot.ingest.urls import InvalidUrl
+from bot.jobs import SummaryNotReady
+from bot.services.abuse import RateVerdict
+from bot.services.articles import ArticleRef
+from bot.services.chats import ChatInfo
+from bot.services.contracts import ArticleSummary
+from bot.services.stats import collect_stats
+from bot.services.subscriptions import TagRef, split_tag_args
+from bot.tags import TagError
+
+if TYPE_CHECKING:
+    from bot.wiring import Services
+
+log = logging.getLogger(__name__)
+
+# Telegram messages hold at most 4096 characters; longer input only comes from elsewhere.
+MAX_INPUT_CHARS = 4096
+MAX_SEARCH_CHARS = 200
+LATEST_DEFAULT = 5
+LATEST_MAX = 20
+FOLLOW_OFFER = 3  # latest articles offered after /follow, per tag
+FOLLOW_OFFER_TAGS = 3
+TAGS_SHOWN = 20
+SEARCH_RESULTS = 10
+BUTTON_TITLE_CHARS = 40
+NAME_CHARS = 80
+_COUNT = re.compile(r"[+-]*[0-9]+")  # ASCII digits only: '²' or '٣' are words, not counts
+
+# Bad input whose answer is a localized sentence (the library's own text goes to the log only).
+USER_ERROR_KEYS: tuple[tuple[type[Exception], str], ...] = (
+    (InvalidUrl, "error.bad_url"),
+    (FetchError, "error.fetch"),
+    (FeedError, "error.feed"),
+    (IngestError, "error.no_article"),
+    (TagError, "error.tag"),
+)
+USER_ERRORS: tuple[type[Exception], ...] = tuple(kind for kind, _ in USER_ERROR_KEYS)
+
+
+class Command(enum.StrEnum):
+    START = "start"
+    HELP = "help"
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"
+    FOLLOWING = "following"
+    TAGS = "tags"
+    LANG = "lang"
+    SUMMARY = "summary"
+    LATEST = "latest"
+    SEARCH = "search"
+    SETTINGS = "settings"
+    ADDFEED = "addfeed"
+    FEEDS = "feeds"
+    REMOVEFEED = "removefeed"
+    STATS = "stats"
+
+
+class Access(enum.Enum):
+    """Who may use a command."""
+
+    EVERYONE = "everyone"
+    CHAT_ADMIN = "chat_admin"  # changes the chat: its owner, or a group's or channel's admins
+    BOT_ADMIN = "bot_admin"  # ADMIN_IDS only
+
+
+class Workload(enum.Enum):
+    """Where an adapter runs a message, so quick commands never wait behind slow ones."""
+
+    QUICK = "quick"  # database reads and writes
+    SUMMARY = "summary"  # may compute a summary or translation (seconds)
+    FETCH = "fetch"  # downloads a page for a user (bounded per user, own threads)
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    """An inline button pressed in a chat."""
+
+    chat_id: int
+    chat_kind: ChatKind
+    data: str
+    user_id: int | None = None
+    user_lang: str | None = None
+    chat_admin: bool = True  # the presser may change this chat (see rights.must_check_admin)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a command handler gets: the chat, the command's arguments, and the whole message."""
+
+    chat: ChatInfo
+    args: str
+    incoming: Incoming
+
+    @property
+    def lang(self) -> str:
+        return self.chat.lang
+
+
+Handler = Callable[["Conversation", Request], list[Reply]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One row of the command table."""
+
+    command: Command
+    handler: Handler
+    access: Access = Access.EVERYONE
+    workload: Workload = Workload.QUICK
+    in_menu: bool = True  # shown in Telegram's command menu (setMyCommands)
+
+
+class Conversation:
+    """Turns messages and button presses into replies; one instance per process, shared by all chats."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.i18n = services.i18n
+        self._fetching: set[int] = set()  # users with a page download in flight
+        self._fetching_lock = threading.Lock()
+
+    # --- what adapters ask before calling -------------------------------------------------------
+    def spec(self, incoming: Incoming) -> CommandSpec | None:
+        """The command table's row for this message, or None when it holds no known command."""
+        parsed = incoming.parsed
+        if parsed is None:
+            return None
+        try:
+            return COMMANDS.get(Command(parsed.command))
+        except ValueError:
+            return None
+
+    def must_check_admin(self, incoming: Incoming) -> bool:
+        """Whether the adapter must ask Telegram if the sender administers this chat."""
+        spec = self.spec(incoming)
+        changes_chat = spec is not None and spec.access is Access.CHAT_ADMIN
+        return must_check_admin(incoming.chat_kind, changes_chat=changes_chat, posted_by_chat=incoming.posted_by_chat)
+
+    def must_check_presser(self, chat_kind: ChatKind, data: str) -> bool:
+        """Whether the adapter must ask Telegram if whoever pressed this button administers the chat."""
+        parsed = parse_callback(data)
+        changes_chat = parsed is not None and parsed[0].changes_chat
+        return must_check_admin(chat_kind, changes_chat=changes_chat)
+
+    def workload(self, incoming: Incoming) -> Workload:
+        """Which threads should answer this message."""
+        spec = self.spec(incoming)
+        if spec is None:
+            return Workload.FETCH if self._link_of_plain_text(incoming) else Workload.QUICK
+        if spec.command is Command.SUMMARY:
+            args = incoming.parsed.args if incoming.parsed else ""
+            replied = incoming.replied
+            if is_url(args) or (not args and replied is not None and replied.article_id is None):
+                return Workload.FETCH
+        return spec.workload
+
+    # --- entry points ---------------------------------------------------------------------------
+    def handle(self, incoming: Incoming) -> list[Reply]:
+        """Answer one message; [] when nothing should be said (not a command in a group)."""
+        private = incoming.chat_kind in (ChatKind.PRIVATE, ChatKind.SHELL)
+        parsed = incoming.parsed
+        if parsed is None and not private:
+            return []
+        verdict = self._rate(incoming.chat_id, incoming.chat_kind)
+        if verdict is RateVerdict.DROP:
+            return []  # a flood costs no database work
+        chat = self.s.chats.ensure(incoming.chat_id, incoming.chat_kind, incoming.chat_title, incoming.user_lang)
+        if verdict is RateVerdict.WARN:
+            return [self._reply(chat.lang, "slow_down", limit=self.s.rate_limiter.limit)]
+        if len(incoming.text) > MAX_INPUT_CHARS:
+            return [self._reply(chat.lang, "input.too_long", length=len(incoming.text), limit=MAX_INPUT_CHARS)]
+        if parsed is None:
+            return [self._plain_text(chat, incoming)]
+        spec = self.spec(incoming)
+        if spec is None:
+            return [self._reply(chat.lang, "unknown", help=self._help_text(chat.lang, incoming.bot_admin))]
+        if spec.access is Access.BOT_ADMIN and not incoming.bot_admin:
+            return [self._reply(chat.lang, "admin_only", command=f"/{spec.command.value}")]
+        if spec.access is Access.CHAT_ADMIN and not incoming.chat_admin:
+            return [self._reply(chat.lang, "group_admin_only")]
+        return spec.handler(self, Request(chat, parsed.args, incoming))
+
+    def handle_forward(self, incoming: Incoming, post: Post, source_id: int | None = None) -> list[Reply]:
+        """A message forwarded into a private chat: an admin's becomes an article for everyone,
+        anyone else's is summarized for them alone."""
+        verdict = self._rate(incoming.chat_id, incoming.chat_kind)
+        if verdict is RateVerdict.DROP:
+            return []
+        chat = self.s.chats.ensure(incoming.chat_id, incoming.chat_kind, incoming.chat_title, incoming.user_lang)
+        if verdict is RateVerdict.WARN:
+            return [self._reply(chat.lang, "slow_down", limit=self.s.rate_limiter.limit)]
+        if may_publish(incoming.chat_kind, bot_admin=incoming.bot_admin):
+            return [self.ingest_reply(chat.lang, post, source_id)]
+        return [self._summary_of_post(chat, post, incoming)]
+
+    def channel_post(self, chat_id: int, title: str | None, post: Post) -> Reply:
+        """A post (not a command) in a channel where the bot is admin: stored and pushed to followers."""
+        self.s.chats.ensure(chat_id, ChatKind.CHANNEL, title)
+        source_id = self.s.chats.channel_source(chat_id, title)
+        return self.ingest_reply(self.i18n.default, post, source_id)
+
+    def handle_callback(self, press: ButtonPress) -> CallbackResult:
+        """Answer an inline button press."""
+        verdict = self._rate(press.chat_id, press.chat_kind)  # buttons can start translations: limit them too
+        if verdict is RateVerdict.DROP:
+            return CallbackResult()
+        chat = self.s.chats.ensure(press.chat_id, press.chat_kind, None, press.user_lang)
+        lang = chat.lang
+        if verdict is RateVerdict.WARN:
+            return CallbackResult(notice=self.i18n.plain(lang, "slow_down", limit=self.s.rate_limiter.limit))
+        parsed = parse_callback(press.data)
+        try:
+            if parsed is None or not parsed[1]:
+                raise ValueError(press.data)
+            kind, parts = parsed
+            if kind is CallbackKind.TRANSLATE:
+                target = parts[1] if len(parts) > 1 else ""
+                if target not in self.i18n.langs:
+                    return CallbackResult(notice=self.i18n.plain(lang, "lang.unsupported", code=truncate(target, 16),
+                                                                 langs=", ".join(self.i18n.langs)))
+                return self._translated(chat, parse_id(parts[0]), target)
+            if kind is CallbackKind.ORIGINAL:
+                article = self.s.articles.get(parse_id(parts[0]))
+                if article is None:
+                    return CallbackResult(notice=self.i18n.plain(lang, "summary.not_found", id=parts[0]))
+                return CallbackResult(edit=self.summary_reply(chat, article.id, article.lang or lang))
+            if kind is CallbackKind.SUMMARY:
+                return CallbackResult(replies=[self.summary_reply(chat, parse_id(parts[0]), lang)])
+            if kind is CallbackKind.UNFOLLOW:
+                if not press.chat_admin:
+                    return CallbackResult(notice=self.i18n.plain(lang, "group_admin_only"))
+                tag = self.s.subscriptions.unfollow_tag(chat.id, parse_id(parts[0]))
+                if tag is None:
+                    return CallbackResult(notice=self.i18n.plain(lang, "tag.unknown"))
+                notice = self.i18n.plain(lang, "unfollow.button_done", tag=tag.name)
+                if chat.kind is ChatKind.CHANNEL:
+                    return CallbackResult(notice=notice)  # a channel's readers need no announcement
+                return CallbackResult(notice=notice, replies=[self._reply(lang, "unfollow.button_done", tag=tag.name)])
+        except ValueError:
+            pass
+        log.info("ignoring unknown callback data %r", press.data[:64])
+        return CallbackResult()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _rate(self, chat_id: int, chat_kind: ChatKind) -> RateVerdict:
+        # The local shell user is the operator of this machine: nothing to protect against.
+        if chat_kind is ChatKind.SHELL:
+            return RateVerdict.ALLOW
+        return self.s.rate_limiter.check(chat_id)
+
+    def _reply(self, lang: str | None, key: str, buttons: Buttons = (), /, **params: object) -> Reply:
+        return Reply(self.i18n.t(lang, key, **params), buttons)
+
+    def _user_error(self, lang: str, key: str, error: Exception) -> Reply:
+        """A localized sentence for bad input; the library's own words only reach the log."""
+        log.info("user input refused: %s: %s", type(error).__name__, error)
+        reason_key = next((k for kind, k in USER_ERROR_KEYS if isinstance(error, kind)), "error.generic")
+        return self._reply(lang, key, reason=Html(self.i18n.t(lang, reason_key)))
+
+    def _help_text(self, lang: str, bot_admin: bool) -> Html:
+        text = self.i18n.t(lang, "help")
+        if bot_admin:
+            text = Html(f"{text}\n\n{self.i18n.t(lang, 'help.admin')}")
+        return text
+
+    @staticmethod
+    def _names(tags: Sequence[TagRef] | Sequence[str]) -> str:
+        return ", ".join(tag.name if isinstance(tag, TagRef) else tag for tag in tags)
+
+    def _article_line(self, lang: str, article: ArticleRef) -> Html:
+        title = escape(truncate(article.title, 120))
+        link = Html(f'<a href="{escape_attr(article.url)}">{title}</a>') if article.url else Html(f"<b>{title}</b>")
+        tags = self._names(article.tags) or self.i18n.plain(lang, "ingest.no_tags")
+        return self.i18n.t(lang, "article.item", id=article.id, link=link, tags=tags)
+
+    def _article_list(self, lang: str, header: Html, articles: Sequence[ArticleRef]) -> Reply:
+        lines = [header, *(self._article_line(lang, article) for article in articles)]
+        return Reply(Html("\n".join(fit_lines(lines))))
+
+    def _summary_button(self, lang: str, article: ArticleRef) -> Button:
+        label = self.i18n.plain(lang, "btn.summary", id=article.id, title=truncate(article.title, BUTTON_TITLE_CHARS))
+        return Button(label, callback_data=CallbackKind.SUMMARY.data(article.id))
+
+    @staticmethod
+    def _link_of_plain_text(incoming: Incoming) -> str | None:
+        """A link pasted as a plain message in a private chat (treated as /summary LINK)."""
+        if incoming.parsed is not None or incoming.chat_kind not in (ChatKind.PRIVATE, ChatKind.SHELL):
+            return None
+        return Post(incoming.clean_text).first_url()
+
+    def _plain_text(self, chat: ChatInfo, incoming: Incoming) -> Reply:
+        url = self._link_of_plain_text(incoming)
+        if url is not None:
+            return self._summary_of_url(chat, url, incoming)
+        return self._reply(chat.lang, "hint.plain_text")
+
+    # --- summaries ------------------------------------------------------------------------------
+    def summary_reply(self, chat: ChatInfo, article_id: int, lang: str, *, viewer_chat_id: int | None = None) -> Reply:
+        """The summary of an article in `lang`, with translate/original and unfollow buttons.
+
+        `viewer_chat_id`: when set, another chat's private submission is answered as not found.
+        """
+        return self._summary_message(chat, article_id, lang, viewer_chat_id)[0]
+
+    def _summary_message(self, chat: ChatInfo, article_id: int, lang: str,
+                         viewer_chat_id: int | None = None) -> tuple[Reply, ArticleSummary | None]:
+        article = self.s.articles.get(article_id, viewer_chat_id=viewer_chat_id)
+        if article is None:
+            return self._reply(chat.lang, "summary.not_found", id=article_id), None
+        try:
+            summary = self.s.summaries.summary(article_id, lang)
+        except SummaryNotReady:
+            return self._reply(chat.lang, "summary.not_ready"), None  # workers are busy (BROKER_URL set)
+        following = {tag.id for tag in self.s.subscriptions.following(chat.id)}
+        # The same message as a push of this article, so buttons and edits behave alike.
+        reply = render_push(article, article.tags, article.source_name, summary, chat.lang, self.i18n,
+                            followed_tag_ids=following, requested_lang=lang, translation=self.s.translation_enabled)
+        return reply, summary
+
+    def _translated(self, chat: ChatInfo, article_id: int, target: str) -> CallbackResult:
+        reply, summary = self._summary_message(chat, article_id, target)
+        if summary is not None and summary.lang != target:
+            # No translation model could be used: say so instead of showing the same text again.
+            name = self.i18n.plain(chat.lang, f"push.lang.{target}")
+            return CallbackResult(notice=self.i18n.plain(chat.lang, "translate.unavailable", lang=name))
+        return CallbackResult(edit=reply)
+
+    @contextmanager
+    def _one_fetch_per_user(self, incoming: Incoming) -> Iterator[bool]:
+        """At most one page download per user at a time; yields False when one is already running."""
+        key = incoming.user_id if incoming.user_id is not None else incoming.chat_id
+        with self._fetching_lock:
+            if key in self._fetching:
+                yield False
+                return
+            self._fetching.add(key)
+        try:
+            yield True
+        finally:
+            with self._fetching_lock:
+                self._fetching.discard(key)
+
+    def _submitter(self, chat: ChatInfo, incoming: Incoming) -> int | None:
+        """None when the sender may publish (see rights.may_publish), else the chat the content is private to."""
+        publish = may_publish(incoming.chat_kind, bot_admin=incoming.bot_admin, posted_by_chat=incoming.posted_by_chat)
+        return None if publish else chat.id
+
+    def _summary_of_url(self, chat: ChatInfo, url: str, incoming: Incoming) -> Reply:
+        with self._one_fetch_per_user(incoming) as allowed:
+            if not allowed:
+                return self._reply(chat.lang, "summary.busy")
+            try:
+                result = self.s.fetch_article(url, self._submitter(chat, incoming))
+            except USER_ERRORS as error:  # private address, not a page, too big, no text...
+                return self._user_error(chat.lang, "summary.bad_url", error)
+        return self.summary_reply(chat, result.article_id, chat.lang)
+
+    def _summary_of_post(self, chat: ChatInfo, post: Post, incoming: Incoming) -> Reply:
+        """The replied-to (or forwarded) message is the article, or (too short to be one) links to it."""
+        if post.article_id is not None:
+            return self.summary_reply(chat, post.article_id, chat.lang)  # a push: not a new article
+        if not post.text.strip():
+            return self._reply(chat.lang, "summary.no_article")
+        try:
+            result = self.ingest_post(post, submitted_by_chat_id=self._submitter(chat, incoming))
+        except USER_ERRORS as error:
+            url = post.first_url()
+            if url is not None:
+                return self._summary_of_url(chat, url, incoming)
+            return self._user_error(chat.lang, "summary.failed", error)
+        return self.summary_reply(chat, result.article_id, chat.lang)
+
+    # --- commands -------------------------------------------------------------------------------
+    def start(self, request: Request) -> list[Reply]:
+        """/start: greet and explain."""
+        return [self._reply(request.lang, "start")]
+
+    def help(self, request: Request) -> list[Reply]:
+        """/help: the commands."""
+        return [Reply(self._help_text(request.lang, request.incoming.bot_admin))]
+
+    def follow(self, request: Request) -> list[Reply]:
+        """/follow TAG...: follow tags, then offer the latest articles of each."""
+        lang = request.lang
+        names = split_tag_args(request.args)
+        if not names:
+            return [self._reply(lang, "follow.usage")]
+        result = self.s.subscriptions.follow(request.chat.id, names)
+        lines: list[Html] = []
+        if result.added:
+            lines.append(self.i18n.t(lang, "follow.added", tags=self._names(result.added)))
+        if result.already:
+            lines.append(self.i18n.t(lang, "follow.already", tags=self._names(result.already)))
+        if result.invalid:
+            lines.append(self.i18n.t(lang, "follow.invalid", tags=self._names([truncate(n, NAME_CHARS) for n in result.invalid]),
+                                     max=self.s.subscriptions.max_tag_length))
+        if result.over_limit:
+            lines.append(self.i18n.t(lang, "follow.limit", max=self.s.subscriptions.max_follows,
+                                     tags=self._names(result.over_limit)))
+        replies = [Reply(Html("\n".join(lines)))]
+        for tag in result.added[:FOLLOW_OFFER_TAGS]:
+            latest = self.s.articles.latest(FOLLOW_OFFER, tag.id, viewer_chat_id=request.chat.id)
+            if latest:
+                buttons = tuple((self._summary_button(lang, article),) for article in latest)
+                replies.append(self._reply(lang, "follow.latest", buttons, tag=tag.name))
+        return replies
+
+    def unfollow(self, request: Request) -> list[Reply]:
+        """/unfollow TAG...: stop following tags."""
+        lang = request.lang
+        names = split_tag_args(request.args)
+        if not names:
+            return [self._reply(lang, "unfollow.usage")]
+        result = self.s.subscriptions.unfollow(request.chat.id, names)
+        lines: list[Html] = []
+        if result.removed:
+            lines.append(self.i18n.t(lang, "unfollow.removed", tags=self._names(result.removed)))
+        if result.not_following:
+            shown = [truncate(n, NAME_CHARS) for n in result.not_following]
+            lines.append(self.i18n.t(lang, "unfollow.not_following", tags=self._names(shown)))
+        return [Reply(Html("\n".join(lines)))]
+
+    def following(self, request: Request) -> list[Reply]:
+        """/following: the chat's tags."""
+        tags = self.s.subscriptions.following(request.chat.id)
+        if not tags:
+            return [self._reply(request.lang, "following.none")]
+        return [self._reply(request.lang, "following.list", count=len(tags), tags=self._names(tags))]
+
+    def tags(self, request: Request) -> list[Reply]:
+        """/tags: popular tags with counts."""
+        popular = self.s.articles.popular_tags(TAGS_SHOWN)
+        if not popular:
+            return [self._reply(request.lang, "tags.none")]
+        lines = [self.i18n.t(request.lang, "tags.header")]
+        lines += [self.i18n.t(request.lang, "tags.item", name=tag.name, count=count) for tag, count in popular]
+        return [Reply(Html("\n".join(fit_lines(lines))))]
+
+    def lang(self, request: Request) -> list[Reply]:
+        """/lang CODE: the chat's language."""
+        code = request.args.strip().lower()
+        if not code:
+            return [self._reply(request.lang, "lang.usage", lang=request.lang)]
+        if code not in self.i18n.langs:
+            return [self._reply(request.lang, "lang.unsupported", code=truncate(code, 16), langs=", ".join(self.i18n.langs))]
+        self.s.chats.set_lang(request.chat.id, code)
+        return [self._reply(code, "lang.done")]
+
+    def summary(self, request: Request) -> list[Reply]:
+        """/summary ID|URL, or as a reply: an article's summary in the chat's language."""
+        chat, target, incoming = request.chat, request.args.strip(), request.incoming
+        if not target and incoming.replied is not None:
+            return [self._summary_of_post(chat, incoming.replied, incoming)]
+        if not target:
+            return [self._reply(chat.lang, "summary.usage")]
+        if is_url(target):
+            return [self._summary_of_url(chat, target, incoming)]
+        try:
+            article_id = parse_id(target)
+        except ValueError:
+            if target.lstrip("#").isdigit():
+                return [self._reply(chat.lang, "summary.not_found", id=truncate(target, 30))]
+            return [self._reply(chat.lang, "summary.usage")]
+        return [self.summary_reply(chat, article_id, chat.lang, viewer_chat_id=chat.id)]
+
+    def latest(self, request: Request) -> list[Reply]:
+        """/latest [TAG] [N]: newest articles."""
+        lang = request.lang
+        words = request.args.split()
+        count = LATEST_DEFAULT
+        if words and _COUNT.fullmatch(words[-1]):
+            number = words.pop()
+            count = int(number) if number.isdigit() and len(number) <= 8 else 0  # '-5', '--5' are no counts
+            if not 1 <= count <= LATEST_MAX:
+                return [self._reply(lang, "latest.bad_count", max=LATEST_MAX)]
+        name = " ".join(words)
+        viewer = request.chat.id
+        if name:
+            tag = self.s.articles.find_tag(name)
+            if tag is None:
+                return [self._reply(lang, "latest.none_tag", tag=truncate(name, NAME_CHARS))]
+            articles = self.s.articles.latest(count, tag.id, viewer_chat_id=viewer)
+            if not articles:
+                return [self._reply(lang, "latest.none_tag", tag=tag.name)]
+            return [self._article_list(lang, self.i18n.t(lang, "latest.header_tag", tag=tag.name), articles)]
+        articles = self.s.articles.latest(count, viewer_chat_id=viewer)
+        if not articles:
+            return [self._reply(lang, "latest.none")]
+        return [self._article_list(lang, self.i18n.t(lang, "latest.header"), articles)]
+
+    def search(self, request: Request) -> list[Reply]:
+        """/search WORDS: find articles."""
+        lang = request.lang
+        query = " ".join(request.args.split())
+        if not query:
+            return [self._reply(lang, "search.usage")]
+        if len(query) > MAX_SEARCH_CHARS:
+            return [self._reply(lang, "input.too_long", length=len(query), limit=MAX_SEARCH_CHARS)]
+        found = self.s.articles.search(query, SEARCH_RESULTS, viewer_chat_id=request.chat.id)
+        if not found:
+            return [self._reply(lang, "search.none", query=query)]
+        return [self._article_list(lang, self.i18n.t(lang, "search.header", query=query), found)]
+
+    def settings(self, request: Request) -> list[Reply]:
+        """/settings: the chat's language and follows."""
+        chat = request.chat
+        return [self._reply(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
+                            count=self.s.subscriptions.count(chat.id), max=self.s.subscriptions.max_follows,
+                            kind=chat.kind.value)]
+
+    # --- admin commands -------------------------------------------------------------------------
+    def stats(self, request: Request) -> list[Reply]:
+        """/stats: counts of articles, chats, follows, summaries and deliveries."""
+        lang = request.lang
+        stats = collect_stats(self.s.db)
+        deliveries = ", ".join(f"{status} {count}" for status, count in stats.deliveries.items() if count)
+        return [self._reply(lang, "stats", articles=stats.articles, chats=stats.chats,
+                            active_chats=stats.active_chats, subscriptions=stats.subscriptions,
+                            summaries=stats.summaries, deliveries=deliveries or self.i18n.plain(lang, "stats.none"))]
+
+    def addfeed(self, request: Request) -> list[Reply]:
+        """/addfeed URL [TAG...]: poll a feed."""
+        lang = request.lang
+        url, _, rest = request.args.partition(" ")
+        if not url or not is_url(url):
+            return [self._reply(lang, "addfeed.usage")]
+        try:
+            feed = self.s.feeds.add(url, split_tag_args(rest))
+        except USER_ERRORS as error:
+            return [self._user_error(lang, "addfeed.failed", error)]
+        return [self._reply(lang, "addfeed.done", id=feed.id, url=feed.url or "",
+                            tags=", ".join(feed.default_tags or []) or self.i18n.plain(lang, "ingest.no_tags"))]
+
+    def feeds(self, request: Request) -> list[Reply]:
+        """/feeds: the feeds and their state."""
+        lang = request.lang
+        sources: list[Source] = self.s.feeds.list()
+        if not sources:
+            return [self._reply(lang, "feeds.none")]
+        lines = [self.i18n.t(lang, "feeds.header")]
+        for feed in sources:
+            lines.append(self.i18n.t(lang, "feeds.item", id=feed.id, url=truncate(feed.url or "", 300),
+                                     status=str(feed.status), tags=", ".join(feed.default_tags or [])))
+        return [Reply(Html("\n".join(fit_lines(lines))))]
+
+    def removefeed(self, request: Request) -> list[Reply]:
+        """/removefeed URL|ID: stop polling a feed."""
+        target = request.args.strip()
+        if not target:
+            return [self._reply(request.lang, "removefeed.usage")]
+        try:
+            removed = self.s.feeds.remove(parse_id(target) if target.lstrip("#").isdigit() else target)
+        except ValueError:
+            removed = False
+        key = "removefeed.done" if removed else "removefeed.not_found"
+        return [self._reply(request.lang, key, feed=truncate(target, 200))]
+
+    # --- articles from posts --------------------------------------------------------------------
+    def ingest_post(self, post: Post, source_id: int | None = None, *,
+                    submitted_by_chat_id: int | None = None) -> IngestResult:
+        """Store a message holding an article (IngestError when it holds none)."""
+        item = parse_telegram_post(post.text, post.entities, post.url)
+        item.source_id = source_id
+        item.submitted_by_chat_id = submitted_by_chat_id
+        return self.s.ingest.ingest(item)
+
+    def ingest_reply(self, lang: str, post: Post, source_id: int | None = None) -> Reply:
+        """Store a post for everyone and describe the outcome (for the admin who forwarded it)."""
+        try:
+            result = self.ingest_post(post, source_id)
+        except USER_ERRORS as error:
+            return self._user_error(lang, "ingest.failed", error)
+        return self.describe_ingest(lang, result)
+
+    def describe_ingest(self, lang: str, result: IngestResult) -> Reply:
+        """'Stored article #12: title / Tags: …' or 'Already stored as #12'."""
+        title = truncate(result.title, 200)
+        if not result.created:
+            return self._reply(lang, "ingest.duplicate", id=result.article_id, title=title)
+        tags = ", ".join(result.tags) or self.i18n.plain(lang, "ingest.no_tags")
+        text = self.i18n.t(lang, "ingest.stored", id=result.article_id, title=title, tags=tags)
+        if result.story_id != result.article_id:
+            text = Html(f"{text}\n{self.i18n.t(lang, 'ingest.story', story_id=result.story_id)}")
+        return Reply(text)
+
+
+# The command table: every command, who may use it, where it runs, and whether the menu shows it.
+COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
+    CommandSpec(Command.START, Conversation.start),
+    CommandSpec(Command.HELP, Conversation.help),
+    CommandSpec(Command.FOLLOW, Conversation.follow, Access.CHAT_ADMIN),
+    CommandSpec(Command.UNFOLLOW, Conversation.unfollow, Access.CHAT_ADMIN),
+    CommandSpec(Command.FOLLOWING, Conversation.following),
+    CommandSpec(Command.TAGS, Conversation.tags),
+    CommandSpec(Command.LATEST, Conversation.latest),
+    CommandSpec(Command.SEARCH, Conversation.search),
+    CommandSpec(Command.SUMMARY, Conversation.summary, workload=Workload.SUMMARY),
+    CommandSpec(Command.LANG, Conversation.lang, Access.CHAT_ADMIN),
+    CommandSpec(Command.SETTINGS, Conversation.settings),
+    CommandSpec(Command.ADDFEED, Conversation.addfeed, Access.BOT_ADMIN, in_menu=False),
+    CommandSpec(Command.FEEDS, Conversation.feeds, Access.BOT_ADMIN, in_menu=False),
+    CommandSpec(Command.REMOVEFEED, Conversation.removefeed, Access.BOT_ADMIN, in_menu=False),
+    CommandSpec(Command.STATS, Conversation.stats, Access.BOT_ADMIN, in_menu=False),
+)}
+MENU_COMMANDS: tuple[Command, ...] = tuple(spec.command for spec in COMMANDS.values() if spec.in_menu)

@@ -1,0 +1,140 @@
+"""The one composition root: every service of a process, built once and handed to the adapters.
+
+`newsbot run` (bot/telegram/app.py), `newsbot shell` (bot/shell.py) and the tests build their
+services here; the push loop is assembled here too, with whatever transport the adapter has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+from bot.config import Settings
+from bot.context import AppContext
+from bot.conversation.conversation import Conversation
+from bot.conversation.messages import Reply
+from bot.conversation.render import render_push
+from bot.db import Database
+from bot.db.models import ChatKind
+from bot.i18n import I18n
+from bot.ingest.feeds import FeedService
+from bot.ingest.fetch import fetch_article
+from bot.ingest.service import IngestResult, IngestService
+from bot.jobs import build_summary_provider
+from bot.services.abuse import CommandRateLimiter
+from bot.services.articles import ArticleQueries
+from bot.services.chats import ChatService
+from bot.services.contracts import ArticleSummary, SummaryProvider
+from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
+from bot.services.fanout import FanoutService
+from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
+from bot.services.sending import SendPacer, Transport
+from bot.services.subscriptions import SubscriptionService
+from bot.tags import TagService
+from summarizer.config import is_disabled
+
+
+@dataclass
+class Services:
+    """Everything the conversation and the push loop need, built once per process."""
+
+    settings: Settings
+    db: Database
+    i18n: I18n
+    tags: TagService
+    chats: ChatService
+    subscriptions: SubscriptionService
+    articles: ArticleQueries
+    summaries: SummaryProvider
+    rate_limiter: CommandRateLimiter
+    ingest: IngestService
+    feeds: FeedService
+    deliveries: DeliveryService
+    fanout: FanoutService
+
+    @property
+    def translation_enabled(self) -> bool:
+        """Whether a translation model is configured (translate buttons are offered only then)."""
+        return not is_disabled(self.settings.translation_model)
+
+    def fetch_article(self, url: str, submitted_by_chat_id: int | None = None) -> IngestResult:
+        """Download a page and store it; `submitted_by_chat_id` keeps it private to that chat."""
+        item = replace(fetch_article(url, self.settings), submitted_by_chat_id=submitted_by_chat_id)
+        return self.ingest.ingest(item)
+
+    def close(self) -> None:
+        """Release what the services hold open (HTTP clients, model threads)."""
+        self.feeds.close()
+        close = getattr(self.summaries, "close", None)
+        if close is not None:
+            close()
+
+
+def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvider | None = None) -> Services:
+    """Build every service once; models load lazily on first use.
+
+    Summaries are computed in this process, or queued for `newsbot worker` when BROKER_URL is set.
+    """
+    settings, db = context.settings, context.db
+    tags = TagService(db, settings)
+    ingest = IngestService(db, settings, tags)
+    summaries = summaries if summaries is not None else build_summary_provider(context)
+    return Services(
+        settings=settings,
+        db=db,
+        i18n=i18n,
+        tags=tags,
+        chats=ChatService(db),
+        subscriptions=SubscriptionService(db, settings, tags),
+        articles=ArticleQueries(db, tags),
+        summaries=summaries,
+        rate_limiter=CommandRateLimiter(settings.command_rate_limit),
+        ingest=ingest,
+        feeds=FeedService(db, settings, ingest),
+        deliveries=DeliveryService(db, settings),
+        fanout=FanoutService(db, summaries),
+    )
+
+
+def build_conversation(services: Services) -> Conversation:
+    """The conversation over these services."""
+    return Conversation(services)
+
+
+def push_renderer(services: Services) -> PushRenderer:
+    """Render a claimed delivery as the same message /summary shows, in the chat's language."""
+    translation = services.translation_enabled
+
+    def render(delivery: ClaimedDelivery, article: ArticleView, summary: ArticleSummary) -> Reply:
+        return render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
+                           followed_tag_ids=delivery.followed_tag_ids, translation=translation)
+
+    return render
+
+
+def build_push_loop(
+    services: Services,
+    transport: Transport,
+    *,
+    limiter: SendPacer | None = None,
+    kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS,
+    on_parked: ParkedHook | None = None,
+    poll_interval: float = 0.5,
+    drain_timeout: float = 10.0,
+) -> PushLoop:
+    """Fan-out and outbox sender for the chats of `kinds`, sending through `transport`."""
+    return PushLoop(
+        fanout=services.fanout,
+        deliveries=services.deliveries,
+        chats=services.chats,
+        summaries=services.summaries,
+        transport=transport,
+        render=push_renderer(services),
+        limiter=limiter,
+        kinds=kinds,
+        poll_interval=poll_interval,
+        # Enough sends in flight to keep the global rate busy while each waits for its chat's slot.
+        concurrency=max(8, int(services.settings.send_rate_global * 2)),
+        drain_timeout=drain_timeout,
+        on_parked=on_parked,
+    )
