@@ -225,9 +225,9 @@ async def end_to_end(
     from bot.ingest.service import ArticleInput, IngestService
     from bot.jobs import build_summary_provider
     from bot.tags import TagService
-    from bot.telegram.pushes import PushLoop
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
+    from bot.wiring import build_push_loop, build_services
 
     db = Database(settings.database_url)
     ctx = AppContext(settings=settings, db=db)
@@ -255,7 +255,8 @@ async def end_to_end(
             session.execute(Article.__table__.update().values(fanned_out_at=Article.created_at))
         await bot.initialize()
         provider = build_summary_provider(ctx)
-        loop = PushLoop(db=db, settings=settings, transport=TelegramTransport(bot), summaries=provider, i18n=I18n.load())
+        services = build_services(ctx, I18n.load(), summaries=provider)
+        loop = build_push_loop(services, TelegramTransport(bot), limiter=bot.rate_limiter)
         pushing = asyncio.create_task(loop.run(stop))
         started = time.monotonic()
         started_wall = time.time()

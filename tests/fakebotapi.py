@@ -283,12 +283,13 @@ class _Scripting:
         *,
         message_id: int,
         chat_id: int | None = None,
+        chat_type: str | None = None,
         message_text: str = "",
         lang: str | None = "en",
     ) -> int:
         """A user presses an inline button with `data` under the bot's message `message_id`."""
         chat_id = user_id if chat_id is None else chat_id
-        chat_type = _chat_type(chat_id)
+        chat_type = chat_type or _chat_type(chat_id)
         chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
         if chat_type != "private":
             chat["title"] = f"Group {chat_id}"
