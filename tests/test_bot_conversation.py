@@ -363,3 +363,52 @@ def test_nul_and_markup_in_every_command(conversation: Conversation) -> None:
             # One chat per command, so the per-chat rate limit does not answer instead.
             replies = say(conversation, f"{command} {arg}", chat_id=5000 + index, bot_admin=True)
             assert replies and all(reply.text.strip() for reply in replies), (command, arg)
+
+
+def test_odd_counts_in_latest_are_answered_not_crashed(conversation: Conversation, i18n: I18n) -> None:
+    store(conversation, EN_BODY, "Russia demands guarantees", ["Rusia"], "en")
+    bad = i18n.t("en", "latest.bad_count", max=20)
+    for text in ("/latest --5", "/latest -5", "/latest 0", "/latest 999999999999", "/latest Rusia --5"):
+        assert texts(say(conversation, text)) == [bad], text
+    # Digits that are not ASCII are words (a tag name), never a count.
+    assert texts(say(conversation, "/latest ²")) == [i18n.t("en", "latest.none_tag", tag="²")]
+    assert texts(say(conversation, "/latest ٣")) == [i18n.t("en", "latest.none_tag", tag="٣")]
+    assert "Russia demands guarantees" in texts(say(conversation, "/latest Rusia 1"))[0]
+
+
+def test_library_error_text_never_reaches_a_chat(conversation: Conversation, i18n: I18n) -> None:
+    say(conversation, "/lang id")
+    for link in ("http://10.0.0.1/x", "http://localhost:1/x", "ftp://example.com/x"):
+        [reply] = say(conversation, f"/summary {link}") if link.startswith("http") else say(conversation, link)
+        if link.startswith("http"):
+            assert reply.text == i18n.t("id", "summary.bad_url", reason=i18n.t("id", "error.fetch")), link
+        else:  # not a link we read: a hint, in Indonesian
+            assert reply.text == i18n.t("id", "hint.plain_text")
+    [reply] = say(conversation, "/addfeed http://example.com:99999/feed.xml", bot_admin=True)
+    assert reply.text == i18n.t("id", "addfeed.failed", reason=i18n.t("id", "error.feed"))
+
+
+def test_the_command_table_is_the_one_source_of_access_and_menu() -> None:
+    from bot.conversation.conversation import COMMANDS, MENU_COMMANDS, Access, Command
+
+    assert set(COMMANDS) == set(Command)
+    assert {c for c, spec in COMMANDS.items() if spec.access is Access.BOT_ADMIN} == {
+        Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}
+    assert {c for c, spec in COMMANDS.items() if spec.access is Access.CHAT_ADMIN} == {
+        Command.FOLLOW, Command.UNFOLLOW, Command.LANG}
+    assert not set(MENU_COMMANDS) & {Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}
+
+
+def test_rights_are_asked_only_where_they_differ() -> None:
+    from bot.conversation.rights import may_publish, must_check_admin
+
+    for kind in (ChatKind.PRIVATE, ChatKind.SHELL):
+        assert not must_check_admin(kind, changes_chat=True)
+    for kind in (ChatKind.GROUP, ChatKind.SUPERGROUP, ChatKind.CHANNEL):
+        assert must_check_admin(kind, changes_chat=True)  # a button under a channel post: anyone can press it
+        assert not must_check_admin(kind, changes_chat=True, posted_by_chat=True)
+        assert not must_check_admin(kind, changes_chat=False)
+    assert may_publish(ChatKind.PRIVATE, bot_admin=True) and may_publish(ChatKind.SHELL, bot_admin=False)
+    assert may_publish(ChatKind.CHANNEL, bot_admin=False, posted_by_chat=True)
+    for kind in (ChatKind.PRIVATE, ChatKind.GROUP, ChatKind.SUPERGROUP, ChatKind.CHANNEL):
+        assert not may_publish(kind, bot_admin=False)

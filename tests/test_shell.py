@@ -204,3 +204,58 @@ def test_pushes_pending_at_end_of_input_are_printed_before_exit(tmp_path: Path, 
     assert done.stdout.count("🔔 ") == 1 and "Russia said on Monday" in done.stdout
     # Delivered once: a third session has nothing more to print.
     assert newsbot(["shell"], tmp_path, url, "").stdout == ""
+
+
+def test_newsbot_run_waits_for_an_unreachable_bot_api_then_serves(tmp_path: Path, i18n: I18n) -> None:
+    """Telegram unreachable at start: one short line per try with a growing pause, no traceback."""
+    import signal
+    import socket
+    import threading
+
+    from fakebotapi import DEFAULT_TOKEN, FakeBotApi
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = shell_env(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    env.update(TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_BASE_URL=f"http://127.0.0.1:{port}/bot")
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path, env=env)
+    lines: Queue[str] = Queue()
+    threading.Thread(target=_reader, args=(process.stderr, lines), daemon=True).start()
+    try:
+        first = _read_until(lines, "not reachable", timeout=60)
+        with FakeBotApi(port=port) as server:
+            server.user_command(1001, "/start")
+            [reply] = server.wait_for_messages(1, 1001, timeout=60)
+            assert reply.text == i18n.t("en", "start")
+            # Only the updates a handler handles are asked for: no joins, leaves or reactions.
+            [poll, *_] = server.calls("getUpdates")
+            assert sorted(poll.params["allowed_updates"]) == ["callback_query", "channel_post", "message", "my_chat_member"]
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    time.sleep(0.2)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    stderr = first + "".join(rest)
+    assert "Traceback" not in stderr
+    assert 1 <= stderr.count("not reachable") <= 5
+    assert DEFAULT_TOKEN.split(":")[1] not in stderr
+
+
+def test_newsbot_run_with_a_refused_token_says_so_in_one_line(tmp_path: Path, i18n: I18n) -> None:
+    from fakebotapi import FakeBotApi
+
+    with FakeBotApi() as server:
+        env = shell_env(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+        env.update(TELEGRAM_BOT_TOKEN="987654321:WRONG-token", TELEGRAM_BASE_URL=server.base_url)
+        done = subprocess.run([sys.executable, "-m", "bot", "run"], capture_output=True, text=True, cwd=tmp_path,
+                              env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"newsbot: {i18n.plain(None, 'run.token_refused')}"
+    assert "Traceback" not in done.stderr and "WRONG-token" not in done.stderr

@@ -26,8 +26,12 @@ def run() -> None:
     if settings.webhook_url and not WEBHOOK_SECRET.fullmatch(secret):
         click.echo(f"newsbot: {i18n.plain(None, 'run.webhook_secret')}", err=True)
         raise SystemExit(EXIT_USAGE)
-    from bot.telegram.app import build_application, run_application
+    from bot.telegram.app import TokenRefused, build_application, run_application
 
     with cli_context(settings) as context:
         application = build_application(context, i18n)
-        run_application(application, settings)
+        try:
+            run_application(application, settings)
+        except TokenRefused:
+            click.echo(f"newsbot: {i18n.plain(None, 'run.token_refused')}", err=True)
+            raise SystemExit(EXIT_USAGE) from None

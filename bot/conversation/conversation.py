@@ -283,7 +283,9 @@ class Conversation:
     def _user_error(self, lang: str, key: str, error: Exception) -> Reply:
         """A localized sentence for bad input; the library's own words only reach the log."""
         log.info("user input refused: %s: %s", type(error).__name__, error)
-        reason_key = next((k for kind, k in USER_ERROR_KEYS if isinstance(error, kind)), "error.generic")
+        # The most specific reason: a download problem wrapped as "no article" is still a download problem.
+        cause = error.__cause__ if isinstance(error.__cause__, USER_ERRORS) else error
+        reason_key = next((k for kind, k in USER_ERROR_KEYS if isinstance(cause, kind)), "error.generic")
         return self._reply(lang, key, reason=Html(self.i18n.t(lang, reason_key)))
 
     def _help_text(self, lang: str, bot_admin: bool) -> Html:

@@ -128,7 +128,7 @@ def fetch_article(fetcher: Fetcher, url: str, tags: Sequence[str] = ()) -> Artic
     try:
         page = fetcher.fetch(url, accept=HTML_TYPES)
     except FetchError as error:
-        raise IngestError(str(error)) from None
+        raise IngestError(str(error)) from error  # the cause tells a download problem from a bad page
     article = article_from_bytes(
         page.content, name=page.url, declared_charset=page.charset, url=page.url, tags=tags,
         content_type=page.content_type,

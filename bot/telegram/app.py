@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
+from telegram.error import InvalidToken, NetworkError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -39,6 +41,7 @@ _NEW_MESSAGES = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 # Only what a handler below handles: Telegram then never sends joins, leaves or reactions.
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
+STARTUP_MAX_DELAY = 60.0  # longest pause between getMe tries while Telegram is unreachable at start
 
 
 def token_of(settings: Settings) -> str:
@@ -181,8 +184,36 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+class TokenRefused(Exception):
+    """Telegram refused TELEGRAM_BOT_TOKEN (revoked or mistyped): waiting will not help."""
+
+
+async def _get_me(settings: Settings) -> None:
+    bot = Bot(token_of(settings), base_url=settings.telegram_base_url)
+    async with bot:  # initialize() asks getMe
+        pass
+
+
+def wait_for_telegram(settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
+                      first_delay: float = 1.0, max_delay: float = STARTUP_MAX_DELAY) -> None:
+    """Ask getMe until the Bot API answers: an unreachable Telegram at start is waited out, one
+    line per try with a growing pause; a refused token raises TokenRefused at once."""
+    delay = first_delay
+    while True:
+        try:
+            asyncio.run(_get_me(settings))
+            return
+        except InvalidToken as error:
+            raise TokenRefused(str(error)) from None
+        except (NetworkError, TimedOut) as error:  # RetryAfter and server errors included
+            log.warning("Telegram Bot API not reachable (%s); trying again in %.0f s", error.message, delay)
+        sleep(delay)
+        delay = min(max_delay, delay * 2)
+
+
 def run_application(application: Application, settings: Settings) -> None:
     """Long polling, or a webhook with a secret token when WEBHOOK_URL is set (blocks)."""
+    wait_for_telegram(settings)
     if settings.webhook_url:
         application.run_webhook(**webhook_options(settings))
         return
