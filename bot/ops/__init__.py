@@ -1,1 +1,1 @@
-"""Operations: health and readiness endpoint, Prometheus metrics, log context, shutdown."""
+"""Operations: health and readiness endpoint, Prometheus metrics, log context."""

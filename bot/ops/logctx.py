@@ -20,11 +20,6 @@ def log_context(**values: object) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
-def current_context() -> dict[str, object]:
-    """The values bound in this thread or task right now."""
-    return dict(_CONTEXT.get())
-
-
 class ContextFilter(logging.Filter):
     """Copies the bound values onto the record as ctx_<name> (bot.logs.JsonFormatter prints them)."""
 
