@@ -132,9 +132,9 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
     from bot.services.chats import ChatService
     from bot.services.subscriptions import SubscriptionService
     from bot.tags import TagService
-    from bot.telegram.pushes import PushLoop
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
+    from bot.wiring import build_push_loop, build_services
     from tinymodels import article as tiny_article
 
     server = fake_bot_api
@@ -186,10 +186,8 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
             chats.ensure(chat_id, ChatKind.PRIVATE, user_lang=lang)
             assert subscriptions.follow(chat_id, ["Rusia"])
         await bot.initialize()
-        loop = PushLoop(
-            db=ctx.db, settings=settings, transport=TelegramTransport(bot), summaries=provider, i18n=I18n.load(),
-            poll_interval=0.2,
-        )
+        services = build_services(ctx, I18n.load(), summaries=provider)
+        loop = build_push_loop(services, TelegramTransport(bot), poll_interval=0.2)
         pushing = asyncio.create_task(loop.run(stop))
 
         ingest = IngestService(ctx.db, settings, tags)
