@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, open_database
 from bot.db.migrate import upgrade
 
 
@@ -21,8 +21,11 @@ class AppContext:
 
 
 def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
-    """Connect to the database (creating the SQLite folder) and apply migrations."""
-    db = Database(settings.database_url)
+    """Connect to the database (creating the SQLite folder) and apply migrations.
+
+    Raises DatabaseUnavailable (one line naming DATABASE_URL) when it cannot be reached.
+    """
+    db = open_database(settings.database_url)
     if migrate:
         upgrade(db.engine)
     return AppContext(settings=settings, db=db)

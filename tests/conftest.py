@@ -17,7 +17,7 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.db.scratch import DEFAULT_ADMIN_URL, scratch_postgres
+from pgscratch import DEFAULT_ADMIN_URL, scratch_postgres
 from bot.db.models import Base
 from bot.logs import RedactingFilter
 

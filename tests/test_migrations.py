@@ -19,7 +19,7 @@ from sqlalchemy import Engine, column, inspect, select, table
 from bot.db import Database
 from bot.db.migrate import alembic_config, current_revision, downgrade, upgrade
 from bot.db.models import Article, Base, Tag
-from bot.db.scratch import scratch_postgres
+from pgscratch import scratch_postgres
 from conftest import POSTGRES_ADMIN_URL
 
 
