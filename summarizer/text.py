@@ -196,11 +196,13 @@ def strip_datelines(text: str) -> str:
     kept. Returns the text unchanged when stripping would leave nothing.
     """
     kept: list[str] = []
+    opened = 0  # paragraphs of running text seen (headlines and page chrome above them don't count)
     for line in clean_whitespace(text).split("\n"):
         if line and _is_byline(line):
             continue
-        if line and sum(1 for paragraph in kept if paragraph) < _OPENING_PARAGRAPHS:
+        if line and opened < _OPENING_PARAGRAPHS:
             line = _strip_dateline(line)
+            opened += ends_sentence(line)
         kept.append(line)
     stripped = clean_whitespace("\n".join(kept))
     return stripped or text

@@ -52,20 +52,15 @@ RowT = TypeVar("RowT", bound=StoredSummaryRow)
 def choose_summary(rows: Iterable[RowT], wanted: str | None) -> RowT | None:
     """The one policy for which of an article's stored summaries readers see.
 
-    `wanted` is the model key this process would store now (SummaryService: its engine's key;
-    None in the bot process, which loads no model and cannot know what the workers load).
-    - the row under `wanted` when it is stored;
-    - None when `wanted` is a model whose row is missing: the caller computes it;
-    - otherwise (wanted is the extractive fallback, or unknown) a model's summary beats the
-      fallback's, and the newest wins among equals; None when nothing is stored.
+    `wanted` is the model key this process would store now: SummaryService passes its engine's
+    key; the bot process passes None, since it loads no model and cannot know what workers load.
+    - wanted is a model: its row; None when missing (the caller computes it);
+    - wanted is the extractive fallback, or unknown: a model's summary beats the fallback's,
+      and the newest wins among equals; None when nothing is stored.
     """
     candidates = list(rows)
-    if wanted is not None:
-        for row in candidates:
-            if row.model == wanted:
-                return row
-        if summary_model_of(wanted) is not None:
-            return None
+    if wanted is not None and summary_model_of(wanted) is not None:
+        return next((row for row in candidates if row.model == wanted), None)
     ranked = sorted(candidates, key=lambda row: (row.method is not SummaryMethod.SEQ2SEQ, -row.id))
     return ranked[0] if ranked else None
 
