@@ -25,7 +25,8 @@ def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
 
     Raises DatabaseUnavailable (one line naming DATABASE_URL) when it cannot be reached.
     """
-    db = open_database(settings.database_url)
+    # Without migrating (workers) a database still starting is waited for, not an error.
+    db = open_database(settings.database_url, connect=migrate)
     if migrate:
         upgrade(db.engine)
     return AppContext(settings=settings, db=db)

@@ -284,3 +284,26 @@ def test_postgresql_url_without_a_driver_works_and_service_commands_name_it(
     assert first.startswith("newsbot: database postgresql postgresql+psycopg://")
     assert make_url(driverless_postgres_url).database in first and "***" in first
     assert SECRET not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_services_say_which_database_first(
+    command: str, driverless_postgres_url: str, tmp_path: Path, home: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in {"PATH", "LANG"}}
+    env.update(
+        PYTHONPATH=str(REPO), HOME=str(home), DATABASE_URL=driverless_postgres_url, SUMMARY_MODEL="none",
+        TRANSLATION_MODEL="none", TELEGRAM_BOT_TOKEN="123:abc", TELEGRAM_BASE_URL=f"http://127.0.0.1:{_closed_port()}/bot",
+        BROKER_URL="redis://127.0.0.1:6379/14", JOB_QUEUE=f"newsbot-cfg-{uuid.uuid4().hex[:8]}",
+    )
+    process = subprocess.Popen([sys.executable, "-m", "bot", command], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline().strip()
+    finally:
+        process.kill()
+        process.wait(30)
+    user = make_url(driverless_postgres_url).username
+    assert first.startswith(f"newsbot: database postgresql postgresql+psycopg://{user}:***@")
+    assert SECRET not in first

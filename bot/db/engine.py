@@ -147,12 +147,17 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(database_url: str, **engine_kwargs: Any) -> Database:
-    """A Database whose server answered; DatabaseUnavailable (one line, from the cause) otherwise."""
+def open_database(database_url: str, *, connect: bool = True, **engine_kwargs: Any) -> Database:
+    """A Database whose server answered; DatabaseUnavailable (one line, from the cause) otherwise.
+
+    connect=False only checks the URL: for workers, which wait for a database still starting.
+    """
     try:
         database = Database(database_url, **engine_kwargs)
     except (SQLAlchemyError, ModuleNotFoundError, OSError) as error:
         raise DatabaseUnavailable(explain_database_error(database_url, error)) from error
+    if not connect:
+        return database
     try:
         with database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
