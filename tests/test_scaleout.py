@@ -160,7 +160,10 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
     }
     workdir = tmp_path / "workers"
     workdir.mkdir()
-    workers = [WorkerProcess(name, env, tmp_path / f"{name}.log", workdir, job_delay=JOB_DELAY_S) for name in ("worker-a", "worker-b")]
+    workers = [
+        WorkerProcess(name, env, tmp_path / f"{name}.log", workdir, job_delay=JOB_DELAY_S)
+        for name in ("worker-a", "worker-b")
+    ]
     settings: Settings = make_settings(
         scaleout_url,
         tmp_path,
