@@ -41,7 +41,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HOME=/models \
     DATA_DIR=/data \
-    DATABASE_URL=sqlite:////data/newsbot.sqlite3 \
     HEALTH_LISTEN=0.0.0.0 \
     HEALTH_PORT=9090
 USER newsbot

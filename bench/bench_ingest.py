@@ -18,13 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.config import Settings
-from bot.db import Database
-from bot.db.migrate import upgrade
-from bot.db.scratch import scratch_postgres
-from bot.ingest.loaders import article_from_document
-from bot.ingest.service import IngestService
-from bot.tags import TagService
+# The throwaway-PostgreSQL helper is a test helper (tests/pgscratch.py), not part of the package.
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from bot.config import Settings  # noqa: E402
+from bot.db import Database  # noqa: E402
+from bot.db.migrate import upgrade  # noqa: E402
+from bot.ingest.loaders import article_from_document  # noqa: E402
+from bot.ingest.service import IngestService  # noqa: E402
+from bot.tags import TagService  # noqa: E402
+from pgscratch import scratch_postgres  # noqa: E402
 
 WORDS = (
     "pemerintah menyatakan bahwa rencana pembangunan jalan baru akan dimulai tahun depan setelah "

@@ -76,7 +76,7 @@ def article_text(words: Sequence[str], seed: int) -> str:
 @contextmanager
 def temporary_postgres() -> Iterator[str]:
     """A new migrated PostgreSQL database, dropped afterwards."""
-    from bot.db.scratch import scratch_postgres
+    from pgscratch import scratch_postgres
 
     with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_bench") as url:
         yield url

@@ -1,19 +1,56 @@
 """Settings from the environment and a .env file.
 
 Every setting here is listed, with a comment, in .env.example. `load_settings()` turns a bad
-value into one clear line naming the setting and exit code 2.
+value into one clear line naming the setting and exit code 2. An empty value (`HEALTH_PORT=`)
+means "not set", in the environment and in .env alike, so .env.example works as copied.
+
+The model settings take their defaults from the summarizer's own `SummarizerConfig`, and
+`summarizer_config()` is the one place that turns Settings into a SummarizerConfig.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from summarizer.config import (
+    DEFAULT_SUMMARY_MODEL,
+    DEFAULT_TRANSLATION_MODEL,
+    Backend,
+    Precision,
+    SummarizerConfig,
+    parse_overrides,
+)
+
 EXIT_USAGE = 2
+APP_NAME = "newsbot"
+SQLITE_FILE = "newsbot.sqlite3"
+
+# The summarizer's defaults: the model settings below take theirs from here, never re-state them.
+_MODEL_DEFAULTS = SummarizerConfig()
+
+
+def default_data_dir() -> Path:
+    """The platform's per-user data folder for newsbot (DATA_DIR's default).
+
+    Linux and other Unix: $XDG_DATA_HOME/newsbot, else ~/.local/share/newsbot; macOS:
+    ~/Library/Application Support/newsbot; Windows: %LOCALAPPDATA%\\newsbot.
+    A fixed folder, so running newsbot from another directory finds the same database.
+    """
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / APP_NAME
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP_NAME
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    # The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / APP_NAME
 
 
 def _split_csv(value: object) -> object:
@@ -26,15 +63,21 @@ class Settings(BaseSettings):
     """All of newsbot's settings; names match the environment variables."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,  # `NAME=` means unset, in the environment and in .env
     )
 
     # --- storage -------------------------------------------------------------------------
-    database_url: str = Field(
-        default="sqlite:///data/newsbot.sqlite3",
-        description="SQLAlchemy URL; sqlite:///path or postgresql+psycopg://user@host/db",
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="folder for the SQLite file and the shell's log"
     )
-    data_dir: Path = Field(default=Path("data"), description="folder for SQLite and caches")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; default sqlite:///DATA_DIR/newsbot.sqlite3, or postgresql://user@host/db",
+    )
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -52,22 +95,22 @@ class Settings(BaseSettings):
     near_duplicate_distance: int = Field(default=6, ge=0, le=64)
 
     # --- models --------------------------------------------------------------------------
-    summary_model: str = "csebuetnlp/mT5_multilingual_XLSum"
-    translation_model: str = "Helsinki-NLP/opus-mt-{src}-{tgt}"
-    model_cache_dir: Path | None = None
-    model_backend: str = Field(default="auto", pattern="^(auto|transformers|ctranslate2)$")
-    model_precision: str = Field(default="auto", pattern="^(auto|fp32|bf16|int8)$")
-    model_threads: int = Field(default=0, ge=0)
+    summary_model: str = DEFAULT_SUMMARY_MODEL
+    translation_model: str = DEFAULT_TRANSLATION_MODEL
+    model_cache_dir: Path | None = _MODEL_DEFAULTS.cache_dir
+    model_backend: Backend = _MODEL_DEFAULTS.backend
+    model_precision: Precision = _MODEL_DEFAULTS.precision
+    model_threads: int = Field(default=_MODEL_DEFAULTS.threads, ge=0)
     model_allocator: str = Field(default="auto", pattern="^(auto|tcmalloc|jemalloc|system)$")
-    summary_num_beams: int = Field(default=4, ge=1)
-    summary_max_new_tokens: int = Field(default=84, ge=8)
-    summary_max_input_tokens: int = Field(default=512, ge=32)
-    summary_sentences: int = Field(default=3, ge=1, le=10)
-    translation_num_beams: int = Field(default=4, ge=1)
-    model_batch_size: int = Field(default=8, ge=1)
+    summary_num_beams: int = Field(default=_MODEL_DEFAULTS.num_beams, ge=1)
+    summary_max_new_tokens: int = Field(default=_MODEL_DEFAULTS.max_new_tokens, ge=8)
+    summary_max_input_tokens: int = Field(default=_MODEL_DEFAULTS.max_input_tokens, ge=32)
+    summary_sentences: int = Field(default=_MODEL_DEFAULTS.sentences, ge=1, le=10)
+    translation_num_beams: int = Field(default=_MODEL_DEFAULTS.translation_num_beams, ge=1)
+    model_batch_size: int = Field(default=_MODEL_DEFAULTS.batch_size, ge=1)
     summary_model_overrides: str = Field(default="", description="per-language SUMMARY_MODEL: en=ID,id=ID")
-    model_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["id", "en"])
-    hf_hub_offline: bool = False
+    model_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(_MODEL_DEFAULTS.languages))
+    hf_hub_offline: bool = _MODEL_DEFAULTS.offline
 
     # --- telegram ------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
@@ -91,8 +134,19 @@ class Settings(BaseSettings):
     job_queue: str = Field(default="newsbot", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     job_visibility_timeout: float = Field(default=3600.0, gt=0)
     job_max_retries: int = Field(default=10, ge=0)
-    job_test_delay: float = Field(default=0.0, ge=0)
     summary_wait: float = Field(default=5.0, ge=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        # Derived here, not in a default, so DATA_DIR (from any source) decides where it lives.
+        if not self.database_url.strip():
+            self.database_url = f"sqlite:///{self.data_dir / SQLITE_FILE}"
+        return self
 
     @field_validator("fetch_allowed_hosts", mode="before")
     @classmethod
@@ -108,9 +162,7 @@ class Settings(BaseSettings):
     @field_validator("summary_model_overrides")
     @classmethod
     def _check_overrides(cls, value: str) -> str:
-        for item in value.split(","):
-            if item.strip() and not all(part.strip() for part in item.partition("=")[::2]):
-                raise ValueError(f"expected LANG=MODEL pairs separated by commas, got {item.strip()!r}")
+        parse_overrides(value)  # raises ValueError naming the bad pair
         return value
 
     @field_validator("admin_ids", mode="before")
@@ -118,19 +170,29 @@ class Settings(BaseSettings):
     def _parse_admin_ids(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("broker_url", "webhook_url", "model_cache_dir", "tag_aliases_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("telegram_bot_token", "webhook_secret", mode="before")
-    @classmethod
-    def _empty_secret_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
 
-class SettingsError(Exception):
-    """A setting has a bad value; the message names it in one line."""
+def summarizer_config(settings: Settings) -> SummarizerConfig:
+    """The summarizer's configuration from newsbot's settings (the one place that maps them)."""
+    from summarizer.models import env_offline
+
+    return SummarizerConfig(
+        summary_model=settings.summary_model,
+        summary_model_overrides=parse_overrides(settings.summary_model_overrides),
+        translation_model=settings.translation_model,
+        languages=tuple(settings.model_languages),
+        cache_dir=settings.model_cache_dir,
+        offline=settings.hf_hub_offline or env_offline(),
+        backend=settings.model_backend,
+        precision=settings.model_precision,
+        threads=settings.model_threads,
+        num_beams=settings.summary_num_beams,
+        max_new_tokens=settings.summary_max_new_tokens,
+        max_input_tokens=settings.summary_max_input_tokens,
+        translation_num_beams=settings.translation_num_beams,
+        batch_size=settings.model_batch_size,
+        sentences=settings.summary_sentences,
+    )
 
 
 def describe_validation_error(error: ValidationError) -> str:

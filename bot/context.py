@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, open_database
 from bot.db.migrate import upgrade
 
 
@@ -21,8 +21,12 @@ class AppContext:
 
 
 def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
-    """Connect to the database (creating the SQLite folder) and apply migrations."""
-    db = Database(settings.database_url)
+    """Connect to the database (creating the SQLite folder) and apply migrations.
+
+    Raises DatabaseUnavailable (one line naming DATABASE_URL) when it cannot be reached.
+    """
+    # Without migrating (workers) a database still starting is waited for, not an error.
+    db = open_database(settings.database_url, connect=migrate)
     if migrate:
         upgrade(db.engine)
     return AppContext(settings=settings, db=db)

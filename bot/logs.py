@@ -6,8 +6,11 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 REDACTED = "[REDACTED]"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SHORT_LINE_CHARS = 160
 
 
 class RedactingFilter(logging.Filter):
@@ -54,18 +57,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
-    """Configure the root logger once per process; every handler redacts the secrets."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+class ShortFormatter(logging.Formatter):
+    """One short line per record, no traceback: for a terminal that is also a conversation."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = record.getMessage().strip().splitlines() or [""]
+        text = lines[0]
+        if len(text) > SHORT_LINE_CHARS or len(lines) > 1:
+            text = text[: SHORT_LINE_CHARS - 1].rstrip() + "…"
+        return f"newsbot: {record.levelname.lower()}: {text}"
+
+
+def setup_logging(
+    level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = (), *, log_file: Path | None = None
+) -> None:
+    """Configure the root logger once per process; every handler redacts the secrets.
+
+    log_file: records at `level` go to this file (text or JSON as `fmt` says); the terminal
+    gets only WARNING and above, one short line each (the shell, whose terminal is the chat).
+    """
+    secrets = list(secrets)
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    handlers: list[logging.Handler] = []
+    if log_file is None:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter)
+        handlers.append(handler)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(secrets))
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(formatter)
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setLevel(logging.WARNING)
+        terminal.setFormatter(ShortFormatter())
+        handlers += [handler, terminal]
+        logging.captureWarnings(True)  # library warnings go to the file too, not raw onto the terminal
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    for handler in handlers:
+        handler.addFilter(RedactingFilter(secrets))
+        root.addHandler(handler)
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO, and Bot API URLs hold the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)

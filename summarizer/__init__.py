@@ -12,6 +12,7 @@ from summarizer.config import (
     SummaryOutput,
     TranslationOutput,
     TranslationUnavailable,
+    is_disabled,
     parse_overrides,
 )
 from summarizer.engine import Engine, EngineStats
@@ -32,5 +33,6 @@ __all__ = [
     "TranslationOutput",
     "TranslationUnavailable",
     "extract",
+    "is_disabled",
     "parse_overrides",
 ]

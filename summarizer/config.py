@@ -10,6 +10,10 @@ from pathlib import Path
 from summarizer.extractive import ExtractiveAlgorithm
 
 NO_MODEL = "none"
+# The models newsbot runs when SUMMARY_MODEL / TRANSLATION_MODEL are not set. SummarizerConfig
+# itself defaults to NO_MODEL, so a program using the summarizer downloads nothing unasked.
+DEFAULT_SUMMARY_MODEL = "csebuetnlp/mT5_multilingual_XLSum"
+DEFAULT_TRANSLATION_MODEL = "Helsinki-NLP/opus-mt-{src}-{tgt}"
 
 
 class Method(enum.StrEnum):
@@ -71,16 +75,19 @@ class SummarizerConfig:
 
     @property
     def translation_enabled(self) -> bool:
-        return self.translation_model.strip().lower() != NO_MODEL
+        return not is_disabled(self.translation_model)
 
     def extractive_key(self) -> str:
         """The model column value of a fallback summary."""
         return f"extractive:{self.extractive_algorithm.value}"
 
 
-def is_disabled(model: str) -> bool:
-    """True when a model setting means "no model"."""
-    return model.strip().lower() in {NO_MODEL, ""}
+def is_disabled(model: str | None) -> bool:
+    """True when a model setting means "no model": "none" (any case) or nothing at all.
+
+    The one test of "no model" for summaries and translations, in the summarizer and the bot.
+    """
+    return model is None or model.strip().lower() in {NO_MODEL, ""}
 
 
 def parse_overrides(value: str | Mapping[str, str] | None) -> dict[str, str]:

@@ -19,7 +19,7 @@ from summarizer.config import (
 from summarizer.extractive import extract
 from summarizer.langcodes import nllb_code
 from summarizer.models import LoadedModel, ModelFamily, ModelStore, ModelUnavailable
-from summarizer.text import clean_whitespace, split_sentences, tidy_generated, truncate_to_budget
+from summarizer.text import clean_whitespace, split_sentences, strip_datelines, tidy_generated, truncate_to_budget
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,14 @@ class Engine:
 
     def _extractive(self, text: str, lang: str | None, reason: str | None) -> SummaryOutput:
         self.stats.add("extractive_summaries")
-        summary = extract(text, self.config.sentences, self.config.extractive_algorithm)
+        summary = extract(strip_datelines(text), self.config.sentences, self.config.extractive_algorithm)
         return SummaryOutput(
             summary, lang, Method.EXTRACTIVE, None, self.config.extractive_algorithm, fallback_reason=reason
         )
 
     def prepare_input(self, tokenizer: Any, text: str) -> str:
-        """Whole sentences from the start of the text that fit SUMMARY_MAX_INPUT_TOKENS."""
-        sentences = split_sentences(text)
+        """Whole sentences from the start of the text (its dateline cut) that fit SUMMARY_MAX_INPUT_TOKENS."""
+        sentences = split_sentences(strip_datelines(text))
         budget = self.config.max_input_tokens - 2  # room for special tokens
 
         def count(sentence: str) -> int:

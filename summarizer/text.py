@@ -130,3 +130,79 @@ def truncate_to_budget(
         chosen.append(sentence)
         used += cost
     return " ".join(chosen)
+
+
+# --- datelines and bylines ------------------------------------------------------------------
+# News sites open the first paragraph with a dateline ("JAKARTA, KOMPAS.com -", "Jakarta (ANTARA) -",
+# "WASHINGTON (Reuters) -", "POROS PERLAWANAN –") and put bylines ("Reporter: X | Editor: Y") and
+# "Baca juga: ..." links among the paragraphs. A summary should not open with them, so they are cut
+# from the text that is summarized; the stored article keeps them.
+
+# The dateline and the dash after it; the text after the dash starts a sentence (capital or quote).
+_DATELINE = re.compile(r"^(?P<prefix>[^\n–—]{2,60}?)\s+(?:–|—|-{1,2})\s+(?=[A-Z0-9\"'“‘])")
+_DATELINE_TOKEN = re.compile(r"^(?:[A-Z0-9][\w.'’&/-]*,?|\([^)]{1,30}\),?)$")
+_DOMAIN = re.compile(r"\.(?:com|co|id|net|org|news)\b", re.IGNORECASE)
+_DASH_PAIR = re.compile(r"\s(?:–|—|-{1,2})\s")
+_BYLINE_LINE = re.compile(
+    r"^\W*(?:reporter|wartawan|pewarta|penulis|editor|redaktur|penyunting|kontributor|fotografer|"
+    r"writer|author|written by|reporting by|editing by|laporan wartawan|by|oleh)\b\s*:?\s*\S",
+    re.IGNORECASE,
+)
+_RELATED_LINE = re.compile(
+    r"^\W*(?:baca juga|baca pula|lihat juga|simak juga|read also|also read|see also|read more)\b", re.IGNORECASE
+)
+_BYLINE_MAX_WORDS = 15
+_OPENING_PARAGRAPHS = 2  # a standfirst may come before the dateline paragraph
+
+
+def _is_dateline(prefix: str) -> bool:
+    """True for a short run of capitalised tokens marked as a dateline (caps, comma, source, site)."""
+    tokens = re.findall(r"\([^)]*\),?|\S+", prefix.strip())
+    if not tokens or len(tokens) > 7 or not all(_DATELINE_TOKEN.match(token) for token in tokens):
+        return False
+    first_letters = [char for char in tokens[0] if char.isalpha()]
+    all_caps_first = len(first_letters) >= 2 and all(char.isupper() for char in first_letters)
+    # "Semarang - Banjir ...": a bare place name of one or two words (detik.com's style).
+    bare_place = len(tokens) <= 2 and all(token[:1].isupper() for token in tokens)
+    return all_caps_first or bare_place or "," in prefix or "(" in prefix or bool(_DOMAIN.search(prefix))
+
+
+def _strip_dateline(paragraph: str) -> str:
+    match = _DATELINE.match(paragraph)
+    if match is None or not _is_dateline(match["prefix"]):
+        return paragraph
+    rest = paragraph[match.end() :]
+    first_sentence = (split_sentences(rest) or [""])[0]
+    if _DASH_PAIR.search(first_sentence):
+        return paragraph  # "BI – Bank Indonesia – menaikkan ...": a dash pair around an aside, not a dateline
+    return rest
+
+
+def _is_byline(line: str) -> bool:
+    words_in_line = line.split()
+    if not words_in_line or len(words_in_line) > _BYLINE_MAX_WORDS:
+        return False
+    if _RELATED_LINE.match(line):
+        return True
+    if line.rstrip().endswith((".", "!", "?", "”", '"')) and "|" not in line:
+        return False  # a sentence that happens to start with "By ..." or "Oleh ..."
+    return bool(_BYLINE_LINE.match(line))
+
+
+def strip_datelines(text: str) -> str:
+    """The text without its dateline, bylines and "read also" lines (what the summarizer reads).
+
+    Only the opening paragraphs lose a dateline; a first sentence that merely contains a dash is
+    kept. Returns the text unchanged when stripping would leave nothing.
+    """
+    kept: list[str] = []
+    opened = 0  # paragraphs of running text seen (headlines and page chrome above them don't count)
+    for line in clean_whitespace(text).split("\n"):
+        if line and _is_byline(line):
+            continue
+        if line and opened < _OPENING_PARAGRAPHS:
+            line = _strip_dateline(line)
+            opened += ends_sentence(line)
+        kept.append(line)
+    stripped = clean_whitespace("\n".join(kept))
+    return stripped or text

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.db.scratch import DEFAULT_ADMIN_URL, scratch_postgres
+from pgscratch import DEFAULT_ADMIN_URL, scratch_postgres
 from bot.db.models import Base
 from bot.logs import RedactingFilter
 
@@ -25,20 +25,26 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give the session its own Hugging Face home, so converted models never land in the user's cache."""
+    """Give the session its own Hugging Face home and DATA_DIR, so tests never write to the user's."""
     import tempfile
 
     if "NEWSBOT_TEST_HF_HOME" not in os.environ:
         home = tempfile.mkdtemp(prefix="newsbot-test-hf-")
         os.environ["NEWSBOT_TEST_HF_HOME"] = os.environ["HF_HOME"] = home
+    if "NEWSBOT_TEST_DATA_DIR" not in os.environ:
+        # Commands started by tests (and their subprocesses) keep their SQLite file and logs here.
+        data = tempfile.mkdtemp(prefix="newsbot-test-data-")
+        os.environ["NEWSBOT_TEST_DATA_DIR"] = os.environ["DATA_DIR"] = data
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 
-    home = os.environ.pop("NEWSBOT_TEST_HF_HOME", None)
-    if home and os.environ.get("HF_HOME") == home:
-        shutil.rmtree(home, ignore_errors=True)
+    for marker, variable in (("NEWSBOT_TEST_HF_HOME", "HF_HOME"), ("NEWSBOT_TEST_DATA_DIR", "DATA_DIR")):
+        folder = os.environ.pop(marker, None)
+        if folder and os.environ.get(variable) == folder:
+            os.environ.pop(variable)
+            shutil.rmtree(folder, ignore_errors=True)
 POSTGRES_ADMIN_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
 
 

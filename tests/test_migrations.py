@@ -6,8 +6,13 @@ created for the test), not from the migrated fixtures.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +24,10 @@ from sqlalchemy import Engine, column, inspect, select, table
 from bot.db import Database
 from bot.db.migrate import alembic_config, current_revision, downgrade, upgrade
 from bot.db.models import Article, Base, Tag
-from bot.db.scratch import scratch_postgres
 from conftest import POSTGRES_ADMIN_URL
+from pgscratch import scratch_postgres
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _revisions_oldest_first() -> list[str]:
@@ -171,3 +178,37 @@ def test_app_state_model_is_gone() -> None:
     import bot.db.models as models
 
     assert not hasattr(models, "AppState") and "app_state" not in Base.metadata.tables
+
+
+def _upgrade_in_a_new_process(url: str) -> subprocess.CompletedProcess[str]:
+    """`upgrade` from a separate interpreter, as two services starting together would."""
+    code = "import sys; from bot.db import Database; from bot.db.migrate import upgrade; upgrade(Database(sys.argv[1]).engine)"
+    return subprocess.run(
+        [sys.executable, "-c", code, url],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_processes_starting_together_on_a_fresh_database_all_migrate(backend: str, tmp_path: Path) -> None:
+    # Without a lock two processes both see an empty alembic_version and both insert into it
+    # (IntegrityError on PostgreSQL most tries). Several rounds, since a race may not show every time.
+    for attempt in range(4):
+        with ExitStack() as stack:
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp_path / f'race{attempt}.sqlite3'}"
+            else:
+                url = stack.enter_context(scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_race", migrate=False))
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                results = list(pool.map(_upgrade_in_a_new_process, [url] * 3))
+            for result in results:
+                assert result.returncode == 0, result.stderr[-2000:]
+            database = Database(url)
+            try:
+                assert current_revision(database.engine) == _revisions_oldest_first()[-1]
+                assert _schema_differences(database.engine) == []
+            finally:
+                database.dispose()

@@ -27,9 +27,9 @@ from sqlalchemy import func, select, text
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.scratch import scratch_postgres
 from bot.db.models import ChatKind, Delivery, DeliveryStatus, Summary, SummaryKind
 from conftest import POSTGRES_ADMIN_URL, make_settings
+from pgscratch import scratch_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -59,13 +59,14 @@ def _free_port() -> int:
 class WorkerProcess:
     """One `newsbot worker` subprocess with its log file and health port."""
 
-    def __init__(self, name: str, env: dict[str, str], log_path: Path, cwd: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_path: Path, cwd: Path, *, job_delay: float) -> None:
         self.name = name
         self.port = _free_port()
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "worker", "--hostname", name],
+            # slowjobs.py holds each job `job_delay` seconds before computing, so kills land mid-job.
+            [sys.executable, str(ROOT / "tests" / "slowjobs.py"), str(job_delay), "worker", "--hostname", name],
             env={**env, "HEALTH_PORT": str(self.port)},
             cwd=cwd,  # no developer .env here
             stdout=self._log,
@@ -147,7 +148,6 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
         "BROKER_URL": REDIS_URL,
         "JOB_QUEUE": queue,
         "JOB_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
-        "JOB_TEST_DELAY": str(JOB_DELAY_S),
         "SUMMARY_MODEL": str(models.summary),  # type: ignore[attr-defined]
         "TRANSLATION_MODEL": models.translation_template,  # type: ignore[attr-defined]
         "MODEL_LANGUAGES": "id,en",
@@ -160,7 +160,10 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
     }
     workdir = tmp_path / "workers"
     workdir.mkdir()
-    workers = [WorkerProcess(name, env, tmp_path / f"{name}.log", workdir) for name in ("worker-a", "worker-b")]
+    workers = [
+        WorkerProcess(name, env, tmp_path / f"{name}.log", workdir, job_delay=JOB_DELAY_S)
+        for name in ("worker-a", "worker-b")
+    ]
     settings: Settings = make_settings(
         scaleout_url,
         tmp_path,
@@ -279,13 +282,12 @@ def test_sigterm_lets_the_running_job_finish(scaleout_url: str, queue: str, tmp_
         "DATABASE_URL": scaleout_url,
         "BROKER_URL": REDIS_URL,
         "JOB_QUEUE": queue,
-        "JOB_TEST_DELAY": "2",
         "SUMMARY_MODEL": "none",
         "TRANSLATION_MODEL": "none",
     }
     workdir = tmp_path / "worker"
     workdir.mkdir()
-    worker = WorkerProcess("worker-t", env, tmp_path / "worker-t.log", workdir)
+    worker = WorkerProcess("worker-t", env, tmp_path / "worker-t.log", workdir, job_delay=2.0)
     database = Database(scaleout_url)
     try:
         (article_id,) = add_articles(database, 1)

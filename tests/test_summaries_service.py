@@ -41,7 +41,8 @@ def test_extractive_summary_is_stored_once(database: Database, tmp_path: Path) -
     article_id = add_article(database, SAMPLE.read_text(encoding="utf-8"), "id")
     first = provider.summary(article_id, "id")
     assert first.lang == "id" and first.method is SummaryMethod.EXTRACTIVE and first.model is None
-    assert first.text.startswith("POROS PERLAWANAN") and first.translated_from is None
+    # The stored body keeps its dateline ("POROS PERLAWANAN – "); the summary does not open with it.
+    assert first.text.startswith("Menlu Rusia, Sergey Lavrov") and first.translated_from is None
     # Another language with translation off: the original summary, marked with its own language.
     other = service.summary(article_id, "en")
     assert other == first
@@ -121,3 +122,39 @@ def test_prefetch_computes_in_background(database: Database, tmp_path: Path) -> 
     service.close()  # waits for the pool
     assert len(summary_rows(database)) == 1
     assert service.computations == 1
+
+
+def test_the_bot_and_the_service_show_the_same_stored_summary(database: Database, tmp_path: Path) -> None:
+    from bot.jobs.lookup import StoredSummaries
+
+    settings = make_settings(database.url, tmp_path)  # SUMMARY_MODEL=none: this process makes extractive ones
+    article_id = add_article(database, ENGLISH, "en")
+    with database.session() as session:
+        # A worker that had a model stored its summary; later one without it stored the fallback.
+        session.add(Summary(article_id=article_id, lang="en", kind=SummaryKind.SUMMARY, model="org/model",
+                            method=SummaryMethod.SEQ2SEQ, title="Judul", text="What the model wrote."))
+        session.flush()
+        session.add(Summary(article_id=article_id, lang="en", kind=SummaryKind.SUMMARY, model="extractive:lead",
+                            method=SummaryMethod.EXTRACTIVE, title="Judul", text="The lead sentences."))
+    service = SummaryService(database, settings)
+    from_service = service.summary(article_id, "en")
+    from_lookup = StoredSummaries(database, settings)(article_id, "en")
+    assert from_service == from_lookup
+    assert (from_service.text, from_service.model) == ("What the model wrote.", "org/model")
+    assert service.computations == 0
+
+
+def test_a_configured_model_makes_its_own_summary_despite_older_ones(database: Database, tmp_path: Path) -> None:
+    from bot.services.summaries import choose_summary
+
+    rows = [
+        Summary(id=1, model="old/model", method=SummaryMethod.SEQ2SEQ),
+        Summary(id=2, model="extractive:lead", method=SummaryMethod.EXTRACTIVE),
+        Summary(id=3, model="new/model", method=SummaryMethod.SEQ2SEQ),
+    ]
+    assert choose_summary(rows, "old/model") is rows[0]
+    assert choose_summary(rows[:2], "new/model") is None  # the caller computes it
+    assert choose_summary(rows, "extractive:lead") is rows[2]  # a model's summary beats the fallback
+    assert choose_summary(rows, None) is rows[2]
+    assert choose_summary(rows[1:2], None) is rows[1]
+    assert choose_summary([], None) is None

@@ -4,7 +4,9 @@ so `newsbot ingest` does not import torch and `newsbot --help` stays fast."""
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+from typing import Any
 
 import click
 
@@ -39,10 +41,25 @@ class LazyGroup(click.Group):
     def _module_exists(name: str) -> bool:
         return importlib.util.find_spec(SUBCOMMANDS[name].split(":")[0]) is not None
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a database that cannot be used is one line and exit 2, not a traceback."""
+        from bot.config import EXIT_USAGE
+        from bot.db import DatabaseUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except DatabaseUnavailable as error:
+            # --debug or LOG_LEVEL=DEBUG (set up by the command before it connected): the traceback.
+            if ctx.params.get("debug") or logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            click.echo(f"newsbot: {error}", err=True)
+            ctx.exit(EXIT_USAGE)
+
 
 @click.group(cls=LazyGroup, invoke_without_command=True)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of one line.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """newsbot: stores news, summarizes and translates it, pushes it to tag followers."""
     if ctx.invoked_subcommand is None:
         # With a token: the Telegram bot. Without one: the same conversation in this terminal.

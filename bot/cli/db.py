@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.cli.common import cli_settings
-from bot.db import Database
+from bot.db import open_database
 from bot.db.migrate import current_revision, downgrade, upgrade
 
 
@@ -18,7 +18,7 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    database = Database(cli_settings().database_url)
+    database = open_database(cli_settings().database_url)
     upgrade(database.engine, revision)
     click.echo(f"database at revision {current_revision(database.engine)}")
 
@@ -27,7 +27,7 @@ def db_upgrade(revision: str) -> None:
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Revert migrations down to REVISION."""
-    database = Database(cli_settings().database_url)
+    database = open_database(cli_settings().database_url)
     downgrade(database.engine, revision)
     click.echo(f"database at revision {current_revision(database.engine)}")
 
@@ -35,5 +35,5 @@ def db_downgrade(revision: str) -> None:
 @db.command("current")
 def db_current() -> None:
     """Print the database's current revision."""
-    database = Database(cli_settings().database_url)
+    database = open_database(cli_settings().database_url)
     click.echo(current_revision(database.engine) or "empty")

@@ -19,7 +19,8 @@ def shell(chat_id: int | None, lang: str | None) -> None:
     """Chat with the bot in the terminal; pushes for the tags you follow appear as they arrive."""
     from bot.shell import SHELL_CHAT_ID, run_shell_app
 
-    settings = cli_settings()
+    # The terminal is the conversation: logs go to DATA_DIR/logs/newsbot.log, warnings stay short.
+    settings = cli_settings(log_file=True)
     i18n = I18n.load()
     with cli_context(settings) as context:
         asyncio.run(

@@ -15,7 +15,7 @@ import time
 
 import click
 
-from bot.cli.common import cli_settings
+from bot.cli.common import announce_database, cli_settings
 from bot.config import EXIT_USAGE, Settings
 from bot.context import AppContext, open_context
 
@@ -99,6 +99,7 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     from bot.ops.logctx import install_context_filter, log_context
     from bot.ops.metrics import build_metrics
 
+    announce_database(settings)
     if cpus:
         _pin_cpus(cpus)
     install_context_filter()

@@ -1,5 +1,5 @@
 """Storage: the ORM model, engine and migrations."""
 
-from bot.db.engine import Database, make_engine
+from bot.db.engine import Database, DatabaseUnavailable, describe_database, make_engine, open_database
 
-__all__ = ["Database", "make_engine"]
+__all__ = ["Database", "DatabaseUnavailable", "describe_database", "make_engine", "open_database"]

@@ -2,16 +2,95 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# psycopg (3) is the PostgreSQL driver newsbot installs; a URL without a driver would make
+# SQLAlchemy 2.0 pick psycopg2, which is not installed. "postgres://" is Heroku's spelling.
+POSTGRES_DRIVER = "postgresql+psycopg"
+_DRIVERLESS_POSTGRES = ("postgresql", "postgres")
+
+
+class DatabaseUnavailable(Exception):
+    """DATABASE_URL is malformed, or its database cannot be reached; str() is one line for the user."""
+
+
+def normalize_url(database_url: str | URL) -> URL:
+    """The URL with the installed PostgreSQL driver when none is named."""
+    url = make_url(database_url)
+    if url.drivername in _DRIVERLESS_POSTGRES:
+        url = url.set(drivername=POSTGRES_DRIVER)
+    return url
+
+
+def describe_database(database_url: str | URL) -> str:
+    """Which database this is, for a start-up line: the SQLite file, or the URL without its password."""
+    try:
+        url = normalize_url(database_url)
+    except ArgumentError:
+        return "an unreadable DATABASE_URL"
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return "SQLite in memory"
+        return f"SQLite file {Path(url.database).expanduser().resolve()}"
+    return f"{url.get_backend_name()} {url.render_as_string(hide_password=True)}"
+
+
+def _server(url: URL) -> str:
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+def explain_database_error(database_url: str, error: BaseException) -> str:
+    """One line naming DATABASE_URL, what is wrong and what to do; never the password."""
+    try:
+        url = normalize_url(database_url)
+    except ArgumentError:
+        return (
+            "DATABASE_URL: not a database URL; use sqlite:////absolute/path/newsbot.sqlite3 "
+            "or postgresql://user:password@host/database"
+        )
+    backend = url.get_backend_name()
+    if backend not in {"sqlite", "postgresql"} or isinstance(error, (ArgumentError, ModuleNotFoundError)):
+        return (
+            f"DATABASE_URL: unsupported database {url.drivername!r}; "
+            "use sqlite:///path/newsbot.sqlite3 or postgresql://user:password@host/database"
+        )
+    detail = str(getattr(error, "orig", None) or error).strip()
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    if backend == "sqlite":
+        reason = detail.splitlines()[0] if detail else type(error).__name__
+        return (
+            f"DATABASE_URL: cannot open SQLite file {url.database} ({reason}); "
+            "check that its folder exists and is writable (or set DATA_DIR)"
+        )
+    server = _server(url)
+    if missing := re.search(r'database "([^"]+)" does not exist', detail):
+        name = missing.group(1)
+        return f'DATABASE_URL: database "{name}" does not exist on PostgreSQL at {server}; create it with createdb {name}'
+    if re.search(r"role .* does not exist|password authentication failed|no password supplied", detail):
+        return (
+            f"DATABASE_URL: PostgreSQL at {server} refused user {url.username!r} (wrong user or password); "
+            "check the user and password in the URL"
+        )
+    if "Connection refused" in detail:
+        reason = "connection refused"
+    elif "resolve host" in detail or "Name or service not known" in detail:
+        reason = f"unknown host {url.host!r}"
+    elif "timeout" in detail.lower() or "timed out" in detail.lower():
+        reason = "timed out"
+    else:
+        reason = detail.splitlines()[0] if detail else type(error).__name__
+    return f"DATABASE_URL: cannot connect to PostgreSQL at {server} ({reason}); is the server running?"
 
 
 def _prepare_sqlite(engine: Engine) -> None:
@@ -35,7 +114,7 @@ def _prepare_sqlite(engine: Engine) -> None:
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite the file's folder is created and WAL is switched on."""
-    url = make_url(database_url)
+    url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -66,3 +145,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def open_database(database_url: str, *, connect: bool = True, **engine_kwargs: Any) -> Database:
+    """A Database whose server answered; DatabaseUnavailable (one line, from the cause) otherwise.
+
+    connect=False only checks the URL: for workers, which wait for a database still starting.
+    """
+    try:
+        database = Database(database_url, **engine_kwargs)
+    except (SQLAlchemyError, ModuleNotFoundError, OSError) as error:
+        raise DatabaseUnavailable(explain_database_error(database_url, error)) from error
+    if not connect:
+        return database
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError) as error:
+        database.dispose()
+        raise DatabaseUnavailable(explain_database_error(database_url, error)) from error
+    return database

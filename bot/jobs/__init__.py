@@ -240,7 +240,7 @@ def build_job_queue(ctx: AppContext, summarizer: BatchSummarizer | None = None) 
         from bot.services.summaries import SummaryService
 
         summarizer = SummaryService(ctx.db, settings)
-    return InProcessJobs(ctx.db, summarizer, delay=settings.job_test_delay)
+    return InProcessJobs(ctx.db, summarizer)
 
 
 def build_summary_provider(ctx: AppContext) -> SummaryProvider:

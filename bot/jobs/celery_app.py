@@ -87,7 +87,7 @@ def register_summarize_task(
     )
     def summarize(self: Task, article_ids: Sequence[int], langs: Sequence[str]) -> list[int]:
         try:
-            done = run_summary_job(db, summarizer(), list(article_ids), list(langs), delay=settings.job_test_delay)
+            done = run_summary_job(db, summarizer(), list(article_ids), list(langs))
         except Exception:
             if on_done is not None:
                 on_done("retried" if self.request.retries < settings.job_max_retries else "failed")

@@ -17,9 +17,10 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
+from bot.db.models import Article, Summary, SummaryKind
 from bot.services.contracts import ArticleSummary
-from bot.services.summaries import TRANSLATION_KEY_SEPARATOR, StoredTranslation, present_summary
+from bot.services.summaries import TRANSLATION_KEY_SEPARATOR, StoredTranslation, choose_summary, present_summary
+from summarizer import is_disabled
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,6 @@ MIN_TRANSLATION_GRACE_S = 30.0
 
 class ArticleGone(LookupError):
     """The article was deleted: nothing to summarize or push."""
-
-
-def _translation_disabled(settings: Settings) -> bool:
-    return settings.translation_model.strip().lower() in ("", "none")
 
 
 class StoredSummaries:
@@ -51,7 +48,7 @@ class StoredSummaries:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
-        self._translation_off = _translation_disabled(settings)
+        self._translation_off = is_disabled(settings.translation_model)
         self._grace = (
             translation_grace
             if translation_grace is not None
@@ -67,14 +64,10 @@ class StoredSummaries:
             if article is None:
                 raise ArticleGone(f"no article with id {article_id}")
             rows = session.scalars(select(Summary).where(Summary.article_id == article_id)).all()
-        originals = sorted(
-            (row for row in rows if row.kind is SummaryKind.SUMMARY),
-            # A model's summary beats the fallback's; the newest wins among equals.
-            key=lambda row: (row.method is not SummaryMethod.SEQ2SEQ, -row.id),
-        )
-        if not originals:
+        # No preferred key: this process loads no model, so it cannot know what the workers load.
+        original = choose_summary((row for row in rows if row.kind is SummaryKind.SUMMARY), None)
+        if original is None:
             return None
-        original = originals[0]
         if lang == original.lang or self._translation_off:
             return _present(article.title, original, None)
         suffix = f"{TRANSLATION_KEY_SEPARATOR}{original.model}"

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import Settings
+from bot.config import Settings, summarizer_config  # noqa: F401 - also imported from here; bot.config owns it
 from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.contracts import ArticleSummary
-from summarizer import (
-    Backend,
-    Engine,
-    Precision,
-    SummarizerConfig,
-    SummaryOutput,
-    TranslationUnavailable,
-    parse_overrides,
-)
+from summarizer import Engine, SummaryOutput, TranslationUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +30,36 @@ class ArticleNotFound(LookupError):
     """No stored article has this id."""
 
 
-def summarizer_config(settings: Settings) -> SummarizerConfig:
-    """The summarizer's configuration from newsbot's settings."""
-    from summarizer.models import env_offline
+class StoredSummaryRow(Protocol):
+    """What choose_summary needs of a stored summary row (a Summary, or the service's _Row)."""
 
-    return SummarizerConfig(
-        summary_model=settings.summary_model,
-        summary_model_overrides=parse_overrides(settings.summary_model_overrides),
-        translation_model=settings.translation_model,
-        languages=tuple(settings.model_languages),
-        cache_dir=settings.model_cache_dir,
-        offline=settings.hf_hub_offline or env_offline(),
-        backend=Backend(settings.model_backend),
-        precision=Precision(settings.model_precision),
-        threads=settings.model_threads,
-        num_beams=settings.summary_num_beams,
-        max_new_tokens=settings.summary_max_new_tokens,
-        max_input_tokens=settings.summary_max_input_tokens,
-        translation_num_beams=settings.translation_num_beams,
-        batch_size=settings.model_batch_size,
-        sentences=settings.summary_sentences,
-    )
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def method(self) -> SummaryMethod: ...
+
+    @property
+    def id(self) -> int: ...
+
+
+RowT = TypeVar("RowT", bound=StoredSummaryRow)
+
+
+def choose_summary(rows: Iterable[RowT], wanted: str | None) -> RowT | None:
+    """The one policy for which of an article's stored summaries readers see.
+
+    `wanted` is the model key this process would store now: SummaryService passes its engine's
+    key; the bot process passes None, since it loads no model and cannot know what workers load.
+    - wanted is a model: its row; None when missing (the caller computes it);
+    - wanted is the extractive fallback, or unknown: a model's summary beats the fallback's,
+      and the newest wins among equals; None when nothing is stored.
+    """
+    candidates = list(rows)
+    if wanted is not None and summary_model_of(wanted) is not None:
+        return next((row for row in candidates if row.model == wanted), None)
+    ranked = sorted(candidates, key=lambda row: (row.method is not SummaryMethod.SEQ2SEQ, -row.id))
+    return ranked[0] if ranked else None
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class _Row:
     method: SummaryMethod
     title: str | None
     text: str
+    id: int = 0  # the database id once stored (orders rows for choose_summary)
+
+    @property
+    def model(self) -> str:
+        return self.key.model
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,25 @@ class SummaryService:
     # --- computing once -------------------------------------------------------------------
 
     def _read(self, key: _Key) -> _Row | None:
+        """The stored row for a key; for a summary, the one choose_summary picks (maybe another model's)."""
+        if key.kind is not SummaryKind.SUMMARY:
+            return self._read_exact(key)
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(Summary).where(
+                    Summary.article_id == key.article_id,
+                    Summary.lang == key.lang,
+                    Summary.kind == SummaryKind.SUMMARY,
+                )
+            ).all()
+            chosen = choose_summary(rows, key.model)
+            if chosen is None:
+                return None
+            return _Row(
+                _Key(key.article_id, key.lang, key.kind, chosen.model), chosen.method, chosen.title, chosen.text, chosen.id
+            )
+
+    def _read_exact(self, key: _Key) -> _Row | None:
         with self._db.session() as session:
             row = session.execute(
                 select(Summary).where(
@@ -257,7 +282,7 @@ class SummaryService:
             ).scalar_one_or_none()
             if row is None:
                 return None
-            return _Row(key, row.method, row.title, row.text)
+            return _Row(key, row.method, row.title, row.text, row.id)
 
     def _store(self, row: _Row) -> _Row:
         """Insert a computed row; when another process stored the same key first, return theirs."""
@@ -276,7 +301,7 @@ class SummaryService:
                     )
                 )
         except IntegrityError:
-            existing = self._read(key)
+            existing = self._read_exact(key)
             if existing is None:
                 raise  # not a duplicate key (e.g. the article was deleted)
             return existing

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL databases for tests and benchmarks: created, used, dropped."""
+"""Throwaway PostgreSQL databases for tests and benchmarks (a test helper, not shipped): created, used, dropped."""
 
 from __future__ import annotations
 
