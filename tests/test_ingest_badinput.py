@@ -80,7 +80,7 @@ def test_non_utf8_text_is_decoded(tmp_path: Path, database: Database, settings: 
 
 
 def test_unreadable_path_is_one_clear_message(tmp_path: Path, database: Database, settings: Settings) -> None:
-    with pytest.raises(IngestError, match="cannot read"):
+    with pytest.raises(IngestError, match="is a folder, not a regular file"):
         ingest_file(tmp_path, database, settings)  # a folder, not a file
 
 

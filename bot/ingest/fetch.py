@@ -219,6 +219,10 @@ class Fetcher:
             transport=transport,
         )
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
     def close(self) -> None:
         self._client.close()
 
