@@ -197,9 +197,28 @@ def _codec_name(charset: str | None) -> str | None:
     if not charset:
         return None
     try:
-        return codecs.lookup(charset.strip().strip("\"'")).name
+        name = codecs.lookup(charset.strip().strip("\"'")).name
     except (LookupError, ValueError):
         return None
+    return name if is_text_codec(name) else None
+
+
+# Text codecs no web page is written in: UTF-7 is refused by browsers (it smuggles markup past
+# filters), the others are Python-specific escapes.
+_NOT_PAGE_CODECS = frozenset({"utf-7", "idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"})
+
+
+def is_text_codec(name: str) -> bool:
+    """Whether a Python codec decodes bytes to page text (zlib, base64, rot13 and UTF-7 do not)."""
+    if name in _NOT_PAGE_CODECS:
+        return False
+    try:
+        b"a".decode(name)
+    except LookupError:
+        return False
+    except UnicodeError:
+        pass  # a text codec that cannot decode "a" alone (UTF-16)
+    return True
 
 
 class Fetcher:

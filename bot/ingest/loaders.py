@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import Settings
-from bot.ingest.fetch import Fetcher
+from bot.ingest.fetch import Fetcher, is_text_codec
 from bot.ingest.fetch import fetch_article as _fetch_article
 from bot.ingest.html import looks_like_html, parse_html
 from bot.ingest.rawtext import parse_raw_text
@@ -51,6 +51,8 @@ def _codec(name: str | None) -> str | None:
     try:
         codec = codecs.lookup(name.strip()).name
     except (LookupError, ValueError):
+        return None
+    if not is_text_codec(codec):
         return None
     # As browsers do: latin-1 and ASCII labels mean windows-1252 (its superset seen in practice).
     return "cp1252" if codec in ("latin-1", "iso8859-1", "ascii") else codec
@@ -120,9 +122,12 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
         # A <meta> saying UTF-16 was read as ASCII, so it cannot be true (the HTML standard's rule).
         candidates.append("utf-8" if _codec(label) in _WIDE else _codec(label))
     for encoding in candidates:
-        if encoding is None:
+        if encoding is None or (encoding in _WIDE and b"\x00" not in data):
+            continue  # UTF-16/32 text has NUL bytes; without them the label is wrong
+        try:
+            text, errors = _decode(data, encoding)
+        except UnicodeError:  # codecs such as idna take no error handler
             continue
-        text, errors = _decode(data, encoding)
         if errors <= DECLARED_TOLERANCE * len(text):
             return text
     if bad == 0 or non_ascii >= 2 * bad:
