@@ -82,7 +82,7 @@ def ingest(sources: tuple[str, ...], tags: tuple[str, ...], as_json: bool) -> No
                     failures += 1
                     label = "standard input" if name == "-" else name
                     message = str(error)
-                    prefix = "" if message.startswith(label) else f"{label}: "
+                    prefix = "" if label[:200] in message else f"{label}: "  # name the source once
                     click.echo(f"newsbot ingest: {prefix}{message}", err=True)
                     continue
                 if as_json:
