@@ -41,6 +41,9 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 MAX_CONTROL_RATIO = 0.05
 # A declared charset is used when at most this share of the characters fail to decode.
 DECLARED_TOLERANCE = 0.005
+# UTF-8 with some well-formed multi-byte characters and at most this many bad sequences (or one per
+# 1000 bytes) stays UTF-8: legacy code pages make hundreds of bad sequences, not a handful.
+FEW_BAD_BYTES = 4
 _WIDE = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
 
 
@@ -105,9 +108,11 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
     1. A BOM decides. 2. Valid UTF-8 with non-ASCII text is UTF-8, whatever a page declares
     (servers label UTF-8 as ISO-8859-1 by default). 3. A declared charset (the HTTP header, then
     <meta charset> or the XML declaration) is used when it decodes cleanly or nearly so.
-    4. UTF-8 with a few bad bytes stays UTF-8 (the bad bytes become U+FFFD) when its valid
-    multi-byte characters outnumber the bad bytes: a legacy code page hardly ever forms valid UTF-8
-    by chance. 5. Otherwise charset-normalizer guesses from the whole document.
+    4. UTF-8 with a few bad bytes stays UTF-8 (the bad bytes become U+FFFD) when it has valid
+    multi-byte characters and either twice as many of them as bad sequences or only a handful of
+    bad ones: legacy code pages hardly ever form valid UTF-8 by chance, and when they do (Shift_JIS,
+    GBK) they also make hundreds of bad sequences. 5. Otherwise charset-normalizer guesses from the
+    whole document.
     """
     for bom, encoding in BOMS:
         if data.startswith(bom):
@@ -130,7 +135,7 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
             continue
         if errors <= DECLARED_TOLERANCE * len(text):
             return text
-    if bad == 0 or non_ascii >= 2 * bad:
+    if bad == 0 or non_ascii >= 2 * bad or (non_ascii and bad <= max(FEW_BAD_BYTES, len(data) // 1000)):
         return utf8
     from charset_normalizer import from_bytes
 
