@@ -79,6 +79,7 @@ class DripServer:
 
 HEADER_DRIP = (b"", HEAD + b"X-Padding: " + b"a" * 200)  # the status line itself arrives a byte a second
 BODY_DRIP = (HEAD + b"Content-Length: 100000\r\n\r\n", b"<p>slow</p>")
+UNTIL_CLOSE_DRIP = (HEAD + b"Connection: close\r\n\r\n", b"<p>slow</p>")  # no length: the body ends when the socket does
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
@@ -87,7 +88,7 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
     return make_settings("sqlite://", tmp_path, **values)
 
 
-@pytest.mark.parametrize(("prefix", "drip"), [HEADER_DRIP, BODY_DRIP], ids=["headers", "body"])
+@pytest.mark.parametrize(("prefix", "drip"), [HEADER_DRIP, BODY_DRIP, UNTIL_CLOSE_DRIP], ids=["headers", "body", "until-close"])
 def test_a_server_dripping_a_byte_a_second_is_cut_off_at_the_deadline(tmp_path: Path, prefix: bytes, drip: bytes) -> None:
     with DripServer(prefix, drip) as server, Fetcher(settings_for(tmp_path)) as fetcher:
         started = time.monotonic()

@@ -430,6 +430,10 @@ class Fetcher:
             if size > limit:
                 raise FetchError(f"{url[:200]} is larger than the {limit} byte limit")
             yield chunk
+        if deadline.expired:
+            # The timer shut the socket down: a body that runs until the connection closes
+            # would look complete, but it was cut short.
+            raise _timed_out(deadline, url)
 
 
 def _decoded(chunks: Iterator[bytes], coding: str | None, limit: int, url: str) -> Iterator[bytes]:
