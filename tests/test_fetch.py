@@ -249,3 +249,10 @@ def test_one_public_fetch_article_taking_a_url_and_settings(server: LocalServer,
     assert again.body == article.body
     with pytest.raises(IngestError, match="non-public"):
         fetch_article("http://10.0.0.1/x", settings_for(tmp_path, fetch_allowed_hosts=[]))
+
+
+@pytest.mark.parametrize("url", ["ftp://user:s3cret@example.com/a", "http://user:s3cret@example.com/", "gopher://:s3cret@x/"])
+def test_credentials_in_urls_are_never_repeated(url: str, tmp_path: Path) -> None:
+    with Fetcher(settings_for(tmp_path)) as fetcher, pytest.raises(FetchError) as raised:
+        fetcher.fetch(url)
+    assert "s3cret" not in str(raised.value) and "user name or password" in str(raised.value)

@@ -276,13 +276,13 @@ class Fetcher:
         """Validate one hop; returns (url, host, checked addresses) or raises FetchError."""
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
+        if parts.username or parts.password:  # checked first: no message repeats credentials
+            raise FetchError("URLs with a user name or password are not fetched")
         if scheme not in ("http", "https"):
             raise FetchError(f"only http and https URLs can be fetched, not {scheme or 'a bare path'}: {url[:200]}")
         host = (parts.hostname or "").lower()
         if not host:
             raise FetchError(f"URL has no host: {url[:200]}")
-        if parts.username or parts.password:
-            raise FetchError("URLs with a user name or password are not fetched")
         try:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError:
