@@ -23,7 +23,7 @@ from bot.ingest.urls import InvalidUrl, canonical_url
 MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
     (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b", "a gzip archive"), (b"\x7fELF", "an executable"),
-    (b"MZ", "an executable"), (b"RIFF", "a media file"), (b"ID3", "an MP3 audio file"), (b"BZh", "a bzip2 archive"),
+    (b"MZ\x90\x00", "an executable"), (b"RIFF", "a media file"), (b"ID3", "an MP3 audio file"), (b"BZh", "a bzip2 archive"),
     (b"\xd0\xcf\x11\xe0", "an Office document"), (b"SQLite format", "an SQLite database"),
 )  # fmt: skip
 BOMS: tuple[tuple[bytes, str], ...] = (  # UTF-32 first: its little-endian BOM starts like UTF-16's
@@ -36,8 +36,8 @@ _DECLARED = re.compile(
     re.IGNORECASE,
 )
 SNIFF_BYTES = 8192  # where a page declares its charset (browsers look at the first 1024 bytes)
-# Bytes that never occur in text: C0 controls other than tab, newlines, form feed and escape.
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
+# Control bytes that text hardly has (all C0 controls but tab, line feed, VT, form feed, CR).
+_CONTROL_BYTES = bytes(b for b in range(32) if not 9 <= b <= 13)
 MAX_CONTROL_RATIO = 0.05
 # A declared charset is used when at most this share of the characters fail to decode.
 DECLARED_TOLERANCE = 0.005
