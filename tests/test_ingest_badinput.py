@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,7 +82,7 @@ def test_non_utf8_text_is_decoded(tmp_path: Path, database: Database, settings: 
 
 
 def test_unreadable_path_is_one_clear_message(tmp_path: Path, database: Database, settings: Settings) -> None:
-    with pytest.raises(IngestError, match="cannot read"):
+    with pytest.raises(IngestError, match="is a folder, not a regular file"):
         ingest_file(tmp_path, database, settings)  # a folder, not a file
 
 
@@ -91,3 +93,74 @@ def test_error_in_the_middle_leaves_earlier_articles_and_stores_later_ones(tmp_p
     with pytest.raises(IngestError):
         ingest_file(bad, database, settings)
     assert counts(database) == (1, 1)
+
+
+def test_nul_byte_after_the_first_8_kb_makes_the_file_binary(tmp_path: Path, database: Database, settings: Settings) -> None:
+    # Text never holds NUL; one deep inside means a corrupt or mixed file, which is refused
+    # rather than stored with the NUL silently dropped.
+    text = SAMPLE.read_bytes()
+    offset = 9000 if len(text) > 9000 else len(text) - 10
+    path = tmp_path / "mixed.txt"
+    path.write_bytes((text * 3)[:offset] + b"\x00" + (text * 3)[offset:])
+    with pytest.raises(IngestError, match=rf"looks like a binary file \(NUL byte at offset {offset}\)"):
+        ingest_file(path, database, settings)
+    assert counts(database) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [(b"\x7fELF\x02\x01\x01" + bytes(200), "looks like an executable,"), (b"MZ\x90\x00\x03" + bytes(200), "looks like an executable,"),
+     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "looks like an Office document,"),
+     (b"ID3\x04\x00" + bytes(100), "looks like an MP3 audio file,"), (b"SQLite format 3\x00" + bytes(100), "looks like an SQLite database,"),
+     (b"%PDF-1.4\n" + bytes(10), "looks like a PDF,")],
+)  # fmt: skip
+def test_binary_kinds_are_named_with_the_right_article(tmp_path: Path, database: Database, settings: Settings, content: bytes, phrase: str) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(content)
+    with pytest.raises(IngestError) as raised:
+        ingest_file(path, database, settings)
+    assert phrase in str(raised.value)
+
+
+def test_a_named_pipe_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path: Path, settings: Settings) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_file(fifo, settings))
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # the old behaviour: blocked in open(); free it before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+        pytest.fail("reading a FIFO blocked")
+    [error] = outcome
+    assert isinstance(error, IngestError)
+    assert str(error) == f"{fifo} is a named pipe (FIFO), not a regular file (use - to read standard input)"
+
+
+@pytest.mark.parametrize(("name", "message"), [("/dev/zero", "is a character device, not a regular file"), ("/dev/null", "is a character device")])
+def test_devices_are_refused(settings: Settings, name: str, message: str) -> None:
+    if not Path(name).exists():
+        pytest.skip(f"{name} does not exist here")
+    with pytest.raises(IngestError, match=message):
+        read_file(Path(name), settings)
+
+
+def test_symbolic_link_problems_are_named(tmp_path: Path, settings: Settings) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(IngestError) as loop:
+        read_file(tmp_path / "a", settings)
+    assert str(loop.value) == f"{tmp_path / 'a'}: symbolic link loop"
+    with pytest.raises(IngestError, match="broken symbolic link"):
+        read_file(tmp_path / "dangling", settings)
+    with pytest.raises(IngestError, match="no such file"):
+        read_file(tmp_path / "missing.txt", settings)

@@ -142,3 +142,26 @@ def test_two_processes_ingesting_the_same_article_store_one_row(database_url: st
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(Article)) == 1
     database.dispose()
+
+
+def test_fifo_and_symlink_loop_are_reported_without_hanging(sqlite_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    env = {**os.environ, "DATABASE_URL": sqlite_url, "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "bot", "ingest", str(fifo), str(tmp_path / "a"), str(SAMPLE)]
+    try:
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:  # (subprocess.run has killed it)
+        pytest.fail("newsbot ingest hung on a named pipe")
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == [
+        f"newsbot ingest: {fifo} is a named pipe (FIFO), not a regular file (use - to read standard input)",
+        f"newsbot ingest: {tmp_path / 'a'}: symbolic link loop",
+    ]
+    assert done.stdout.decode().count("stored") == 1

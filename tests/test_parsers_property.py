@@ -73,3 +73,70 @@ def test_any_bytes_give_an_article_or_one_clear_error(data: bytes) -> None:
         assert "\n" not in str(error)
     else:
         assert isinstance(item.body, str) and all(isinstance(tag, str) for tag in item.tags)
+
+
+# --- arbitrary bytes through every page parser: a result or one of the project's one-line errors ---
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LABELS = st.sampled_from([None, "utf-8", "UTF-16", "utf-32", "iso-8859-1", "windows-1251", "shift_jis", "gbk",
+                          "utf-7", "zlib", "base64", "idna", "x-unknown", "", " ", "utf-8\x00", "\ufffd"])  # fmt: skip
+PREFIXES = st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff",
+                            b"<meta charset=", b"<?xml version='1.0' encoding='", b"<html><body><p>",
+                            "长江防汛 東京で猛暑日。".encode(), "Россия".encode("cp1251")])  # fmt: skip
+CJK_TEXT = st.text(alphabet=st.sampled_from(list("长江委启动应急响应東京で猛暑日。、！？「」 \n<p></p>abc")), max_size=300)
+
+
+@FUZZ
+@given(st.lists(st.one_of(PREFIXES, st.binary(max_size=200)), max_size=8).map(b"".join), LABELS)
+def test_decode_bytes_is_total_for_any_bytes_and_any_declared_charset(data: bytes, declared: str | None) -> None:
+    assert isinstance(decode_bytes(data, declared), str)
+
+
+@FUZZ
+@given(
+    st.lists(st.one_of(PREFIXES, st.binary(max_size=300), CJK_TEXT.map(str.encode)), max_size=8).map(b"".join),
+    LABELS,
+    st.sampled_from(["", "text/html", "text/plain", "application/xhtml+xml"]),
+)
+def test_page_bytes_give_an_article_or_one_clear_ingest_error(data: bytes, declared: str | None, content_type: str) -> None:
+    from bot.ingest.loaders import article_from_bytes
+    from bot.ingest.service import IngestError
+
+    try:
+        item = article_from_bytes(data, name="page", declared_charset=declared, url="https://example.com/a",
+                                  content_type=content_type)  # fmt: skip
+    except IngestError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert isinstance(item.body, str) and isinstance(item.title, str | None)
+
+
+@FUZZ
+@given(st.one_of(st.text(), CJK_TEXT))
+def test_html_and_raw_text_parsers_are_total_on_any_text(text: str) -> None:
+    from bot.ingest.rawtext import word_count
+
+    assert isinstance(parse_html(text).body, str)
+    assert isinstance(parse_raw_text(text).body, str)
+    assert word_count(text) >= 0
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_read_file_gives_an_article_or_one_clear_ingest_error(data: bytes) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from conftest import make_settings
+
+    from bot.ingest.loaders import read_file
+    from bot.ingest.service import IngestError
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "input"
+        path.write_bytes(data)
+        try:
+            item = read_file(path, make_settings("sqlite://", Path(folder)))
+        except IngestError as error:
+            assert "\n" not in str(error)
+        else:
+            assert isinstance(item.body, str)

@@ -41,8 +41,8 @@ def _expand(source: str) -> Iterator[tuple[str, Path | None]]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per source on its own line.")
 def ingest(sources: tuple[str, ...], tags: tuple[str, ...], as_json: bool) -> None:
     """Store articles from SOURCE files, folders, http(s) URLs, or - for standard input."""
-    from bot.ingest.fetch import Fetcher
-    from bot.ingest.loaders import fetch_article, read_file, read_stdin_bytes
+    from bot.ingest.fetch import Fetcher, fetch_article
+    from bot.ingest.loaders import read_file, read_stdin_bytes
     from bot.ingest.service import IngestError, IngestService
     from bot.tags import TagError, TagService, normalize_tag
 
@@ -69,22 +69,20 @@ def ingest(sources: tuple[str, ...], tags: tuple[str, ...], as_json: bool) -> No
                     if name == "-":
                         item = read_stdin_bytes(sys.stdin.buffer.read(settings.fetch_max_bytes + 1), settings, tags)
                     elif _is_url(name):
-                        item = fetch_article(fetcher, name, tags)
+                        item = fetch_article(name, settings, tags, fetcher=fetcher)
                     elif "://" in name:
                         raise IngestError(f"only http and https URLs can be fetched: {name[:200]}")
                     elif path is not None and path.is_dir():
                         raise IngestError(f"{name}: folder has no files")
-                    elif path is not None and not path.exists():
-                        raise IngestError(f"{name}: no such file, folder or URL")
                     else:
                         assert path is not None
-                        item = read_file(path, settings, tags)
+                        item = read_file(path, settings, tags)  # says why a path cannot be read
                     result = service.ingest(item)
                 except IngestError as error:
                     failures += 1
                     label = "standard input" if name == "-" else name
                     message = str(error)
-                    prefix = "" if message.startswith(label) else f"{label}: "
+                    prefix = "" if label[:200] in message else f"{label}: "  # name the source once
                     click.echo(f"newsbot ingest: {prefix}{message}", err=True)
                     continue
                 if as_json:

@@ -56,8 +56,8 @@ def _resolve(sources: tuple[str, ...], settings: Settings, db: Any) -> tuple[lis
     from sqlalchemy import select
 
     from bot.db.models import Article
-    from bot.ingest.fetch import Fetcher
-    from bot.ingest.loaders import fetch_article, read_file
+    from bot.ingest.fetch import Fetcher, fetch_article
+    from bot.ingest.loaders import read_file
     from bot.ingest.service import IngestError, IngestService
     from bot.tags import TagError, TagService
 
@@ -81,12 +81,12 @@ def _resolve(sources: tuple[str, ...], settings: Settings, db: Any) -> tuple[lis
                         resolved.append(_Resolved(name, int(name)))
                         continue
                     if _is_url(name):
-                        item = fetch_article(fetcher, name)
+                        item = fetch_article(name, settings, fetcher=fetcher)
                     elif "://" in name:
                         raise IngestError(f"only http and https URLs can be fetched: {name[:200]}")
                     elif path is not None and path.is_dir():
                         raise IngestError(f"{name}: folder has no files")
-                    elif path is None or not path.exists():
+                    elif path is None or (not path.exists() and not path.is_symlink()):
                         raise IngestError(f"{name}: no such file, folder, URL or article id")
                     else:
                         item = read_file(path, settings)

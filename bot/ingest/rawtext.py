@@ -17,7 +17,13 @@ from bot.ingest.dates import find_date, is_date_line
 from bot.ingest.fingerprint import clean_text
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
-_TERMINAL = (".", "!", "?", "…", '"', "”", "’", "'", ")", "»", ":", ";")
+# Chinese and Japanese are written without spaces: a run of ideographs or kana is one \w+ match
+# however long, so such characters are counted on their own (see word_count).
+_CJK = re.compile(
+    r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d\U00020000-\U0003134f]"
+)
+CJK_CHARS_PER_WORD = 2  # a Chinese or Japanese word is 1-2 characters long on average
+_TERMINAL = (".", "!", "?", "…", '"', "”", "’", "'", ")", "»", ":", ";", "。", "！", "？", "」", "』", "）", "．")
 PARAGRAPH_MIN_WORDS = 10
 PARAGRAPH_ANY_WORDS = 25
 HEADLINE_MAX_WORDS = 40
@@ -187,8 +193,12 @@ class ParsedText:
     dateline: str | None = None
 
 
-def _word_count(text: str) -> int:
-    return len(_WORDS.findall(text))
+def word_count(text: str) -> int:
+    """Words in a text; for Chinese and Japanese, one word per two ideographs or kana."""
+    cjk = len(_CJK.findall(text))
+    if not cjk:
+        return len(_WORDS.findall(text))
+    return len(_WORDS.findall(_CJK.sub(" ", text))) + -(-cjk // CJK_CHARS_PER_WORD)
 
 
 def _is_ui(text: str) -> bool:
@@ -204,7 +214,7 @@ def _is_ui(text: str) -> bool:
 
 def _is_menu(text: str) -> bool:
     items = [item for item in _MENU_SEPARATORS.split(text) if item.strip()]
-    return len(items) >= 3 and all(_word_count(item) <= 3 for item in items)
+    return len(items) >= 3 and all(word_count(item) <= 3 for item in items)
 
 
 def split_tag_values(text: str) -> list[str]:
@@ -215,7 +225,7 @@ def split_tag_values(text: str) -> list[str]:
 
 def classify(text: str) -> Line:
     """Classify one non-empty line of page text."""
-    words = _word_count(text)
+    words = word_count(text)
     folded = text.casefold()
     if words == 0:
         return Line(text, Kind.CHROME, 0)
@@ -245,7 +255,7 @@ def classify(text: str) -> Line:
     if words <= 40 and CAPTION.search(text):
         return Line(text, Kind.CAPTION, words)
     ends_like_sentence = TRAILING_INITIALS.sub("", text).rstrip().endswith(_TERMINAL)
-    if ends_like_sentence and text.rstrip().endswith(("?", "!")) and _title_case(text):
+    if ends_like_sentence and text.rstrip().endswith(("?", "!", "？", "！")) and _title_case(text):
         return Line(text, Kind.SHORT, words)  # a headline asking a question
     if (words >= PARAGRAPH_MIN_WORDS and ends_like_sentence) or words >= PARAGRAPH_ANY_WORDS:
         return Line(text, Kind.PARAGRAPH, words)
@@ -270,7 +280,7 @@ def _headline_index(lines: list[Line], body_start: int) -> int | None:
         if lines[index].kind in (Kind.SHORT, Kind.SENTENCE)
         and lines[index].words <= HEADLINE_MAX_WORDS
         and len(lines[index].text) <= HEADLINE_MAX_CHARS
-        and not (lines[index].kind is Kind.SENTENCE and not lines[index].text.rstrip().endswith(("?", "!", "…", '"', "”")))
+        and not (lines[index].kind is Kind.SENTENCE and not lines[index].text.rstrip().endswith(("?", "!", "…", '"', "”", "？", "！", "」")))
     ]
     if not candidates:
         return None
@@ -318,7 +328,7 @@ def _category_before(lines: list[Line], headline: int) -> str | None:
         if _in_short_run(lines, first - 1):
             return None
         candidate = line.text.strip()
-    if _word_count(candidate) > CATEGORY_MAX_WORDS or candidate.casefold() in GENERIC_CATEGORIES:
+    if word_count(candidate) > CATEGORY_MAX_WORDS or candidate.casefold() in GENERIC_CATEGORIES:
         return None
     return candidate
 

@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Source, Tag
 from bot.ingest.fingerprint import clean_text, fingerprint, hamming, simhash, words
+from bot.ingest.rawtext import word_count
 from bot.ingest.urls import InvalidUrl, canonical_url
 from bot.tags import TagError, TagService
 
@@ -121,9 +122,9 @@ class IngestService:
                 f"article body is too long ({len(body)} characters, at most {MAX_BODY_CHARS})"
             )
         tokens = words(body)
-        word_count = len(tokens)
-        if len(body) < MIN_BODY_CHARS or word_count < MIN_BODY_WORDS:
-            what = "empty" if not body else f"too short ({word_count} words)"
+        count = word_count(body)  # Chinese and Japanese have no spaces between words
+        if len(body) < MIN_BODY_CHARS or count < MIN_BODY_WORDS:
+            what = "empty" if not body else f"too short ({count} words)"
             raise IngestError(f"article text is {what}; nothing to store")
         url = None
         if item.url:
