@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -11,10 +12,6 @@ from bot.config import Settings, load_settings
 from bot.context import AppContext, open_context
 from bot.db import describe_database
 from bot.logs import setup_logging
-
-# Commands that start long-running services: they say first which database they use.
-SERVICE_COMMANDS = frozenset({"run", "shell", "worker"})
-
 
 def secrets_of(settings: Settings) -> list[str]:
     """Values no log line may show: the bot token and the webhook secret."""
@@ -42,19 +39,41 @@ def announce_database(settings: Settings) -> None:
     click.echo(f"newsbot: database {describe_database(settings.database_url)}", err=True)
 
 
-def _running_service_command() -> bool:
-    context = click.get_current_context(silent=True)
-    return context is not None and context.info_name in SERVICE_COMMANDS
-
-
 @contextmanager
-def cli_context(settings: Settings | None = None) -> Iterator[AppContext]:
-    """An AppContext for one CLI command, migrated and closed afterwards."""
+def cli_context(settings: Settings | None = None, *, announce: bool = False) -> Iterator[AppContext]:
+    """An AppContext for one CLI command, migrated and closed afterwards.
+
+    announce: say first which database is used (the commands that start services do).
+    """
     settings = settings or cli_settings()
-    if _running_service_command():
+    if announce:
         announce_database(settings)
     context = open_context(settings)
     try:
         yield context
     finally:
         context.close()
+
+
+def is_url(source: str) -> bool:
+    """Whether a command-line source is an http(s) URL."""
+    return source.lower().startswith(("http://", "https://"))
+
+
+def expand_sources(source: str, *, literal: Callable[[str], bool]) -> Iterator[tuple[str, Path | None]]:
+    """(display name, path) for each item of a SOURCE argument; a folder gives its files, sorted.
+
+    URLs, other schemes and what `literal` accepts (stdin's '-', an article id) pass through as names.
+    """
+    if literal(source) or is_url(source) or "://" in source:
+        yield source, None
+        return
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(child for child in path.rglob("*") if child.is_file() and not child.name.startswith("."))
+        if not files:
+            yield source, path  # reported as an empty folder
+        for child in files:
+            yield str(child), child
+    else:
+        yield source, path

@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import click
 
-from bot.cli.common import cli_context, cli_settings
+from bot.cli.common import cli_context, cli_settings, expand_sources, is_url
 from bot.config import EXIT_USAGE
 
 EXIT_SOME_FAILED = 1
-
-
-def _is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
-
-
-def _expand(source: str) -> Iterator[tuple[str, Path | None]]:
-    """(display name, path) for each item of SOURCE; a folder gives its files, sorted."""
-    if source == "-" or _is_url(source) or "://" in source:
-        yield source, None
-        return
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(child for child in path.rglob("*") if child.is_file() and not child.name.startswith("."))
-        if not files:
-            yield source, path  # reported as an empty folder
-        for child in files:
-            yield str(child), child
-    else:
-        yield source, path
 
 
 @click.command()
@@ -63,12 +41,12 @@ def ingest(sources: tuple[str, ...], tags: tuple[str, ...], as_json: bool) -> No
             click.echo(f"newsbot ingest: {error}", err=True)
             raise SystemExit(EXIT_USAGE) from None
         for source in sources:
-            for name, path in _expand(source):
-                kind = "stdin" if name == "-" else "url" if _is_url(name) else "file"
+            for name, path in expand_sources(source, literal=lambda source: source == "-"):
+                kind = "stdin" if name == "-" else "url" if is_url(name) else "file"
                 try:
                     if name == "-":
                         item = read_stdin_bytes(sys.stdin.buffer.read(settings.fetch_max_bytes + 1), settings, tags)
-                    elif _is_url(name):
+                    elif is_url(name):
                         item = fetch_article(name, settings, tags, fetcher=fetcher)
                     elif "://" in name:
                         raise IngestError(f"only http and https URLs can be fetched: {name[:200]}")

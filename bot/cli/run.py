@@ -28,7 +28,7 @@ def run() -> None:
         raise SystemExit(EXIT_USAGE)
     from bot.telegram.app import TokenRefused, build_application, run_application
 
-    with cli_context(settings) as context:
+    with cli_context(settings, announce=True) as context:
         application = build_application(context, i18n)
         try:
             run_application(application, settings)

@@ -22,7 +22,7 @@ def shell(chat_id: int | None, lang: str | None) -> None:
     # The terminal is the conversation: logs go to DATA_DIR/logs/newsbot.log, warnings stay short.
     settings = cli_settings(log_file=True)
     i18n = I18n.load()
-    with cli_context(settings) as context:
+    with cli_context(settings, announce=True) as context:
         asyncio.run(
             run_shell_app(
                 context, i18n, chat_id=chat_id or SHELL_CHAT_ID, user_lang=lang,

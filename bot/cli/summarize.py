@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.cli.common import cli_context, cli_settings
+from bot.cli.common import cli_context, cli_settings, expand_sources, is_url
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -29,26 +27,6 @@ class _Resolved:
 
     source: str
     article_id: int
-
-
-def _is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
-
-
-def _expand(source: str) -> Iterator[tuple[str, Path | None]]:
-    """(display name, path) for each item of SOURCE; a folder gives its files, sorted."""
-    if source.isdigit() or _is_url(source) or "://" in source:
-        yield source, None
-        return
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(child for child in path.rglob("*") if child.is_file() and not child.name.startswith("."))
-        if not files:
-            yield source, path
-        for child in files:
-            yield str(child), child
-    else:
-        yield source, path
 
 
 def _resolve(sources: tuple[str, ...], settings: Settings, db: Any) -> tuple[list[_Resolved], list[str]]:
@@ -71,7 +49,7 @@ def _resolve(sources: tuple[str, ...], settings: Settings, db: Any) -> tuple[lis
     ingest = IngestService(db, settings, tags)
     with Fetcher(settings) as fetcher:
         for source in sources:
-            for name, path in _expand(source):
+            for name, path in expand_sources(source, literal=lambda source: source.isdigit()):
                 try:
                     if name.isdigit():
                         with db.session() as session:
@@ -80,7 +58,7 @@ def _resolve(sources: tuple[str, ...], settings: Settings, db: Any) -> tuple[lis
                             raise IngestError(f"no stored article with id {name}")
                         resolved.append(_Resolved(name, int(name)))
                         continue
-                    if _is_url(name):
+                    if is_url(name):
                         item = fetch_article(name, settings, fetcher=fetcher)
                     elif "://" in name:
                         raise IngestError(f"only http and https URLs can be fetched: {name[:200]}")
