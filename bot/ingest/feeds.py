@@ -277,23 +277,25 @@ def parse_feed(content: bytes, url: str, content_type: str = "", charset: str | 
         )
     except Exception as error:  # noqa: BLE001 - feedparser's failures on hostile input are many
         raise FeedError(f"{url[:200]} is not a valid RSS/Atom feed: {error.__class__.__name__}") from None
-    if not parsed.entries and (parsed.bozo or not parsed.version):
+    entries_raw = parsed.get("entries") or []
+    if not entries_raw and (parsed.get("bozo") or not parsed.get("version")):  # empty input has no version
         reason = getattr(parsed, "bozo_exception", None) or "no RSS or Atom content"
         raise FeedError(f"{url[:200]} is not a valid RSS/Atom feed: {str(reason)[:200]}")
-    feed_link = _text(parsed.feed.get("link")).strip()
+    feed = parsed.get("feed") or {}
+    feed_link = _text(feed.get("link")).strip()
     base = urljoin(url, feed_link) if feed_link else url
     if not _http_url(base):
         base = url
     entries: list[FeedEntry] = []
-    for index, raw in enumerate(parsed.entries):
+    for index, raw in enumerate(entries_raw):
         try:
             entries.append(_read_entry(raw, base))
         except Exception as error:  # noqa: BLE001 - one unreadable entry must not lose the others
             log.info("feed %s: cannot read entry %d", url, index, exc_info=True)
             entries.append(FeedEntry(link=None, guid=None, title=f"entry {index + 1}", body="", tags=[],
                                      published_at=None, error=f"unreadable entry: {error.__class__.__name__}: {error}"))  # fmt: skip
-    title = _text(parsed.feed.get("title")).strip() or None
-    bozo = str(getattr(parsed, "bozo_exception", "") or "parse error")[:200] if parsed.bozo else None
+    title = _text(feed.get("title")).strip() or None
+    bozo = str(parsed.get("bozo_exception") or "parse error")[:200] if parsed.get("bozo") else None
     return ParsedFeed(title=title, entries=_newest_first(entries), bozo_reason=bozo)
 
 
