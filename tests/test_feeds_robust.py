@@ -199,6 +199,23 @@ def test_undefined_entities_are_dropped_and_nothing_is_expanded(server: LocalSer
 def test_clean_feed_bytes_keeps_valid_references() -> None:
     cleaned = clean_feed_bytes(b"<a>&amp;&lt;&#233;&#xE9;&eacute;&nope;&#xD800;&#99999999999;</a>")
     assert cleaned == b"<a>&amp;&lt;&#233;&#xE9;&#233;&#xFFFD;&#xFFFD;</a>"
+    # Only the prolog's DOCTYPE goes; one quoted in an entry's HTML stays.
+    document = b'<?xml version="1.0"?><!-- c --><!DOCTYPE rss [<!ENTITY a "b">]><rss><x><![CDATA[<!DOCTYPE html>]]></x></rss>'
+    assert clean_feed_bytes(document) == b'<?xml version="1.0"?><!-- c --><rss><x><![CDATA[<!DOCTYPE html>]]></x></rss>'
+    # UTF-16 is cleaned as UTF-8.
+    utf16 = '<?xml version="1.0" encoding="UTF-16"?><rss>&#xD800;Ж</rss>'.encode("utf-16")
+    assert clean_feed_bytes(utf16) == '<?xml version="1.0" encoding="utf-8"?><rss>&#xFFFD;Ж</rss>'.encode()
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-32"])
+def test_wide_encodings_are_read(codec: str) -> None:
+    document = (
+        f'<?xml version="1.0" encoding="{codec}"?><rss version="2.0"><channel><title>Широкий</title>'
+        f"<item><title>Юникод &#xD800;</title><link>http://w.test/1</link><description>{body_words(9)}</description></item></channel></rss>"
+    )
+    parsed = parse_feed(document.encode(codec), "http://w.test/rss", "application/rss+xml", codec)
+    assert parsed.title == "Широкий"
+    assert [(e.title, e.link) for e in parsed.entries] == [("Юникод \ufffd", "http://w.test/1")]
 
 
 # --- isolation and failing feeds ----------------------------------------------------------

@@ -102,7 +102,7 @@ _ENTITY_REF = re.compile(rb"&([A-Za-z_][A-Za-z0-9._-]{0,40});")
 _CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 _DOCTYPE_START = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!DOCTYPE(?:[^\[>]|\[[^\]]*\])*>", re.IGNORECASE)
-_PROLOG_BYTES = 4096  # a DOCTYPE comes before the root element
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")  # a DOCTYPE comes before the root element
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _FEED_MEDIA_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
                                "application/xml", "application/x-rss+xml"})  # fmt: skip
@@ -134,16 +134,34 @@ def _entity_ref(match: re.Match[bytes]) -> bytes:
     return b"&#%d;" % code if code is not None else b""
 
 
+_WIDE_ENCODINGS = (  # byte-order marks and "<?" patterns of UTF-32 and UTF-16 documents
+    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00\x00\x00<", "utf-32-be"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"), (b"<\x00?\x00", "utf-16-le"),
+    (b"\x00<\x00?", "utf-16-be"),
+)  # fmt: skip
+_DECLARED_ENCODING = re.compile(rb"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])[^"']*(["'])""")
+
+
+def _wide_to_utf8(content: bytes) -> bytes | None:
+    """A UTF-16/32 document re-encoded as UTF-8 (declaration adjusted), else None."""
+    for mark, codec in _WIDE_ENCODINGS:
+        if content.startswith(mark):
+            text = content.decode(codec, "replace").encode("utf-8")
+            return _DECLARED_ENCODING.sub(rb"\1utf-8\2", text, count=1)
+    return None
+
+
 def clean_feed_bytes(content: bytes) -> bytes:
     """The document with its DOCTYPE removed and entity/character references made safe.
 
-    Only ASCII-compatible encodings are rewritten (UTF-8, windows-125x, ISO-8859-x, KOI8...);
-    UTF-16/32 documents are passed through unchanged (feedparser errors become FeedError).
+    Works on ASCII-compatible bytes (UTF-8, windows-125x, ISO-8859-x, KOI8...); UTF-16/32 is
+    re-encoded as UTF-8 first (see parse_feed).
     """
-    head = content[:4]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
-        return content
-    start = _DOCTYPE_START.search(content, 0, _PROLOG_BYTES)
+    wide = _wide_to_utf8(content)
+    if wide is not None:
+        content = wide
+    root = _FIRST_ELEMENT.search(content)
+    start = _DOCTYPE_START.search(content, 0, root.start() if root else len(content))
     if start is not None:
         match = _DOCTYPE.match(content, start.start())
         # An unterminated DOCTYPE swallows the document: what is left fails to parse, clearly.
@@ -271,6 +289,8 @@ def parse_feed(content: bytes, url: str, content_type: str = "", charset: str | 
     """
     import feedparser
 
+    if _wide_to_utf8(content[:8]) is not None:
+        charset = None  # clean_feed_bytes re-encodes it as UTF-8, whatever the header said
     try:
         parsed = feedparser.parse(
             clean_feed_bytes(content), response_headers=_feed_headers(content_type, charset), sanitize_html=True
