@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.config import Settings
+
     from fakebotapi import RemoteFakeBotApi
 
 REPO = Path(__file__).resolve().parent.parent
@@ -230,6 +231,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from bot.config import Settings
+
     from fakebotapi import RemoteFakeBotApi
 
     limits = Settings(_env_file=None)  # type: ignore[call-arg]

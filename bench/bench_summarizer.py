@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models import (  # noqa: E402
+from bench.models import (
     SUMMARY_CONFIG,
     TRANSLATION_CONFIG,
     BenchModel,

@@ -214,7 +214,6 @@ async def end_to_end(
     articles: int, followers: int, worker_count: int, env: dict[str, str], settings: Any, words: list[str], logs: Path
 ) -> dict[str, float]:
     """Ingest a burst of articles followed by `followers` chats; time until the last push arrives."""
-    from fakebotapi import FakeBotApi
     from sqlalchemy import func, insert, select
     from telegram.ext import ExtBot
 
@@ -228,6 +227,8 @@ async def end_to_end(
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
     from bot.wiring import build_push_loop, build_services
+
+    from fakebotapi import FakeBotApi
 
     db = Database(settings.database_url)
     ctx = AppContext(settings=settings, db=db)

@@ -12,7 +12,6 @@ import asyncio
 import html
 import logging
 import re
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TextIO

@@ -104,7 +104,7 @@ class Engine:
                 chunk = indices[start : start + self.config.batch_size]
                 try:
                     generated = self._generate_summaries(loaded, [texts[index] for index in chunk])
-                except Exception as error:  # noqa: BLE001 - e.g. out of memory on a big batch
+                except Exception as error:
                     log.warning("summary model %s failed on a batch, using the fallback: %r", model_id, error)
                     reason = f"model {model_id} failed: {type(error).__name__}: {str(error)[:200]}"
                     for index in chunk:
@@ -256,7 +256,7 @@ class Engine:
                     current = self._translate_with(model, current, hops[step], hops[step + 1])
             except TranslationUnavailable:
                 raise
-            except Exception as error:  # noqa: BLE001 - e.g. out of memory: no translation this time
+            except Exception as error:
                 log.warning("translation %s->%s failed: %r", src, tgt, error)
                 raise TranslationUnavailable(f"translation {src}->{tgt} failed: {type(error).__name__}") from error
             self.stats.add("translations", len(texts))

@@ -144,7 +144,7 @@ class ModelStore:
             except ModelUnavailable as error:
                 self._remember_failure(model_id, str(error))
                 raise
-            except Exception as error:  # noqa: BLE001 - any load error (corrupt files, OOM) means fallback
+            except Exception as error:
                 reason = f"cannot load model {model_id!r}: {type(error).__name__}: {str(error)[:300]}"
                 self._remember_failure(model_id, reason)
                 raise ModelUnavailable(reason) from error

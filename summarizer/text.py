@@ -17,7 +17,7 @@ _ABBREVIATIONS = frozenset(
         "bpk", "ibu", "sdr", "dll", "dsb", "dst", "tsb", "yth", "hlm", "kab", "kec", "kel", "jl",
         "jln", "prov", "pt", "tbk", "h", "hj", "ir", "drs", "dra", "kh", "a.n", "u.p", "s.h", "s.e",
         "m.si", "s.pd", "akbp", "kompol", "ipda", "aiptu", "brigjen", "irjen", "kombes", "letjen",
-        "mayjen", "no", "nomor", "tgl", "ttg", "sbg",
+        "mayjen", "nomor", "tgl", "ttg", "sbg",
     }
 )
 

@@ -17,9 +17,10 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
-from pgscratch import DEFAULT_ADMIN_URL, scratch_postgres
 from bot.db.models import Base
 from bot.logs import RedactingFilter
+
+from pgscratch import DEFAULT_ADMIN_URL, scratch_postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -462,7 +462,7 @@ class FakeBotApi(_Scripting):
         self._loop = loop
         try:
             loop.run_until_complete(self._startup(control=False))
-        except BaseException as error:  # noqa: BLE001 - reported to start()
+        except BaseException as error:
             self._start_error = error
             self._started.set()
             return

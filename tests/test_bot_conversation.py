@@ -10,15 +10,16 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from bot.config import Settings
-from bot.db import Database
-from bot.db.models import ChatKind
-from bot.i18n import I18n
-from bot.ingest.service import ArticleInput
 from bot.context import AppContext
 from bot.conversation.conversation import ButtonPress, Conversation
 from bot.conversation.incoming import Incoming, Post
 from bot.conversation.messages import CallbackResult, Reply
+from bot.db import Database
+from bot.db.models import ChatKind
+from bot.i18n import I18n
+from bot.ingest.service import ArticleInput
 from bot.wiring import build_services
+
 from conftest import make_settings
 from test_i18n import html_errors
 

@@ -16,9 +16,10 @@ from bot.context import AppContext
 from bot.db import Database
 from bot.i18n import I18n
 from bot.logs import REDACTED, setup_logging
-from bot.telegram.app import build_application
 from bot.shell import html_to_text
+from bot.telegram.app import build_application
 from bot.wiring import build_services
+
 from conftest import make_settings
 from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
 from test_i18n import html_errors

@@ -18,10 +18,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings, default_data_dir, load_settings, summarizer_config
-from conftest import POSTGRES_ADMIN_URL
-from pgscratch import scratch_postgres
 from summarizer import SummarizerConfig, is_disabled
 from summarizer.config import DEFAULT_SUMMARY_MODEL, DEFAULT_TRANSLATION_MODEL
+
+from conftest import POSTGRES_ADMIN_URL
+from pgscratch import scratch_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-Passw0rd"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from summarizer import Backend, Engine, Method, Precision, SummarizerConfig
-from summarizer import ct2
+from summarizer import Backend, Engine, Method, Precision, SummarizerConfig, ct2
 from summarizer.models import LoadedModel, ModelStore, ModelUnavailable
+
 from tinymodels import TinyModels, article
 
 

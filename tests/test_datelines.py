@@ -9,6 +9,7 @@ import pytest
 
 from summarizer import Engine, Method, SummarizerConfig
 from summarizer.text import strip_datelines
+
 from tinymodels import TinyModels
 
 FIXTURES = Path(__file__).parent / "fixtures"

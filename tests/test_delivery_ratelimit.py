@@ -12,6 +12,7 @@ from telegram.error import RetryAfter
 from telegram.ext import Application, ApplicationBuilder, ExtBot
 
 from bot.telegram.ratelimit import Priority, SendRateLimiter, build_rate_limiter
+
 from conftest import make_settings
 from fakebotapi import FakeBotApi
 

@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.db.models import Chat, ChatKind, Delivery, DeliveryStatus
 from bot.services.deliveries import SHELL_CHAT_KINDS, DeliveryService, backoff_seconds
 from bot.services.fanout import FanoutService
+
 from test_fanout import BODY_EN, World
 
 

@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
-from fixtures.local_http import LocalServer, Response
 from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, SourceStatus
 from bot.ingest.feeds import FeedError, FeedService, run_feed_poller
+
+from conftest import make_settings
+from fixtures.local_http import LocalServer, Response
 
 LONG = (
     "Pemerintah provinsi mengumumkan rencana pembangunan jalur kereta ringan baru yang akan menghubungkan "

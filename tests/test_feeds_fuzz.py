@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
-from feedgen import body_words
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
@@ -17,6 +15,9 @@ from bot.db.migrate import upgrade
 from bot.db.models import Article, ArticleTag, Source, SourceKind
 from bot.ingest.feeds import FeedError, FeedService, parse_feed
 from bot.ingest.fetch import FetchedPage
+
+from conftest import make_settings
+from feedgen import body_words
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FUZZ_DB = settings(

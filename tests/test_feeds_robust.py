@@ -9,20 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
-from feedgen import (
-    big_rss,
-    body_words,
-    cp1251_without_declaration,
-    entry_time,
-    rdf_rss10,
-    rss20,
-    rss20_items,
-    rss20_relative_and_enclosures,
-    atom_xml_base,
-    rss091_latin1,
-)
-from fixtures.local_http import LocalServer, Response
 from sqlalchemy import event, func, select
 
 from bot.config import Settings
@@ -32,6 +18,21 @@ from bot.ingest import feeds as feeds_module
 from bot.ingest.feeds import FeedService, clean_feed_bytes, parse_feed
 from bot.ingest.service import ArticleInput, IngestResult, IngestService
 from bot.tags import TagService
+
+from conftest import make_settings
+from feedgen import (
+    atom_xml_base,
+    big_rss,
+    body_words,
+    cp1251_without_declaration,
+    entry_time,
+    rdf_rss10,
+    rss091_latin1,
+    rss20,
+    rss20_items,
+    rss20_relative_and_enclosures,
+)
+from fixtures.local_http import LocalServer, Response
 
 RSS = {"Content-Type": "application/rss+xml"}
 

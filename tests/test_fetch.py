@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
-from fixtures.local_http import LocalServer, Response
 
 from bot.config import Settings
 from bot.ingest.fetch import FEED_TYPES, Fetcher, FetchError, fetch_article, is_public_address
 from bot.ingest.service import IngestError
+
+from conftest import make_settings
+from fixtures.local_http import LocalServer, Response
 
 ARTICLE_HTML = (
     "<html><head><title>Harbour Reopens | Coast News</title><meta charset='utf-8'>"
@@ -82,9 +83,8 @@ def test_only_plain_http_urls_are_fetched(url: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/admin", "http://localhost:1/"])
 def test_redirect_to_private_address_is_refused(server: LocalServer, tmp_path: Path, target: str) -> None:
     server.add("/jump", Response(302, headers={"Location": target}))
-    with Fetcher(settings_for(tmp_path)) as fetcher:
-        with pytest.raises(FetchError, match="non-public address"):
-            fetcher.fetch(server.url("/jump"))
+    with Fetcher(settings_for(tmp_path)) as fetcher, pytest.raises(FetchError, match="non-public address"):
+        fetcher.fetch(server.url("/jump"))
 
 
 def test_redirects_are_followed_and_limited(server: LocalServer, tmp_path: Path) -> None:
@@ -146,9 +146,8 @@ def test_non_utf8_page_is_decoded(server: LocalServer, tmp_path: Path) -> None:
 
 
 def test_fetch_problems_become_ingest_errors(tmp_path: Path) -> None:
-    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher:
-        with pytest.raises(IngestError, match="non-public"):
-            fetch_article("http://127.0.0.1/x", fetcher.settings, fetcher=fetcher)
+    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher, pytest.raises(IngestError, match="non-public"):
+        fetch_article("http://127.0.0.1/x", fetcher.settings, fetcher=fetcher)
 
 
 def test_connection_is_pinned_to_the_checked_address_with_the_host_name_kept(server: LocalServer, tmp_path: Path) -> None:
@@ -215,9 +214,8 @@ def test_every_redirect_hop_is_checked_again(server: LocalServer, tmp_path: Path
     # Two allowed hops, then a third to an IPv6 form of 127.0.0.1: refused before it is contacted.
     server.add("/one", Response(302, headers={"Location": "/two"}))
     server.add("/two", Response(302, headers={"Location": target.format(port=server.port)}))
-    with Fetcher(settings_for(tmp_path)) as fetcher:
-        with pytest.raises(FetchError, match="non-public address"):
-            fetcher.fetch(server.url("/one"))
+    with Fetcher(settings_for(tmp_path)) as fetcher, pytest.raises(FetchError, match="non-public address"):
+        fetcher.fetch(server.url("/one"))
     assert [path for path, _headers in server.requests] == ["/one", "/two"]
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_settings
-from fixtures.local_http import LocalServer, Response
 
 from bot.cli import cli
 from bot.config import Settings
 from bot.ingest.fetch import Fetcher, FetchError
+
+from conftest import make_settings
+from fixtures.local_http import LocalServer, Response
 
 DRIP_SECONDS = 20
 SLACK = 2.0  # the bound is the timeout plus this

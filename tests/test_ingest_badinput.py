@@ -130,7 +130,7 @@ def test_a_named_pipe_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_pat
     def read() -> None:
         try:
             outcome.append(read_file(fifo, settings))
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+        except BaseException as error:
             outcome.append(error)
 
     reader = threading.Thread(target=read, daemon=True)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fixtures.local_http import LocalServer, Response
 
 from bot.cli import cli
+
+from fixtures.local_http import LocalServer, Response
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = FIXTURES / "rusia-garansi-mengikat.txt"

@@ -28,6 +28,7 @@ from bot.jobs import (
 from bot.jobs.celery_app import CeleryJobs, build_celery_app, register_summarize_task
 from bot.jobs.lookup import ArticleGone, StoredSummaries
 from bot.services.summaries import SummaryService
+
 from conftest import make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/15"

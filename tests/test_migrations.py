@@ -24,6 +24,7 @@ from sqlalchemy import Engine, column, inspect, select, table
 from bot.db import Database
 from bot.db.migrate import alembic_config, current_revision, downgrade, upgrade
 from bot.db.models import Article, Base, Tag
+
 from conftest import POSTGRES_ADMIN_URL
 from pgscratch import scratch_postgres
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from summarizer import SummarizerConfig
 from summarizer.fetch import Role, planned_models
+
 from tinymodels import TinyModels, install_in_hub_cache
 
 

@@ -175,9 +175,8 @@ def test_log_context_appears_in_json_lines() -> None:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        with log_context(job_articles=[1, 2], job_lang="en"):
-            with log_context(worker="w1"):
-                logger.warning("inside")
+        with log_context(job_articles=[1, 2], job_lang="en"), log_context(worker="w1"):
+            logger.warning("inside")
         logger.warning("outside")
     finally:
         logger.removeHandler(handler)
@@ -193,6 +192,7 @@ async def test_health_task_serves_until_stopped(sqlite_url: str, tmp_path: Path)
 
     from bot.context import open_context
     from bot.ops.health import health_task
+
     from conftest import make_settings
 
     with socket.socket() as sock:

@@ -126,10 +126,10 @@ def test_read_file_gives_an_article_or_one_clear_ingest_error(data: bytes) -> No
     import tempfile
     from pathlib import Path
 
-    from conftest import make_settings
-
     from bot.ingest.loaders import read_file
     from bot.ingest.service import IngestError
+
+    from conftest import make_settings
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "input"

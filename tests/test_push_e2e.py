@@ -26,11 +26,12 @@ from bot.db.models import Article, Chat, Delivery, DeliveryStatus
 from bot.i18n import I18n
 from bot.ingest.service import ArticleInput, IngestService
 from bot.services.deliveries import DeliveryService
+from bot.services.pushes import PushLoop
 from bot.tags import TagService
 from bot.telegram.app import build_application
-from bot.services.pushes import PushLoop
 from bot.telegram.transport import TelegramTransport
 from bot.wiring import build_push_loop, build_services
+
 from conftest import make_settings
 from fakebotapi import FakeBotApi, SentMessage
 from test_fanout import BODY_EN, BODY_ID
@@ -236,11 +237,13 @@ async def test_lost_chat_is_deactivated_and_a_migrated_group_keeps_its_follows(b
 
 
 async def test_push_loop_survives_failures_and_drains_on_stop(fake_bot_api: FakeBotApi, sqlite_url: str, tmp_path: Path) -> None:
+    from telegram.ext import ApplicationBuilder
+
     from bot.services.fanout import FanoutService
     from bot.services.summaries import SummaryService
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
-    from telegram.ext import ApplicationBuilder
+
     from test_fanout import World
 
     class FlakyFanout(FanoutService):

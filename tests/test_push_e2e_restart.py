@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.db.models import Delivery, DeliveryStatus
+
 from conftest import make_settings
 from fakebotapi import FakeBotApi
 from test_fanout import BODY_EN, BODY_ID, World
@@ -114,6 +115,7 @@ def test_bot_killed_inside_the_fan_out_transaction_loses_nothing(
     from sqlalchemy import text
 
     from bot.db.models import Article
+
     from conftest import _truncate_all
 
     db = Database(postgres_url)

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.conversation.messages import MAX_MESSAGE_CHARS, telegram_length, trim_text
+from bot.conversation.render import hashtag, render_push
 from bot.db.models import SummaryMethod
 from bot.i18n import I18n
 from bot.services.contracts import ArticleSummary
-from bot.conversation.messages import MAX_MESSAGE_CHARS, telegram_length, trim_text
-from bot.conversation.render import hashtag, render_push
 
 ALLOWED = {"a", "b", "i"}
 

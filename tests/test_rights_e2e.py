@@ -22,6 +22,7 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.db.models import Article, Chat, Delivery, DeliveryStatus
 from bot.i18n import I18n
+
 from fakebotapi import FakeBotApi
 from fixtures.local_http import LocalServer, Response
 from test_bot_telegram import ADMIN, BODY, Bot, eventually, start_bot, stop_bot
@@ -187,6 +188,7 @@ async def quiet_bot(database: Database, tmp_path: Path, i18n: I18n) -> AsyncIter
     from bot.context import AppContext
     from bot.telegram.app import build_application
     from bot.wiring import build_services
+
     from conftest import make_settings
     from fakebotapi import DEFAULT_TOKEN
 

@@ -28,6 +28,7 @@ from sqlalchemy import func, select, text
 from bot.config import Settings
 from bot.db import Database
 from bot.db.models import ChatKind, Delivery, DeliveryStatus, Summary, SummaryKind
+
 from conftest import POSTGRES_ADMIN_URL, make_settings
 from pgscratch import scratch_postgres
 
@@ -136,6 +137,7 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
     from bot.wiring import build_push_loop, build_services
+
     from tinymodels import article as tiny_article
 
     server = fake_bot_api
@@ -274,8 +276,9 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
 
 
 def test_sigterm_lets_the_running_job_finish(scaleout_url: str, queue: str, tmp_path: Path) -> None:
-    from bot.jobs.celery_app import CeleryJobs, build_celery_app
     from test_jobs import add_articles
+
+    from bot.jobs.celery_app import CeleryJobs, build_celery_app
 
     env = {key: value for key, value in os.environ.items() if not key.startswith(("NEWSBOT_", "TELEGRAM_"))} | {
         "PYTHONPATH": str(ROOT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Settings
+from bot.conversation.incoming import parse_command
 from bot.db import Database
 from bot.db.models import Article, Chat, ChatKind, Delivery, DeliveryStatus
 from bot.ingest.service import ArticleInput, IngestService
@@ -12,7 +13,6 @@ from bot.services.chats import ChatService
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, split_tag_args
 from bot.tags import TagService
-from bot.conversation.incoming import parse_command
 
 BODY = (
     "The city council approved a new budget for public transport on Tuesday evening after a long debate. "

@@ -18,8 +18,9 @@ from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.i18n import Html, I18n
 from bot.ingest.service import ArticleInput, IngestService
-from bot.tags import TagService
 from bot.shell import html_to_text
+from bot.tags import TagService
+
 from conftest import make_settings
 
 REPO = Path(__file__).resolve().parent.parent

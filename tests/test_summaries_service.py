@@ -12,6 +12,7 @@ from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.contracts import SummaryProvider
 from bot.services.summaries import ArticleNotFound, SummaryService
+
 from conftest import make_settings
 
 SAMPLE = Path(__file__).parent / "fixtures" / "rusia-garansi-mengikat.txt"

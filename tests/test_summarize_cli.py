@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+
 from tinymodels import TinyModels
 
 SAMPLE = Path(__file__).parent / "fixtures" / "rusia-garansi-mengikat.txt"
@@ -113,7 +114,7 @@ def test_url_source_is_fetched_stored_and_summarized(cli_env: dict[str, str]) ->
     ).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(page)))

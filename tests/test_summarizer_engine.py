@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.services.summaries import summarizer_config
-from conftest import make_settings
 from summarizer import Engine, Method, SummarizerConfig
 from summarizer.text import split_sentences
+
+from conftest import make_settings
 from tinymodels import TinyModels, article
 
 

@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Tag, TagAlias
 from bot.tags import DEFAULT_ALIAS_FILE, MAX_TAG_LENGTH, TagError, TagService, clean_tag_name, load_alias_file, normalize_tag
+
 from conftest import make_settings
 
 
@@ -73,9 +74,8 @@ def test_get_or_create_creates_new_tags_once_with_display_name(database: Databas
         again = service.get_or_create(session, "pilkada jakarta")
         assert first.id == again.id
         assert first.name == "Pilkada Jakarta"
-    with database.session() as session:
-        with pytest.raises(TagError):
-            service.get_or_create(session, "#")
+    with database.session() as session, pytest.raises(TagError):
+        service.get_or_create(session, "#")
 
 
 def test_alias_seeding_is_idempotent_across_services(database: Database, settings: Settings) -> None:

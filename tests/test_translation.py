@@ -14,8 +14,9 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.summaries import SummaryService, summarizer_config
-from conftest import make_settings
 from summarizer import Backend, Engine, SummarizerConfig, TranslationUnavailable
+
+from conftest import make_settings
 from tinymodels import TinyModels, article
 
 

@@ -328,8 +328,8 @@ class FakeHub:
                 not_found = {**as_json, "X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
                 return self._send(404, b'{"error": "Repository not found"}', not_found)
 
-            do_GET = _answer  # noqa: N815 - http.server's names
-            do_HEAD = _answer  # noqa: N815
+            do_GET = _answer
+            do_HEAD = _answer
 
             def log_message(self, *_args: object) -> None:
                 pass

@@ -13,6 +13,7 @@ from bot.context import AppContext, open_context
 from bot.db import describe_database
 from bot.logs import setup_logging
 
+
 def secrets_of(settings: Settings) -> list[str]:
     """Values no log line may show: the bot token and the webhook secret."""
     return [secret.get_secret_value() for secret in (settings.telegram_bot_token, settings.webhook_secret) if secret]

@@ -86,7 +86,7 @@ def fetch(dry_run: bool, convert: bool) -> None:
         click.echo(f"downloading {model.model_id} ({model.role.value}, {model.detail})", err=True)
         try:
             folder = download(model.model_id, config.cache_dir)
-        except Exception as error:  # noqa: BLE001 - report each model's failure and go on
+        except Exception as error:
             failed += 1
             hint = "; translation will pivot through English" if model.role is Role.TRANSLATION else ""
             click.echo(

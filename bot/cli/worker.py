@@ -36,7 +36,7 @@ def wait_for_schema(ctx: AppContext, timeout: float) -> None:
     while True:
         try:
             current = current_revision(ctx.db.engine)
-        except Exception as error:  # noqa: BLE001 - database not up yet: keep waiting until the deadline
+        except Exception as error:
             current = f"unreachable ({type(error).__name__})"
         if current == head:
             return
@@ -79,7 +79,7 @@ class LazySummaryService:
                             engine.translate_batch([WARM_UP_TEXT], src, tgt)
                         except TranslationUnavailable:
                             pass  # reported by the engine once; jobs send the original then
-        except Exception:  # noqa: BLE001 - a failed warm-up must not stop the worker; jobs fall back
+        except Exception:
             log.warning("model warm-up failed", exc_info=True)
 
     def status_line(self) -> str:

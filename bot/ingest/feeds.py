@@ -295,7 +295,7 @@ def parse_feed(content: bytes, url: str, content_type: str = "", charset: str | 
         parsed = feedparser.parse(
             clean_feed_bytes(content), response_headers=_feed_headers(content_type, charset), sanitize_html=True
         )
-    except Exception as error:  # noqa: BLE001 - feedparser's failures on hostile input are many
+    except Exception as error:
         raise FeedError(f"{url[:200]} is not a valid RSS/Atom feed: {error.__class__.__name__}") from None
     entries_raw = parsed.get("entries") or []
     if not entries_raw and (parsed.get("bozo") or not parsed.get("version")):  # empty input has no version
@@ -310,7 +310,7 @@ def parse_feed(content: bytes, url: str, content_type: str = "", charset: str | 
     for index, raw in enumerate(entries_raw):
         try:
             entries.append(_read_entry(raw, base))
-        except Exception as error:  # noqa: BLE001 - one unreadable entry must not lose the others
+        except Exception as error:
             log.info("feed %s: cannot read entry %d", url, index, exc_info=True)
             entries.append(FeedEntry(link=None, guid=None, title=f"entry {index + 1}", body="", tags=[],
                                      published_at=None, error=f"unreadable entry: {error.__class__.__name__}: {error}"))  # fmt: skip
@@ -494,7 +494,7 @@ class FeedService:
                 self._record_success(source_id, result, page.etag, page.last_modified, parsed.title)
         except (FetchError, FeedError) as error:
             self._record_failure(source_id, result, str(error))
-        except Exception as error:  # noqa: BLE001 - one bad feed must not stop the others
+        except Exception as error:
             log.exception("unexpected error polling feed %s", url)
             self._record_failure(source_id, result, f"unexpected error: {error.__class__.__name__}: {error}")
         return result
@@ -524,7 +524,7 @@ class FeedService:
             except (IngestError, FetchError) as error:
                 self._entry_failed(result, entry, str(error))
                 continue
-            except Exception as error:  # noqa: BLE001 - one bad entry must not lose the others
+            except Exception as error:
                 log.exception("feed %s: unexpected error ingesting entry %s", result.url, entry.label)
                 self._entry_failed(result, entry, f"unexpected error: {error.__class__.__name__}: {error}")
                 continue
@@ -664,7 +664,7 @@ async def run_feed_poller(feeds: FeedService, stop: asyncio.Event, interval: flo
                 )  # fmt: skip
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the poller must outlive any one bad round
+        except Exception:
             log.exception("feed poller round failed; trying again in %.0fs", interval)
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -142,7 +142,7 @@ def _extract(html: str, url: str | None) -> Any:
         return trafilatura.bare_extraction(
             html, url=url, with_metadata=True, include_comments=False, include_tables=False
         )
-    except Exception:  # noqa: BLE001 - the extractor must never take the caller down
+    except Exception:
         log.debug("trafilatura failed; falling back to raw-text rules", exc_info=True)
         return None
 

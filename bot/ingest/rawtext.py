@@ -37,20 +37,7 @@ HEADLINE_MIN_WORDS = 5
 # Words and phrases that make up site UI (menus, share bars, buttons, form fields), in
 # Indonesian and English. A line made only of these is chrome.
 UI_PHRASES = frozenset(
-    """
-    menu home beranda index indeks login log in logout sign in sign up masuk keluar daftar register
-    subscribe langganan berlangganan share bagikan sebarkan tweet facebook twitter x whatsapp wa
-    telegram line linkedin pinterest reddit instagram youtube tiktok email e-mail print cetak copy
-    copy link salin salin tautan link tautan close tutup next previous prev selanjutnya sebelumnya
-    back to top kembali ke atas skip to content skip to main content lanjut ke konten advertisement
-    iklan ads ad sponsored comments comment komentar reply balas like suka more lainnya lihat semua
-    view all see all read more selengkapnya baca selengkapnya follow us ikuti kami newsletter
-    trending populer terpopuler terbaru latest breaking news berita terkini news berita video videos
-    foto photo photos galeri gallery kanal channels topik topics search cari pencarian go submit kirim
-    name nama website situs web situs url send loading memuat load more muat lebih banyak toggle
-    navigation open menu buka menu notifikasi notifications dark mode mode gelap light mode
-    accept terima setuju agree cookie cookies settings pengaturan download unduh app aplikasi
-    """.split()
+    ["menu", "home", "beranda", "index", "indeks", "login", "log", "in", "logout", "sign", "in", "sign", "up", "masuk", "keluar", "daftar", "register", "subscribe", "langganan", "berlangganan", "share", "bagikan", "sebarkan", "tweet", "facebook", "twitter", "x", "whatsapp", "wa", "telegram", "line", "linkedin", "pinterest", "reddit", "instagram", "youtube", "tiktok", "email", "e-mail", "print", "cetak", "copy", "copy", "link", "salin", "salin", "tautan", "link", "tautan", "close", "tutup", "next", "previous", "prev", "selanjutnya", "sebelumnya", "back", "to", "top", "kembali", "ke", "atas", "skip", "to", "content", "skip", "to", "main", "content", "lanjut", "ke", "konten", "advertisement", "iklan", "ads", "ad", "sponsored", "comments", "comment", "komentar", "reply", "balas", "like", "suka", "more", "lainnya", "lihat", "semua", "view", "all", "see", "all", "read", "more", "selengkapnya", "baca", "selengkapnya", "follow", "us", "ikuti", "kami", "newsletter", "trending", "populer", "terpopuler", "terbaru", "latest", "breaking", "news", "berita", "terkini", "news", "berita", "video", "videos", "foto", "photo", "photos", "galeri", "gallery", "kanal", "channels", "topik", "topics", "search", "cari", "pencarian", "go", "submit", "kirim", "name", "nama", "website", "situs", "web", "situs", "url", "send", "loading", "memuat", "load", "more", "muat", "lebih", "banyak", "toggle", "navigation", "open", "menu", "buka", "menu", "notifikasi", "notifications", "dark", "mode", "mode", "gelap", "light", "mode", "accept", "terima", "setuju", "agree", "cookie", "cookies", "settings", "pengaturan", "download", "unduh", "app", "aplikasi"]
 ) | frozenset(
     {
         "log in", "sign in", "sign up", "copy link", "salin tautan", "back to top", "kembali ke atas",
@@ -373,9 +360,7 @@ def parse_raw_text(text: str) -> ParsedText:
             tags.extend(values)
         elif line.kind is Kind.HASHTAGS and (index >= end or index >= body_first):
             tags.extend(split_tag_values(line.value))
-        elif line.kind is Kind.DATE and published is None and index < end:
-            published = find_date(line.text)
-        elif line.kind is Kind.BYLINE and published is None and index < body_first:
+        elif (line.kind is Kind.DATE and published is None and index < end) or (line.kind is Kind.BYLINE and published is None and index < body_first):
             published = find_date(line.text)
 
     body_lines = _body_lines(lines, start, body_first, end, title)

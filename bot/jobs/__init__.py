@@ -223,7 +223,7 @@ class QueuedSummaryProvider:
     def status_line(self) -> str:
         try:
             depth = self._jobs.depth()
-        except Exception as error:  # noqa: BLE001 - a status line never raises
+        except Exception as error:
             return f"{self._description}; queue unreachable ({type(error).__name__})"
         waiting = "unknown" if depth is None else str(depth)
         return f"{self._description}; {waiting} jobs waiting"

@@ -43,7 +43,7 @@ class Check:
     def result(self) -> CheckResult:
         try:
             return CheckResult(True, self.run())
-        except Exception as error:  # noqa: BLE001 - any failure means "not ready", with its reason
+        except Exception as error:
             return CheckResult(False, f"{type(error).__name__}: {error}"[:300])
 
 
@@ -122,7 +122,7 @@ class HealthServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
                     self._send_json(HTTPStatus.OK, {"status": "ok"})
@@ -144,7 +144,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+            def log_message(self, format: str, *args: object) -> None:
                 log.debug("health: " + format, *args)
 
         return Handler

@@ -36,7 +36,7 @@ class DatabaseCollector(Collector):
         try:
             yield from self._from_database()
             up.add_metric([], 1)
-        except Exception:  # noqa: BLE001 - a scrape must answer even when the database is down
+        except Exception:
             log.warning("metrics: database unreadable", exc_info=True)
             up.add_metric([], 0)
         yield up
@@ -44,7 +44,7 @@ class DatabaseCollector(Collector):
             depth = GaugeMetricFamily("newsbot_queue_depth", "jobs waiting in the broker queue (-1: unreachable)")
             try:
                 value = self._queue_depth()
-            except Exception:  # noqa: BLE001 - an unreachable broker is reported, not raised
+            except Exception:
                 log.warning("metrics: broker unreachable", exc_info=True)
                 value = -1
             depth.add_metric([], -1 if value is None else value)

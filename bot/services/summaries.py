@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import Settings, summarizer_config  # noqa: F401 - also imported from here; bot.config owns it
+from bot.config import Settings, summarizer_config
 from bot.db import Database
 from bot.db.models import Article, Summary, SummaryKind, SummaryMethod
 from bot.services.contracts import ArticleSummary
