@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -680,10 +681,8 @@ def build_app(state: _State, new_update: asyncio.Event, *, control: bool) -> web
             remaining = deadline - time.monotonic()
             if updates or remaining <= 0:
                 return _ok(updates)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(new_update.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def send_message(params: dict[str, Any]) -> web.Response:
         chat_id = _require_chat(params)
@@ -1006,10 +1005,8 @@ def serve_forever(host: str, port: int, token: str, latency: float) -> None:
         print(f"http://{host}:{bound}", flush=True)
         await asyncio.Event().wait()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,10 @@ def test_length_penalty_and_ngram_blocking_take_effect(tiny_models: TinyModels, 
     batch = encoded(fast, TEXTS)
     for row in fast.runner.generate(**batch, **BLOCKED).tolist():
         text = [token for token in row[1:] if token != fast.tokenizer.pad_token_id]
-        bigrams = list(zip(text, text[1:], strict=False))
+        bigrams = list(itertools.pairwise(text))
         assert text and len(bigrams) == len(set(bigrams))  # no bigram twice
     unblocked = fast.runner.generate(**batch, **{**BLOCKED, "no_repeat_ngram_size": 0}).tolist()
-    assert any(len(set(zip(row, row[1:], strict=False))) < len(row) - 1 for row in unblocked)  # repeats without it
+    assert any(len(set(itertools.pairwise(row))) < len(row) - 1 for row in unblocked)  # repeats without it
 
 
 def test_trimmed_conversion_writes_only_kept_tokens(tiny_models: TinyModels, tmp_path: Path) -> None:
@@ -159,7 +160,7 @@ def test_unconvertible_model_uses_transformers_under_auto_and_fails_clearly_when
     # The tiny M2M100's embedding table is larger than its tokenizer: CTranslate2's checks refuse it.
     folder = str(build_tiny_m2m100(tmp_path / "m2m"))
     assert store(tmp_path, Backend.AUTO).get(folder).backend is Backend.TRANSFORMERS
-    with pytest.raises(ModelUnavailable, match="CTranslate2 cannot convert.*MODEL_BACKEND=ctranslate2"):
+    with pytest.raises(ModelUnavailable, match=r"CTranslate2 cannot convert.*MODEL_BACKEND=ctranslate2"):
         store(tmp_path, Backend.CTRANSLATE2).get(folder)
 
 

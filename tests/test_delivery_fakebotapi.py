@@ -51,7 +51,7 @@ async def test_injected_faults_raise_ptb_errors(fake_bot_api: FakeBotApi) -> Non
         assert (await bot.send_message(7, "b")).message_id == 1  # the fault was used up
         with pytest.raises(Forbidden, match="blocked by the user"):
             await bot.send_message(8, "c")
-        with pytest.raises(BadRequest, match="(?i)chat not found"):
+        with pytest.raises(BadRequest, match=r"(?i)chat not found"):
             await bot.send_message(9, "d")
         await bot.send_message(10, "e")
     waited = retry.value.retry_after

@@ -69,9 +69,11 @@ def test_fetches_page_from_allowed_host_and_parses_it(server: LocalServer, tmp_p
      "http://10.0.0.1/", "http://0x7f000001/", "http://2130706433/"],
 )  # fmt: skip
 def test_private_addresses_are_refused_by_default(url: str, tmp_path: Path) -> None:
-    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher:
-        with pytest.raises(FetchError, match="non-public address|cannot resolve"):
-            fetcher.fetch(url)
+    with (
+        Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher,
+        pytest.raises(FetchError, match=r"non-public address|cannot resolve"),
+    ):
+        fetcher.fetch(url)
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a", "file:///etc/passwd", "gopher://x/", "/etc/passwd", "http://user:pw@example.com/"])
@@ -204,9 +206,11 @@ def test_public_addresses_and_embedded_public_ipv4_are_allowed(address: str) -> 
      "http://192.0.0.9/", "http://198.18.0.1/"],
 )  # fmt: skip
 def test_urls_with_embedded_or_special_addresses_are_refused(url: str, tmp_path: Path) -> None:
-    with Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher:
-        with pytest.raises(FetchError, match="non-public address"):
-            fetcher.fetch(url)
+    with (
+        Fetcher(settings_for(tmp_path, fetch_allowed_hosts=[])) as fetcher,
+        pytest.raises(FetchError, match="non-public address"),
+    ):
+        fetcher.fetch(url)
 
 
 @pytest.mark.parametrize("target", ["http://[64:ff9b::7f00:1]:{port}/x", "http://[::ffff:127.0.0.1]:{port}/x", "http://[2002:7f00:1::1]/"])

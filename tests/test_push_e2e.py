@@ -6,6 +6,7 @@ and in another one, and we check exactly who gets which message, in which langua
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -208,7 +209,7 @@ async def test_server_errors_are_retried_with_backoff_then_parked(bot: Bot) -> N
     assert await bot.server.async_wait_for(lambda s: bot.delivery_status().get(42) == DeliveryStatus.PARKED, 30)
     attempts = [c for c in bot.server.calls("sendMessage") if c.chat_id == 42 and c.status == 500]
     assert len(attempts) == bot.settings.delivery_max_attempts
-    gaps = [b.time - a.time for a, b in zip(attempts, attempts[1:])]
+    gaps = [b.time - a.time for a, b in itertools.pairwise(attempts)]
     # Backoff 0.2, 0.4, 0.8, 1.6 s, but never faster than the chat's 1 message/s.
     assert min(gaps) >= 0.95 and gaps[-1] >= 1.55
     [parked] = bot.pushes.deliveries.parked(5)

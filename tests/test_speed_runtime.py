@@ -54,8 +54,7 @@ def test_reexec_restarts_the_process_once_with_the_runtime() -> None:
         "from summarizer.speed import reexec_with_runtime\n"
         "print('start', flush=True)\n"
         "reexec_with_runtime('auto')\n"
-        "print(json.dumps({k: os.environ.get(k) for k in ('LD_PRELOAD', 'OMP_WAIT_POLICY', '%s')}))\n"
-        % RUNTIME_MARKER
+        f"print(json.dumps({{k: os.environ.get(k) for k in ('LD_PRELOAD', 'OMP_WAIT_POLICY', {RUNTIME_MARKER!r})}}))\n"
     )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_WORDS = (
-    "rusia minta barat berikan garansi mengikat menlu menyatakan moskow keamanan janji nato "
-    "presiden jakarta banjir warga pemerintah harga naik pasar saham bank sentral bunga "
-    "the central bank raised interest rates on thursday officials said inflation markets fell "
-    "analysts expect floods residents government prices rose people city police minister "
-    "россия москва президент заявил"  # Cyrillic pieces, so vocabulary trimming has something to drop
-).split()
+_WORDS = [
+    "rusia", "minta", "barat", "berikan", "garansi", "mengikat", "menlu", "menyatakan", "moskow", "keamanan", "janji", "nato",
+    "presiden", "jakarta", "banjir", "warga", "pemerintah", "harga", "naik", "pasar", "saham", "bank", "sentral", "bunga",
+    "the", "central", "bank", "raised", "interest", "rates", "on", "thursday", "officials", "said", "inflation", "markets",
+    "fell", "analysts", "expect", "floods", "residents", "government", "prices", "rose", "people", "city", "police", "minister",
+    "россия", "москва", "президент", "заявил",  # Cyrillic pieces, so vocabulary trimming has something to drop
+]
 _NAMES = ("Lavrov", "Putin", "Washington", "Eropa", "Jakarta", "Surabaya", "Reuters", "NATO")
 VOCAB_SIZE = 160
 # Generated outputs have at least this many tokens, so random weights never give empty text.

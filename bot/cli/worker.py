@@ -7,6 +7,7 @@ worker exits; a job cut short by SIGKILL is delivered again to another worker (a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -75,10 +76,9 @@ class LazySummaryService:
             for src in langs:
                 for tgt in langs:
                     if src != tgt:
-                        try:
+                        # Unavailable pairs are reported by the engine once; jobs send the original then.
+                        with contextlib.suppress(TranslationUnavailable):
                             engine.translate_batch([WARM_UP_TEXT], src, tgt)
-                        except TranslationUnavailable:
-                            pass  # reported by the engine once; jobs send the original then
         except Exception:
             log.warning("model warm-up failed", exc_info=True)
 

@@ -12,6 +12,7 @@ down at the deadline, so a server dripping a byte a second cannot hold a fetch l
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -186,10 +187,8 @@ class _Deadline:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed by its owner
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by its owner
 
 
 def _codec_name(charset: str | None) -> str | None:

@@ -162,10 +162,8 @@ def parse_html(html: str, url: str | None = None) -> ParsedHtml:
         return ParsedHtml(title=None, body="")
     meta = _metadata(tree, url)
     title = meta["title"]
-    if len(tree.text_content().strip()) < MIN_EXTRACT_CHARS:
-        document = None  # nothing for the extractor to find (and it would log an error)
-    else:
-        document = _extract(html, url)
+    # Too little text: nothing for the extractor to find (and it would log an error).
+    document = None if len(tree.text_content().strip()) < MIN_EXTRACT_CHARS else _extract(html, url)
     text = ""
     if document is not None and getattr(document, "text", None):
         title = getattr(document, "title", None) or title

@@ -224,9 +224,8 @@ def classify(text: str) -> Line:
         return Line(text, Kind.HASHTAGS, words, text)
     if COMMENTS.search(text) or END_RELATED.match(text) or (words <= 12 and FOOTER.search(text)):
         return Line(text, Kind.END, words)
-    if match := INLINE_RELATED.match(text):
-        if words <= 25:
-            return Line(text, Kind.RELATED, words, match["rest"].strip(" :"))
+    if (match := INLINE_RELATED.match(text)) and words <= 25:
+        return Line(text, Kind.RELATED, words, match["rest"].strip(" :"))
     if LOADING.match(text) or ADS.match(text) or PROMO.search(text):
         return Line(text, Kind.CHROME, words)
     if words <= SHORT_UI_WORDS and (SEARCH_PROMPT.match(text) or SHARE_BAR.match(text) or _is_ui(text)):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 
-_CONTEXT: ContextVar[dict[str, object]] = ContextVar("newsbot_log_context", default={})
+_CONTEXT: ContextVar[Mapping[str, object]] = ContextVar("newsbot_log_context", default=MappingProxyType({}))
 
 
 @contextmanager

@@ -17,6 +17,7 @@ retried up to `max_retries` times after the wait, then the RetryAfter is raised 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import heapq
 import itertools
@@ -143,10 +144,8 @@ class _GlobalGate:
             delay = self._next_slot(now) - now
             if delay > 0:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
                 continue
             _, _, future = heapq.heappop(self._waiters)
             if future.done():  # the waiter was cancelled
@@ -157,10 +156,8 @@ class _GlobalGate:
     async def close(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
-            except asyncio.CancelledError:
-                pass
         for _, _, future in self._waiters:
             if not future.done():
                 future.cancel()
