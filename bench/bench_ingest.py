@@ -31,7 +31,16 @@ from bot.tags import TagService  # noqa: E402
 
 from pgscratch import scratch_postgres  # noqa: E402
 
-WORDS = ["pemerintah", "menyatakan", "bahwa", "rencana", "pembangunan", "jalan", "baru", "akan", "dimulai", "tahun", "depan", "setelah", "anggaran", "disetujui", "oleh", "dewan", "perwakilan", "rakyat", "daerah", "warga", "menyambut", "baik", "keputusan", "itu", "namun", "meminta", "agar", "proses", "pembebasan", "lahan", "dilakukan", "secara", "adil", "dan", "terbuka", "menteri", "keuangan", "mengatakan", "pertumbuhan", "ekonomi", "kuartal", "ketiga", "lebih", "tinggi", "dari", "perkiraan", "para", "analis", "pasar", "harga", "bahan", "pokok", "di", "sejumlah", "pasar", "tradisional", "terpantau", "stabil", "menjelang", "akhir", "pekan", "petani", "mengeluhkan", "biaya", "pupuk", "yang", "terus", "naik", "sementara", "harga", "gabah", "di", "tingkat", "petani", "tidak", "berubah"]
+WORDS = [
+    "pemerintah", "menyatakan", "bahwa", "rencana", "pembangunan", "jalan", "baru", "akan", "dimulai", "tahun",
+    "depan", "setelah", "anggaran", "disetujui", "oleh", "dewan", "perwakilan", "rakyat", "daerah", "warga",
+    "menyambut", "baik", "keputusan", "itu", "namun", "meminta", "agar", "proses", "pembebasan", "lahan", "dilakukan",
+    "secara", "adil", "dan", "terbuka", "menteri", "keuangan", "mengatakan", "pertumbuhan", "ekonomi", "kuartal",
+    "ketiga", "lebih", "tinggi", "dari", "perkiraan", "para", "analis", "pasar", "harga", "bahan", "pokok", "di",
+    "sejumlah", "pasar", "tradisional", "terpantau", "stabil", "menjelang", "akhir", "pekan", "petani", "mengeluhkan",
+    "biaya", "pupuk", "yang", "terus", "naik", "sementara", "harga", "gabah", "di", "tingkat", "petani", "tidak",
+    "berubah",
+]
 TOPICS = ["Ekonomi", "Politik", "Rusia", "Pendidikan", "Kesehatan", "Olahraga", "Teknologi", "Jakarta"]
 
 

@@ -187,7 +187,8 @@ def spawn(mode: Mode, args: argparse.Namespace, prepare: bool = False) -> Result
         env["CT2_FORCE_CPU_ISA"] = mode.isa
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         command = [sys.executable, __file__, "--child", json.dumps(asdict(mode)), "--result", out.name,
-                   "--articles", str(args.articles if mode.batch > 1 else args.latency_articles), "--threads", str(args.threads), "--keep", str(args.keep),
+                   "--articles", str(args.articles if mode.batch > 1 else args.latency_articles),
+                   "--threads", str(args.threads), "--keep", str(args.keep),
                    "--cache-dir", str(args.cache_dir)]
         if prepare:
             command[command.index("--articles") + 1] = "0"
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.quick:
         modes = [mode for mode in modes
                  if mode.name in {"naive fp32 b1", "ct2 int8+trim b1", f"ct2 int8+trim b{args.batch}"}]
-    print(f"{args.articles} articles per batched mode, {args.latency_articles} per one-at-a-time mode, 512 tokens; summary {SUMMARY_TOKENS} tokens, translation "
+    print(f"{args.articles} articles per batched mode, {args.latency_articles} per one-at-a-time mode, 512 tokens; "
+          f"summary {SUMMARY_TOKENS} tokens, translation "
           f"{TRANSLATION_INPUT_TOKENS}->{TRANSLATION_TOKENS} tokens, beam 4; torch threads {args.threads}; "
           f"trim keeps {args.keep} of {models['summary'].vocab_size}; +rt: MODEL_ALLOCATOR={args.allocator} and "
           f"OMP_WAIT_POLICY=PASSIVE (-rt: without); "

@@ -66,7 +66,9 @@ def prepare_models(cache: Path, keep: int) -> tuple[Path, str, list[str]]:
 def article_text(words: Sequence[str], seed: int) -> str:
     """About ARTICLE_TOKENS tokens of sentences of SENTENCE_WORDS words."""
     rng = random.Random(seed)
-    sentences = [" ".join(rng.choice(words) for _ in range(SENTENCE_WORDS)) + " ." for _ in range(ARTICLE_TOKENS // (SENTENCE_WORDS + 1))]
+    sentences = [
+        " ".join(rng.choice(words) for _ in range(SENTENCE_WORDS)) + " ." for _ in range(ARTICLE_TOKENS // (SENTENCE_WORDS + 1))
+    ]
     return " ".join(sentences)
 
 
@@ -187,7 +189,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 # --- the two measurements --------------------------------------------------------------------------
 
 
-def throughput(worker_count: int, articles: int, env: dict[str, str], settings: Any, words: list[str], logs: Path) -> dict[str, float]:
+def throughput(
+    worker_count: int, articles: int, env: dict[str, str], settings: Any, words: list[str], logs: Path
+) -> dict[str, float]:
     """Articles per minute summarized (id) and translated (id->en) by `worker_count` pinned workers."""
     from bot.db import Database
     from bot.db.models import SummaryKind
@@ -265,7 +269,9 @@ async def end_to_end(
         for number in range(articles):
             result = await asyncio.to_thread(
                 ingest.ingest,
-                ArticleInput(body=article_text(words, seed=50_000 + number), title=f"Berita {number} .", tags=["Rusia"], lang=SOURCE_LANG),
+                ArticleInput(
+                    body=article_text(words, seed=50_000 + number), title=f"Berita {number} .", tags=["Rusia"], lang=SOURCE_LANG
+                ),
             )
             ids.append(result.article_id)
         ingested = time.monotonic() - started
@@ -382,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 if len(results["throughput"]) >= 2:
                     first, last = results["throughput"][0], results["throughput"][-1]
-                    print(f"scaling {first['workers']} -> {last['workers']} workers: x{last['per_minute'] / first['per_minute']:.2f}")
+                    speedup = last["per_minute"] / first["per_minute"]
+                    print(f"scaling {first['workers']} -> {last['workers']} workers: x{speedup:.2f}")
             if not args.skip_e2e:
                 e2e = asyncio.run(
                     end_to_end(args.e2e_articles, args.e2e_followers, args.e2e_workers, env, settings, words, logs)

@@ -6,7 +6,12 @@ import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-WORDS = ["pemerintah", "kota", "jalan", "kereta", "bandara", "rencana", "anggaran", "dewan", "warga", "pasar", "harga", "beras", "listrik", "air", "sekolah", "rumah", "sakit", "banjir", "hujan", "sungai", "jembatan", "pelabuhan", "kapal", "nelayan", "petani", "panen", "pupuk", "pabrik", "buruh", "upah", "pajak", "bank", "bunga", "inflasi", "ekspor", "impor", "minyak", "gas", "tambang", "hutan", "kebun", "sawit", "kopi", "teh", "gula", "garam", "ikan"]
+WORDS = [
+    "pemerintah", "kota", "jalan", "kereta", "bandara", "rencana", "anggaran", "dewan", "warga", "pasar", "harga",
+    "beras", "listrik", "air", "sekolah", "rumah", "sakit", "banjir", "hujan", "sungai", "jembatan", "pelabuhan",
+    "kapal", "nelayan", "petani", "panen", "pupuk", "pabrik", "buruh", "upah", "pajak", "bank", "bunga", "inflasi",
+    "ekspor", "impor", "minyak", "gas", "tambang", "hutan", "kebun", "sawit", "kopi", "teh", "gula", "garam", "ikan",
+]
 BASE_TIME = datetime(2024, 3, 5, 3, 0, tzinfo=UTC)
 
 

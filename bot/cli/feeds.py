@@ -73,7 +73,8 @@ def feeds_list() -> None:
         click.echo(f"    name: {source.name}")
         click.echo(f"    tags: {', '.join(source.default_tags or []) or '-'}")
         click.echo(
-            f"    last poll: {_when(source.last_polled_at)}  next poll: {_when(source.next_poll_at) if source.next_poll_at else 'due now'}"
+            f"    last poll: {_when(source.last_polled_at)}"
+            f"  next poll: {_when(source.next_poll_at) if source.next_poll_at else 'due now'}"
             f"  consecutive failures: {source.failure_count or 0}"
         )
         if source.last_error:
@@ -106,7 +107,9 @@ def feeds_poll() -> None:
             failed += 1
             click.echo(f"newsbot feeds: #{result.source_id} {result.url}: {result.error} [{result.status.value}]", err=True)
             continue
-        state = "not modified" if result.not_modified else f"{result.new} new, {result.duplicates} known, {result.skipped} skipped"
+        state = (
+            "not modified" if result.not_modified else f"{result.new} new, {result.duplicates} known, {result.skipped} skipped"
+        )
         click.echo(f"#{result.source_id} {result.url}: {state}")
         for message in result.entry_errors:
             click.echo(f"    skipped: {message}", err=True)

@@ -24,7 +24,10 @@ ZONES: dict[str, int] = {"wib": 7, "wita": 8, "wit": 9, "utc": 0, "gmt": 0, "z":
                          "pst": -8, "pdt": -7, "bst": 1, "cet": 1, "cest": 2}  # fmt: skip
 
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
-_TIME = r"(?:[,\s|-]+(?:pukul\s+|at\s+)?(?P<h>\d{1,2})[:.](?P<mi>\d{2})(?::(?P<s>\d{2}))?\s*(?P<ampm>am|pm)?\s*(?P<tz>wib|wita|wit|utc|gmt|est|edt|pst|pdt|bst|cet|cest)?)?"
+_TIME = (
+    r"(?:[,\s|-]+(?:pukul\s+|at\s+)?(?P<h>\d{1,2})[:.](?P<mi>\d{2})(?::(?P<s>\d{2}))?\s*(?P<ampm>am|pm)?"
+    r"\s*(?P<tz>wib|wita|wit|utc|gmt|est|edt|pst|pdt|bst|cet|cest)?)?"
+)
 _DAY_MONTH_YEAR = re.compile(
     rf"\b(?P<d>\d{{1,2}})\s+(?P<m>{_MONTH})\.?,?\s+(?P<y>\d{{4}}){_TIME}", re.IGNORECASE
 )

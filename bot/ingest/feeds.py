@@ -312,8 +312,8 @@ def parse_feed(content: bytes, url: str, content_type: str = "", charset: str | 
             entries.append(_read_entry(raw, base))
         except Exception as error:
             log.info("feed %s: cannot read entry %d", url, index, exc_info=True)
-            entries.append(FeedEntry(link=None, guid=None, title=f"entry {index + 1}", body="", tags=[],
-                                     published_at=None, error=f"unreadable entry: {error.__class__.__name__}: {error}"))  # fmt: skip
+            entries.append(FeedEntry(link=None, guid=None, title=f"entry {index + 1}", body="", tags=[], published_at=None,
+                                     error=f"unreadable entry: {error.__class__.__name__}: {error}"))  # fmt: skip
     title = _text(feed.get("title")).strip() or None
     bozo = str(parsed.get("bozo_exception") or "parse error")[:200] if parsed.get("bozo") else None
     return ParsedFeed(title=title, entries=_newest_first(entries), bozo_reason=bozo)

@@ -23,7 +23,9 @@ _BLOCK_TAGS = (
     "p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article",
     "header", "footer", "nav", "aside", "blockquote", "pre", "figcaption", "dd", "dt", "ul", "ol", "table",
 )  # fmt: skip
-_HTML_START = re.compile(r"^\s*(<!--.*?-->\s*)*(<!doctype\s+html|<html|<head|<body|<meta|<title|<article|<div|<p[\s>])", re.IGNORECASE | re.DOTALL)
+_HTML_START = re.compile(
+    r"^\s*(<!--.*?-->\s*)*(<!doctype\s+html|<html|<head|<body|<meta|<title|<article|<div|<p[\s>])", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass

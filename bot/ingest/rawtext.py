@@ -37,7 +37,24 @@ HEADLINE_MIN_WORDS = 5
 # Words and phrases that make up site UI (menus, share bars, buttons, form fields), in
 # Indonesian and English. A line made only of these is chrome.
 UI_PHRASES = frozenset(
-    ["menu", "home", "beranda", "index", "indeks", "login", "log", "in", "logout", "sign", "in", "sign", "up", "masuk", "keluar", "daftar", "register", "subscribe", "langganan", "berlangganan", "share", "bagikan", "sebarkan", "tweet", "facebook", "twitter", "x", "whatsapp", "wa", "telegram", "line", "linkedin", "pinterest", "reddit", "instagram", "youtube", "tiktok", "email", "e-mail", "print", "cetak", "copy", "copy", "link", "salin", "salin", "tautan", "link", "tautan", "close", "tutup", "next", "previous", "prev", "selanjutnya", "sebelumnya", "back", "to", "top", "kembali", "ke", "atas", "skip", "to", "content", "skip", "to", "main", "content", "lanjut", "ke", "konten", "advertisement", "iklan", "ads", "ad", "sponsored", "comments", "comment", "komentar", "reply", "balas", "like", "suka", "more", "lainnya", "lihat", "semua", "view", "all", "see", "all", "read", "more", "selengkapnya", "baca", "selengkapnya", "follow", "us", "ikuti", "kami", "newsletter", "trending", "populer", "terpopuler", "terbaru", "latest", "breaking", "news", "berita", "terkini", "news", "berita", "video", "videos", "foto", "photo", "photos", "galeri", "gallery", "kanal", "channels", "topik", "topics", "search", "cari", "pencarian", "go", "submit", "kirim", "name", "nama", "website", "situs", "web", "situs", "url", "send", "loading", "memuat", "load", "more", "muat", "lebih", "banyak", "toggle", "navigation", "open", "menu", "buka", "menu", "notifikasi", "notifications", "dark", "mode", "mode", "gelap", "light", "mode", "accept", "terima", "setuju", "agree", "cookie", "cookies", "settings", "pengaturan", "download", "unduh", "app", "aplikasi"]
+    [
+        "menu", "home", "beranda", "index", "indeks", "login", "log", "in", "logout", "sign", "in", "sign", "up",
+        "masuk", "keluar", "daftar", "register", "subscribe", "langganan", "berlangganan", "share", "bagikan",
+        "sebarkan", "tweet", "facebook", "twitter", "x", "whatsapp", "wa", "telegram", "line", "linkedin", "pinterest",
+        "reddit", "instagram", "youtube", "tiktok", "email", "e-mail", "print", "cetak", "copy", "copy", "link",
+        "salin", "salin", "tautan", "link", "tautan", "close", "tutup", "next", "previous", "prev", "selanjutnya",
+        "sebelumnya", "back", "to", "top", "kembali", "ke", "atas", "skip", "to", "content", "skip", "to", "main",
+        "content", "lanjut", "ke", "konten", "advertisement", "iklan", "ads", "ad", "sponsored", "comments", "comment",
+        "komentar", "reply", "balas", "like", "suka", "more", "lainnya", "lihat", "semua", "view", "all", "see", "all",
+        "read", "more", "selengkapnya", "baca", "selengkapnya", "follow", "us", "ikuti", "kami", "newsletter",
+        "trending", "populer", "terpopuler", "terbaru", "latest", "breaking", "news", "berita", "terkini", "news",
+        "berita", "video", "videos", "foto", "photo", "photos", "galeri", "gallery", "kanal", "channels", "topik",
+        "topics", "search", "cari", "pencarian", "go", "submit", "kirim", "name", "nama", "website", "situs", "web",
+        "situs", "url", "send", "loading", "memuat", "load", "more", "muat", "lebih", "banyak", "toggle", "navigation",
+        "open", "menu", "buka", "menu", "notifikasi", "notifications", "dark", "mode", "mode", "gelap", "light",
+        "mode", "accept", "terima", "setuju", "agree", "cookie", "cookies", "settings", "pengaturan", "download",
+        "unduh", "app", "aplikasi",
+    ]
 ) | frozenset(
     {
         "log in", "sign in", "sign up", "copy link", "salin tautan", "back to top", "kembali ke atas",
@@ -124,7 +141,9 @@ TAGS_LINE = re.compile(
     r"tag terkait|topik terkait)(\s*:\s*(?P<rest>.*)|\s*)$",
     _RE,
 )
-CATEGORY_LINE = re.compile(r"^\W*(kategori|category|categories|rubrik|rubrikasi|section|kanal|filed under)\s*:\s*(?P<rest>.+)$", _RE)
+CATEGORY_LINE = re.compile(
+    r"^\W*(kategori|category|categories|rubrik|rubrikasi|section|kanal|filed under)\s*:\s*(?P<rest>.+)$", _RE
+)
 HASHTAGS = re.compile(r"^(#[\w-]+[\s,]*)+$", _RE)
 DATELINE = re.compile(
     r"^(?P<dateline>[A-Z][A-Z.'’&-]+(?:\s+[A-Z][A-Z.'’&-]+){0,3}"
@@ -266,7 +285,10 @@ def _headline_index(lines: list[Line], body_start: int) -> int | None:
         if lines[index].kind in (Kind.SHORT, Kind.SENTENCE)
         and lines[index].words <= HEADLINE_MAX_WORDS
         and len(lines[index].text) <= HEADLINE_MAX_CHARS
-        and not (lines[index].kind is Kind.SENTENCE and not lines[index].text.rstrip().endswith(("?", "!", "…", '"', "”", "？", "！", "」")))
+        and not (
+            lines[index].kind is Kind.SENTENCE
+            and not lines[index].text.rstrip().endswith(("?", "!", "…", '"', "”", "？", "！", "」"))
+        )
     ]
     if not candidates:
         return None
@@ -359,7 +381,9 @@ def parse_raw_text(text: str) -> ParsedText:
             tags.extend(values)
         elif line.kind is Kind.HASHTAGS and (index >= end or index >= body_first):
             tags.extend(split_tag_values(line.value))
-        elif (line.kind is Kind.DATE and published is None and index < end) or (line.kind is Kind.BYLINE and published is None and index < body_first):
+        elif (line.kind is Kind.DATE and published is None and index < end) or (
+            line.kind is Kind.BYLINE and published is None and index < body_first
+        ):
             published = find_date(line.text)
 
     body_lines = _body_lines(lines, start, body_first, end, title)

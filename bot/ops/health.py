@@ -150,7 +150,9 @@ class HealthServer:
         return Handler
 
 
-def process_checks(settings: Settings, db: Database, status_line: Callable[[], str]) -> tuple[list[Check], Callable[[], int | None] | None]:
+def process_checks(
+    settings: Settings, db: Database, status_line: Callable[[], str]
+) -> tuple[list[Check], Callable[[], int | None] | None]:
     """Readiness checks of a bot or worker process, and the queue-depth probe when BROKER_URL is set."""
     checks = [database_check(db), status_check("models", status_line)]
     depth: Callable[[], int | None] | None = None

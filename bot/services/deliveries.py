@@ -175,7 +175,9 @@ class DeliveryService:
                 )
             )
             rows = session.execute(
-                select(Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts)
+                select(
+                    Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts
+                )
                 .join(Chat, Chat.id == Delivery.chat_id)
                 .where(Delivery.id.in_(chosen))
                 .order_by(Delivery.id)
@@ -286,7 +288,9 @@ class DeliveryService:
             session.execute(
                 update(Delivery)
                 .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
-                .values(status=DeliveryStatus.CANCELLED, last_error=reason[:MAX_ERROR_CHARS], next_attempt_at=None, updated_at=now)
+                .values(
+                    status=DeliveryStatus.CANCELLED, last_error=reason[:MAX_ERROR_CHARS], next_attempt_at=None, updated_at=now
+                )
             )
 
     def requeue_parked(self, delivery_ids: Sequence[int] | None = None) -> int:
