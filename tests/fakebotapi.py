@@ -199,7 +199,9 @@ class _Scripting:
     def add_fault(self, fault: Fault) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def register_chat(self, chat_id: int, chat_type: str, title: str | None = None, admins: list[int] | None = None) -> None:  # pragma: no cover
+    def register_chat(  # pragma: no cover
+        self, chat_id: int, chat_type: str, title: str | None = None, admins: list[int] | None = None
+    ) -> None:
         raise NotImplementedError
 
     # --- updates -----------------------------------------------------------------------------
@@ -903,7 +905,9 @@ def _add_control_routes(app: web.Application, state: _State, new_update: asyncio
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         with state.lock:
-            state.chats[body["chat_id"]] = {"id": body["chat_id"], "type": body["chat_type"], **({"title": body["title"]} if body.get("title") else {})}
+            state.chats[body["chat_id"]] = {
+                "id": body["chat_id"], "type": body["chat_type"], **({"title": body["title"]} if body.get("title") else {})
+            }
             if body.get("admins") is not None:
                 state.admins[body["chat_id"]] = list(body["admins"])
         return web.json_response({"ok": True})

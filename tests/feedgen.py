@@ -71,7 +71,8 @@ def rss20_relative_and_enclosures() -> bytes:
     items = (
         "<item><title>Relatif</title><link>/berita/relatif-1</link><guid>abc-123</guid>"
         f'<enclosure url="media/a.mp3" length="100" type="audio/mpeg"/><pubDate>{format_datetime(entry_time(2))}</pubDate>'
-        f"<description><![CDATA[<h2>Sub</h2><p>{body_words(201)}</p><script>alert(1)</script><p>Akhir <b>tebal</b>.</p>]]></description></item>"
+        f"<description><![CDATA[<h2>Sub</h2><p>{body_words(201)}</p><script>alert(1)</script>"
+        "<p>Akhir <b>tebal</b>.</p>]]></description></item>"
         # guid only, not a URL: it is the guid, not the link
         f"<item><title>Tanpa tautan</title><guid>urn:uuid:5e1f-77</guid><pubDate>{format_datetime(entry_time(1))}</pubDate>"
         f"<description>&lt;p&gt;{body_words(202)}&lt;/p&gt;</description></item>"

@@ -46,7 +46,9 @@ class World:
             self.subscriptions.follow(chat_id, list(tags))
         return chat_id
 
-    def ingest(self, tags: Sequence[str], *, body: str = BODY_ID, lang: str = "id", url: str | None = None, title: str | None = None) -> IngestResult:
+    def ingest(
+        self, tags: Sequence[str], *, body: str = BODY_ID, lang: str = "id", url: str | None = None, title: str | None = None
+    ) -> IngestResult:
         return self.ingest_service.ingest(ArticleInput(body=body, title=title, url=url, tags=list(tags), lang=lang))
 
     def deliveries(self) -> list[tuple[int, int, DeliveryStatus]]:
@@ -171,6 +173,9 @@ def test_shell_and_group_chats_are_fanned_out_like_any_chat(world: World) -> Non
     FanoutService(world.db).run_once()
     with world.db.session() as session:
         kinds = session.execute(
-            select(Chat.kind).join(Delivery, Delivery.chat_id == Chat.id).where(Delivery.article_id == article.article_id).order_by(Chat.id)
+            select(Chat.kind)
+            .join(Delivery, Delivery.chat_id == Chat.id)
+            .where(Delivery.article_id == article.article_id)
+            .order_by(Chat.id)
         ).scalars().all()
     assert [ChatKind(kind) for kind in kinds] == [ChatKind.GROUP, ChatKind.SHELL]

@@ -84,7 +84,9 @@ def test_add_list_remove(feeds: FeedService) -> None:
     assert feeds.list() == []
 
 
-def test_poll_stores_entries_with_categories_and_default_tags(server: LocalServer, feeds: FeedService, database: Database) -> None:
+def test_poll_stores_entries_with_categories_and_default_tags(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
     body = rss(item("a1", "Kereta Ringan ke Bandara", LONG * 8, categories=("Transportasi", "Jakarta")))
     server.add("/rss", Response(body=body, headers={"Content-Type": "application/rss+xml", "ETag": '"v1"'}))
     source = feeds.add(server.url("/rss"), ["Infrastruktur"])
@@ -104,7 +106,8 @@ def test_conditional_get_sends_etag_and_handles_304(server: LocalServer, feeds: 
     def route(handler):  # type: ignore[no-untyped-def]
         if handler.headers.get("If-None-Match") == '"v1"':
             return Response(304)
-        return Response(body=rss(item("b1", "Judul", LONG * 8)), headers={"Content-Type": "application/rss+xml", "ETag": '"v1"', "Last-Modified": "Tue, 05 Mar 2024 03:00:00 GMT"})
+        headers = {"Content-Type": "application/rss+xml", "ETag": '"v1"', "Last-Modified": "Tue, 05 Mar 2024 03:00:00 GMT"}
+        return Response(body=rss(item("b1", "Judul", LONG * 8)), headers=headers)
 
     server.add("/rss", route)
     feeds.add(server.url("/rss"))
@@ -124,8 +127,8 @@ def test_teaser_entry_fetches_the_full_page(server: LocalServer, feeds: FeedServ
         + "</article></body></html>"
     )
     server.add("/page", Response(body=page.encode(), headers={"Content-Type": "text/html"}))
-    server.add("/rss", Response(body=rss(item("t1", "Kereta Ringan", "Pembangunan dimulai… [Baca selengkapnya]", link=server.url("/page"))),
-                                headers={"Content-Type": "application/rss+xml"}))  # fmt: skip
+    teaser = item("t1", "Kereta Ringan", "Pembangunan dimulai… [Baca selengkapnya]", link=server.url("/page"))
+    server.add("/rss", Response(body=rss(teaser), headers={"Content-Type": "application/rss+xml"}))
     feeds.add(server.url("/rss"))
     assert feeds.poll_all()[0].new == 1
     [article] = stored(database)
@@ -137,7 +140,9 @@ def test_teaser_entry_fetches_the_full_page(server: LocalServer, feeds: FeedServ
     assert sum(path == "/page" for path, _ in server.requests) == pages_before
 
 
-def test_failures_back_off_and_mark_feed_failing_then_recover(server: LocalServer, feeds: FeedService, database: Database) -> None:
+def test_failures_back_off_and_mark_feed_failing_then_recover(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
     state = {"ok": False}
 
     def route(_handler):  # type: ignore[no-untyped-def]
@@ -155,7 +160,7 @@ def test_failures_back_off_and_mark_feed_failing_then_recover(server: LocalServe
         refreshed = feeds.get(source.id)
         assert refreshed is not None
         delays.append((refreshed.next_poll_at.replace(tzinfo=UTC) - before).total_seconds())  # type: ignore[union-attr]
-    assert delays[0] == pytest.approx(120, abs=5) and delays[1] == pytest.approx(240, abs=5) and delays[2] == pytest.approx(480, abs=5)
+    assert delays == [pytest.approx(120, abs=5), pytest.approx(240, abs=5), pytest.approx(480, abs=5)]
     assert refreshed.status is SourceStatus.FAILING and refreshed.failure_count == 3
     assert "HTTP 500" in (refreshed.last_error or "")
     # Not due yet: poll_due skips it; later it is polled again and recovers.
@@ -164,11 +169,14 @@ def test_failures_back_off_and_mark_feed_failing_then_recover(server: LocalServe
     results = feeds.poll_due(now=datetime.now(UTC) + timedelta(seconds=600))
     assert results[0].ok and results[0].new == 1
     recovered = feeds.get(source.id)
-    assert recovered is not None and recovered.status is SourceStatus.ACTIVE and recovered.failure_count == 0 and recovered.last_error is None
+    assert recovered is not None and recovered.status is SourceStatus.ACTIVE
+    assert recovered.failure_count == 0 and recovered.last_error is None
 
 
 def test_backoff_is_capped(server: LocalServer, database: Database, tmp_path: Path, database_url: str) -> None:
-    settings = make_settings(database_url, tmp_path, fetch_allowed_hosts=["127.0.0.1"], feed_poll_interval=60.0, feed_max_backoff=150.0)
+    settings = make_settings(
+        database_url, tmp_path, fetch_allowed_hosts=["127.0.0.1"], feed_poll_interval=60.0, feed_max_backoff=150.0
+    )
     server.add("/rss", Response(503))
     service = FeedService(database, settings)
     source = service.add(server.url("/rss"))
@@ -184,8 +192,14 @@ def test_backoff_is_capped(server: LocalServer, database: Database, tmp_path: Pa
 @pytest.mark.parametrize(
     ("response", "message"),
     [
-        (Response(body=b"<html><body>not a feed at all</body></html>", headers={"Content-Type": "text/html"}), "not a valid RSS/Atom feed"),
-        (Response(body=b"<rss><channel><item><title>broken", headers={"Content-Type": "application/rss+xml"}), "not a valid RSS/Atom feed"),
+        (
+            Response(body=b"<html><body>not a feed at all</body></html>", headers={"Content-Type": "text/html"}),
+            "not a valid RSS/Atom feed",
+        ),
+        (
+            Response(body=b"<rss><channel><item><title>broken", headers={"Content-Type": "application/rss+xml"}),
+            "not a valid RSS/Atom feed",
+        ),
         (Response(body=b"late", delay=2.5, headers={"Content-Type": "application/rss+xml"}), "timed out"),
         (Response(body=b"\x89PNG\r\n", headers={"Content-Type": "image/png"}), "image/png"),
     ],
@@ -224,7 +238,9 @@ class ExplodingFeeds(FeedService):
         return super().poll_due(now)
 
 
-async def test_poller_survives_errors_and_stops_on_event(server: LocalServer, database: Database, feed_settings: Settings) -> None:
+async def test_poller_survives_errors_and_stops_on_event(
+    server: LocalServer, database: Database, feed_settings: Settings
+) -> None:
     server.add("/rss", Response(body=rss(item("p1", "Poller", LONG * 8)), headers={"Content-Type": "application/rss+xml"}))
     service = ExplodingFeeds(database, feed_settings)
     service.add(server.url("/rss"))

@@ -42,7 +42,10 @@ def _skeleton(fragments: list[str], kind: str) -> str:
     if kind == "rss":
         return f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item><title>{middle}</title><description>{body_words(1)}{middle}</description><link>http://e.test/{len(middle)}</link></item>{middle}</channel></rss>'
     if kind == "atom":
-        return f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><id>{middle}</id><link href="{middle}"/><content type="html">{middle}{body_words(2)}</content></entry></feed>'
+        return (
+            f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><id>{middle}</id><link href="{middle}"/>'
+            f'<content type="html">{middle}{body_words(2)}</content></entry></feed>'
+        )
     return middle
 
 

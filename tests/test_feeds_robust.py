@@ -71,7 +71,9 @@ def by_title(database: Database) -> dict[str, Article]:
 
 
 # --- formats, encodings, links ------------------------------------------------------------
-def test_rss091_latin1_with_netscape_doctype_and_html_entities(server: LocalServer, feeds: FeedService, database: Database) -> None:
+def test_rss091_latin1_with_netscape_doctype_and_html_entities(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
     server.add("/rss091", Response(body=rss091_latin1(), headers={"Content-Type": "text/xml"}))
     feeds.add(server.url("/rss091"))
     result = feeds.poll_all()[0]
@@ -83,7 +85,9 @@ def test_rss091_latin1_with_netscape_doctype_and_html_entities(server: LocalServ
     assert feeds.get(result.source_id).name == "Café Nouvelles"  # type: ignore[union-attr]
 
 
-def test_rss20_relative_links_non_url_guids_enclosures_and_cdata_html(server: LocalServer, feeds: FeedService, database: Database) -> None:
+def test_rss20_relative_links_non_url_guids_enclosures_and_cdata_html(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
     server.add("/rss", Response(body=rss20_relative_and_enclosures(), headers=RSS))
     feeds.add(server.url("/rss"))
     result = feeds.poll_all()[0]
@@ -102,7 +106,9 @@ def test_rss20_relative_links_non_url_guids_enclosures_and_cdata_html(server: Lo
     assert [a.title for a in articles(database)] == ["Relatif", "Tanpa tautan", "Guid URL"]
 
 
-def test_relative_link_without_channel_link_joins_the_feed_url(server: LocalServer, feeds: FeedService, database: Database) -> None:
+def test_relative_link_without_channel_link_joins_the_feed_url(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
     items = f"<item><title>Rel</title><link>artikel/7</link><description>{body_words(7)}</description></item>"
     server.add("/kanal/rss.xml", Response(body=rss20(items, link=""), headers=RSS))
     feeds.add(server.url("/kanal/rss.xml"))
@@ -158,10 +164,13 @@ def test_declared_latin1_without_http_charset(server: LocalServer, feeds: FeedSe
 
 
 # --- hostile XML --------------------------------------------------------------------------
-def test_invalid_character_reference_in_one_entry_loses_no_other(server: LocalServer, feeds: FeedService, database: Database) -> None:
+def test_invalid_character_reference_in_one_entry_loses_no_other(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
     items = (
         f"<item><title>Satu</title><link>http://news.test/1</link><description>{body_words(1)}</description></item>"
-        f"<item><title>Rusak &#xD800; &#1114112; &#x0;</title><link>http://news.test/2</link><description>{body_words(2)} &#xDFFF;</description></item>"
+        "<item><title>Rusak &#xD800; &#1114112; &#x0;</title><link>http://news.test/2</link>"
+        f"<description>{body_words(2)} &#xDFFF;</description></item>"
         f"<item><title>Tiga</title><link>http://news.test/3</link><description>{body_words(3)}</description></item>"
     )
     server.add("/rss", Response(body=rss20(items), headers=RSS))
@@ -173,7 +182,9 @@ def test_invalid_character_reference_in_one_entry_loses_no_other(server: LocalSe
     assert "\ufffd" in stored["http://news.test/2"].body
 
 
-def test_undefined_entities_are_dropped_and_nothing_is_expanded(server: LocalServer, feeds: FeedService, database: Database, tmp_path: Path) -> None:
+def test_undefined_entities_are_dropped_and_nothing_is_expanded(
+    server: LocalServer, feeds: FeedService, database: Database, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT", "utf-8")
     laughs = "".join(f'<!ENTITY l{i} "&l{i - 1};&l{i - 1};&l{i - 1};&l{i - 1};&l{i - 1};">' for i in range(1, 8))
@@ -240,8 +251,12 @@ def test_an_entry_raising_during_ingest_loses_no_other(server: LocalServer, data
     assert sorted(a.guid for a in articles(database)) == ["id-0", "id-2"]
 
 
-def test_a_feed_whose_entries_all_fail_is_reported_failing(server: LocalServer, feeds: FeedService, database: Database) -> None:
-    items = "".join(f"<item><title>Pendek {i}</title><guid>p{i}</guid><description>Terlalu pendek.</description></item>" for i in range(3))
+def test_a_feed_whose_entries_all_fail_is_reported_failing(
+    server: LocalServer, feeds: FeedService, database: Database
+) -> None:
+    items = "".join(
+        f"<item><title>Pendek {i}</title><guid>p{i}</guid><description>Terlalu pendek.</description></item>" for i in range(3)
+    )
     server.add("/rss", Response(body=rss20(items), headers=RSS))
     source = feeds.add(server.url("/rss"))
     first = feeds.poll_all()[0]
@@ -350,7 +365,9 @@ def test_a_slow_feed_does_not_hold_up_the_others(server: LocalServer, feeds: Fee
 
 
 # --- private copies -----------------------------------------------------------------------
-def test_a_users_private_copy_does_not_stop_the_feed_making_it_public(server: LocalServer, feeds: FeedService, database: Database, feed_settings: Settings) -> None:
+def test_a_users_private_copy_does_not_stop_the_feed_making_it_public(
+    server: LocalServer, feeds: FeedService, database: Database, feed_settings: Settings
+) -> None:
     server.add("/rss", Response(body=rss20(rss20_items([5])), headers=RSS))
     ingest = IngestService(database, feed_settings, TagService(database, feed_settings))
     private = ingest.ingest(ArticleInput(body=body_words(5), url="http://news.test/a/5", submitted_by_chat_id=42))

@@ -103,7 +103,9 @@ def test_redirects_are_followed_and_limited(server: LocalServer, tmp_path: Path)
 def test_size_cap_stops_a_50mb_stream_early(server: LocalServer, tmp_path: Path) -> None:
     chunk = b"<p>" + b"x" * (1024 * 1024 - 3)
     server.add("/huge", Response(body=(chunk for _ in range(50)), headers={"Content-Type": "text/html"}))
-    server.add("/declared", Response(body=b"x" * 10, headers={"Content-Type": "text/html", "Content-Length": str(50 * 1024 * 1024)}))
+    server.add(
+        "/declared", Response(body=b"x" * 10, headers={"Content-Type": "text/html", "Content-Length": str(50 * 1024 * 1024)})
+    )
     with Fetcher(settings_for(tmp_path, fetch_max_bytes=2_000_000)) as fetcher:
         started = time.monotonic()
         with pytest.raises(FetchError, match="larger than the 2000000 byte limit"):
@@ -139,7 +141,8 @@ def test_http_errors_and_timeouts_are_one_clear_message(server: LocalServer, tmp
 def test_non_utf8_page_is_decoded(server: LocalServer, tmp_path: Path) -> None:
     text = ("<html><body><h1>Café crème prices rise again in Paris</h1>"
             "<p>Cafés across the city raised the price of a café crème this week, blaming rents and the cost of milk.</p>"
-            "<p>Owners said customers grumbled but kept coming back for their morning coffee and croissant.</p></body></html>")  # fmt: skip
+            "<p>Owners said customers grumbled but kept coming back for their morning coffee and croissant.</p>"
+            "</body></html>")  # fmt: skip
     server.add("/latin", Response(body=text.encode("cp1252"), headers={"Content-Type": "text/html"}))
     with Fetcher(settings_for(tmp_path)) as fetcher:
         article = fetch_article(server.url("/latin"), fetcher.settings, fetcher=fetcher)

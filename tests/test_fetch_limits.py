@@ -177,8 +177,13 @@ def test_compressed_pages_are_decoded(tmp_path: Path, coding: str) -> None:
 
 def test_unasked_content_encodings_and_broken_gzip_are_one_clear_error(tmp_path: Path) -> None:
     with LocalServer() as server, Fetcher(settings_for(tmp_path)) as fetcher:
-        server.add("/br", Response(body=b"\x0b\x02\x80hello\x03", headers={"Content-Type": "text/html", "Content-Encoding": "br"}))
-        server.add("/broken", Response(body=b"\x1f\x8bnot gzip at all", headers={"Content-Type": "text/html", "Content-Encoding": "gzip"}))
+        server.add(
+            "/br", Response(body=b"\x0b\x02\x80hello\x03", headers={"Content-Type": "text/html", "Content-Encoding": "br"})
+        )
+        server.add(
+            "/broken",
+            Response(body=b"\x1f\x8bnot gzip at all", headers={"Content-Type": "text/html", "Content-Encoding": "gzip"}),
+        )
         with pytest.raises(FetchError, match="unsupported Content-Encoding: br"):
             fetcher.fetch(server.url("/br"))
         with pytest.raises(FetchError, match="broken gzip body") as raised:

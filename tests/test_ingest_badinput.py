@@ -45,7 +45,9 @@ def counts(database: Database) -> tuple[int, int]:
         (b"<p>Only one short sentence in this whole page here.</p>", "too short"),
     ],
 )
-def test_bad_files_are_refused_clearly(tmp_path: Path, database: Database, settings: Settings, content: bytes, message: str) -> None:
+def test_bad_files_are_refused_clearly(
+    tmp_path: Path, database: Database, settings: Settings, content: bytes, message: str
+) -> None:
     path = tmp_path / "input.txt"
     path.write_bytes(content)
     with pytest.raises(IngestError, match=message) as raised:
@@ -86,7 +88,9 @@ def test_unreadable_path_is_one_clear_message(tmp_path: Path, database: Database
         ingest_file(tmp_path, database, settings)  # a folder, not a file
 
 
-def test_error_in_the_middle_leaves_earlier_articles_and_stores_later_ones(tmp_path: Path, database: Database, settings: Settings) -> None:
+def test_error_in_the_middle_leaves_earlier_articles_and_stores_later_ones(
+    tmp_path: Path, database: Database, settings: Settings
+) -> None:
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\x00\x01\x02" * 100)
     ingest_file(SAMPLE, database, settings)
@@ -109,12 +113,16 @@ def test_nul_byte_after_the_first_8_kb_makes_the_file_binary(tmp_path: Path, dat
 
 @pytest.mark.parametrize(
     ("content", "phrase"),
-    [(b"\x7fELF\x02\x01\x01" + bytes(200), "looks like an executable,"), (b"MZ\x90\x00\x03" + bytes(200), "looks like an executable,"),
+    [(b"\x7fELF\x02\x01\x01" + bytes(200), "looks like an executable,"),
+     (b"MZ\x90\x00\x03" + bytes(200), "looks like an executable,"),
      (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "looks like an Office document,"),
-     (b"ID3\x04\x00" + bytes(100), "looks like an MP3 audio file,"), (b"SQLite format 3\x00" + bytes(100), "looks like an SQLite database,"),
+     (b"ID3\x04\x00" + bytes(100), "looks like an MP3 audio file,"),
+     (b"SQLite format 3\x00" + bytes(100), "looks like an SQLite database,"),
      (b"%PDF-1.4\n" + bytes(10), "looks like a PDF,")],
 )  # fmt: skip
-def test_binary_kinds_are_named_with_the_right_article(tmp_path: Path, database: Database, settings: Settings, content: bytes, phrase: str) -> None:
+def test_binary_kinds_are_named_with_the_right_article(
+    tmp_path: Path, database: Database, settings: Settings, content: bytes, phrase: str
+) -> None:
     path = tmp_path / "file.bin"
     path.write_bytes(content)
     with pytest.raises(IngestError) as raised:
@@ -145,7 +153,9 @@ def test_a_named_pipe_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_pat
     assert str(error) == f"{fifo} is a named pipe (FIFO), not a regular file (use - to read standard input)"
 
 
-@pytest.mark.parametrize(("name", "message"), [("/dev/zero", "is a character device, not a regular file"), ("/dev/null", "is a character device")])
+@pytest.mark.parametrize(
+    ("name", "message"), [("/dev/zero", "is a character device, not a regular file"), ("/dev/null", "is a character device")]
+)
 def test_devices_are_refused(settings: Settings, name: str, message: str) -> None:
     if not Path(name).exists():
         pytest.skip(f"{name} does not exist here")

@@ -75,7 +75,8 @@ def test_stray_byte_in_a_utf8_article_does_not_garble_its_title_body_or_tags() -
 
 @pytest.mark.parametrize(
     ("head", "encoding"),
-    [("<meta charset='windows-1251'>", "cp1251"), ('<meta http-equiv="Content-Type" content="text/html; charset=koi8-r">', "koi8-r"),
+    [("<meta charset='windows-1251'>", "cp1251"),
+     ('<meta http-equiv="Content-Type" content="text/html; charset=koi8-r">', "koi8-r"),
      ('<meta charset="Shift_JIS">', "shift_jis"), ("<meta charset=gbk>", "gbk")],
 )  # fmt: skip
 def test_meta_charset_is_used_when_it_decodes_cleanly(head: str, encoding: str) -> None:

@@ -43,7 +43,9 @@ def test_main_text_and_metadata() -> None:
 
 
 def test_keywords_are_used_when_there_are_no_article_tags() -> None:
-    html = PAGE.replace('<meta property="article:tag" content="Lingkungan"><meta property="article:tag" content="Ruang Publik">', "")
+    html = PAGE.replace(
+        '<meta property="article:tag" content="Lingkungan"><meta property="article:tag" content="Ruang Publik">', ""
+    )
     page = parse_html(html)
     assert page.tags[:3] == ["taman", "kota", "sungai"] and len(page.tags) <= 9
 
@@ -56,7 +58,10 @@ def test_article_from_document_uses_canonical_url() -> None:
 
 
 def test_page_of_divs_falls_back_to_raw_text_rules() -> None:
-    lines = ["Loading", "Menu", "Kota", "Taman Kota Terbesar Diresmikan di Tepi Sungai", *PARAGRAPHS, "Tags: Taman, Kota", "Tinggalkan Komentar"]
+    lines = [
+        "Loading", "Menu", "Kota", "Taman Kota Terbesar Diresmikan di Tepi Sungai", *PARAGRAPHS, "Tags: Taman, Kota",
+        "Tinggalkan Komentar",
+    ]
     html = "<html><body>" + "".join(f"<div>{line}</div>" for line in lines) + "</body></html>"
     page = parse_html(html)
     assert page.title == "Taman Kota Terbesar Diresmikan di Tepi Sungai"

@@ -37,7 +37,9 @@ def count_articles(database: Database) -> int:
 def test_ingest_stores_article_with_tags_language_and_story(database: Database, settings: Settings) -> None:
     service = make_service(database, settings)
     result = service.ingest(
-        ArticleInput(body=BODY, title="Council approves budget", url="HTTPS://Example.com/a?utm_source=x#top", tags=["#Commuting", "city"])
+        ArticleInput(
+            body=BODY, title="Council approves budget", url="HTTPS://Example.com/a?utm_source=x#top", tags=["#Commuting", "city"]
+        )
     )
     assert result.created and result.duplicate_of is None
     assert result.story_id == result.article_id

@@ -36,7 +36,10 @@ def test_html_parser_never_crashes(html: str) -> None:
 
 
 @FAST
-@given(st.text(), st.lists(st.tuples(st.sampled_from(["bold", "hashtag", "url"]), st.integers(-5, 200), st.integers(-5, 200)), max_size=6))
+@given(
+    st.text(),
+    st.lists(st.tuples(st.sampled_from(["bold", "hashtag", "url"]), st.integers(-5, 200), st.integers(-5, 200)), max_size=6),
+)
 def test_telegram_parser_never_crashes(text: str, raw: list[tuple[str, int, int]]) -> None:
     item = parse_telegram_post(text, [PostEntity(kind, offset, length) for kind, offset, length in raw], None)
     assert isinstance(item.body, str)

@@ -57,7 +57,9 @@ class World:
             self.chats.ensure(chat_id, ChatKind.PRIVATE, title=None, user_lang="en")
         self.subscriptions.follow(FOLLOWER, ["Rusia"])
 
-    def ingest(self, body: str = BODY, *, by: int | None = None, tags: Sequence[str] = ("Rusia",), **fields: object) -> IngestResult:
+    def ingest(
+        self, body: str = BODY, *, by: int | None = None, tags: Sequence[str] = ("Rusia",), **fields: object
+    ) -> IngestResult:
         return self.service.ingest(ArticleInput(body=body, tags=list(tags), lang="id", submitted_by_chat_id=by, **fields))  # type: ignore[arg-type]
 
     def article(self, article_id: int) -> Article:

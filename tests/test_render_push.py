@@ -131,7 +131,9 @@ def test_untranslated_text_says_so_and_offers_no_translate_button(i18n: I18n) ->
 
 
 def test_only_followed_tags_get_unfollow_buttons(i18n: I18n) -> None:
-    message = render_push(Art(1, "T", None, "en"), [T(1, "A"), T(2, "B")], None, summary("x.", lang="en"), "en", i18n, followed_tag_ids={2})
+    message = render_push(
+        Art(1, "T", None, "en"), [T(1, "A"), T(2, "B")], None, summary("x.", lang="en"), "en", i18n, followed_tag_ids={2}
+    )
     assert message.buttons[-1][0].callback_data == "unf:2:1" and len(message.buttons[-1]) == 1
     assert message.buttons[0][0].callback_data == "tr:1:id"
 

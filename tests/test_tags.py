@@ -81,7 +81,10 @@ def test_get_or_create_creates_new_tags_once_with_display_name(database: Databas
 def test_alias_seeding_is_idempotent_across_services(database: Database, settings: Settings) -> None:
     TagService(database, settings).ensure_aliases_loaded()
     with database.session() as session:
-        counts = (session.scalar(select(func.count()).select_from(Tag)), session.scalar(select(func.count()).select_from(TagAlias)))
+        counts = (
+            session.scalar(select(func.count()).select_from(Tag)),
+            session.scalar(select(func.count()).select_from(TagAlias)),
+        )
     TagService(database, settings).ensure_aliases_loaded()
     with database.session() as session:
         assert counts == (
