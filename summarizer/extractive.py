@@ -97,8 +97,5 @@ def textrank(sentences: Sequence[str], count: int, position_weight: float = 1.0)
 def extract(text: str, count: int, algorithm: ExtractiveAlgorithm = ExtractiveAlgorithm.LEAD) -> str:
     """An extractive summary of `count` sentences, in article order."""
     sentences = candidate_sentences(clean_whitespace(text))
-    if algorithm is ExtractiveAlgorithm.TEXTRANK:
-        picked = textrank(sentences, count)
-    else:
-        picked = lead(sentences, count)
+    picked = textrank(sentences, count) if algorithm is ExtractiveAlgorithm.TEXTRANK else lead(sentences, count)
     return " ".join(sentences[index] for index in picked)
