@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -202,10 +202,10 @@ def describe_validation_error(error: ValidationError) -> str:
     return f"invalid setting {name}: {first['msg']}"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build Settings or exit 2 with one clear line (no traceback)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as error:
         print(f"newsbot: {describe_validation_error(error)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

@@ -75,7 +75,7 @@ class I18n:
     def lang_or_default(self, lang: str | None) -> str:
         """The language itself when we have it, else the default."""
         normalized = normalize_lang(lang)
-        return normalized if normalized in self.catalogs else self.default
+        return normalized if normalized is not None and normalized in self.catalogs else self.default
 
     def raw(self, lang: str | None, key: str) -> str:
         """The unformatted template, falling back to the default language."""

@@ -13,8 +13,8 @@ import html
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TextIO
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TextIO
 
 from sqlalchemy import func, select
 
@@ -124,7 +124,7 @@ async def run_shell(
     stdin: TextIO,
     *,
     banner: str | None = None,
-    background: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+    background: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
     drain: Callable[[], Awaitable[None]] | None = None,
     prompt: str | None = None,
 ) -> None:

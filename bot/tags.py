@@ -155,8 +155,8 @@ class TagService:
 
     @staticmethod
     def _seed(session: Session, groups: dict[str, list[str]]) -> None:
-        tag_ids: dict[str, int] = dict(session.execute(select(Tag.key, Tag.id)).all())  # type: ignore[arg-type]
-        alias_tag: dict[str, int] = dict(session.execute(select(TagAlias.key, TagAlias.tag_id)).all())  # type: ignore[arg-type]
+        tag_ids: dict[str, int] = dict(session.execute(select(Tag.key, Tag.id)).all())
+        alias_tag: dict[str, int] = dict(session.execute(select(TagAlias.key, TagAlias.tag_id)).all())
         # New tags first, in one batch, so their ids exist for the aliases.
         new_tags: dict[str, Tag] = {}
         for name in groups:

@@ -13,13 +13,13 @@ import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from summarizer.config import Precision
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel
+    from transformers import GenerationMixin, PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +409,11 @@ class Accelerated:
         return self.model.device
 
     @property
+    def _generative(self) -> GenerationMixin:
+        """The model's generate(): seq2seq model classes mix GenerationMixin in; PreTrainedModel itself does not."""
+        return cast("GenerationMixin", self.model)
+
+    @property
     def output_vocab_size(self) -> int:
         """How many tokens generation chooses from (smaller than the vocabulary when trimmed)."""
         return len(self.vocab_map) if self.vocab_map is not None else self.model.get_output_embeddings().out_features
@@ -424,14 +429,14 @@ class Accelerated:
             kwargs[cache_key] = beam_shared_cross_cache(self.model)
         if self.vocab_map is None:
             with torch.inference_mode():
-                return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+                return self._generative.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if attention_mask is None:
             # generate would guess padding from the (trimmed) pad id; the inputs use original ids.
             pad = self._config.pad_token_id
             attention_mask = (input_ids != pad).long() if pad is not None else torch.ones_like(input_ids)
         kwargs = self.vocab_map.remap_kwargs(kwargs)
         with torch.inference_mode():
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            output = self._generative.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if isinstance(output, torch.Tensor):
             return self.vocab_map.to_original(output)
         output.sequences = self.vocab_map.to_original(output.sequences)  # dict-style output
@@ -488,7 +493,7 @@ def accelerate(model: PreTrainedModel, tokenizer: Any, *, precision: str = "bf16
             log.info("output vocabulary trimmed to %d of %d tokens for %s", len(keep), vocab_size,
                      ",".join(languages))
     if chosen is Precision.BF16:
-        model = model.to(torch.bfloat16)
+        model = model.to(torch.bfloat16)  # type: ignore[arg-type]  # @wraps'd .to: typeshed's _Wrapped binds no self
     else:
         model = model.float()
         if chosen is Precision.INT8:
@@ -525,7 +530,7 @@ def own_memory(model: torch.nn.Module) -> None:
     """
     import torch
 
-    copies: dict[int, torch.Tensor] = {}
+    copies: dict[int, torch.nn.Parameter] = {}
     with torch.no_grad():
         for module in model.modules():
             for name, param in list(module._parameters.items()):

@@ -67,10 +67,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
         from bot.i18n import I18n
 
         if cli_settings().telegram_bot_token is not None:
-            ctx.invoke(cli.get_command(ctx, "run"))  # type: ignore[arg-type]
+            ctx.invoke(cli.get_command(ctx, "run"))  # type: ignore[arg-type]  # None only for an unknown name
             return
         click.echo(I18n.load().plain(None, "shell.no_token"), err=True)
-        ctx.invoke(cli.get_command(ctx, "shell"))  # type: ignore[arg-type]
+        ctx.invoke(cli.get_command(ctx, "shell"))  # type: ignore[arg-type]  # None only for an unknown name
 
 
 # Commands that run models restart once with the allocator and OpenMP settings (docs/speed.md).

@@ -13,12 +13,16 @@ import os
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.cli.common import announce_database, cli_settings
 from bot.config import EXIT_USAGE, Settings
 from bot.context import AppContext, open_context
+
+if TYPE_CHECKING:
+    from bot.services.summaries import SummaryService
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,10 @@ class LazySummaryService:
 
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
-        self._service: object | None = None
+        self._service: SummaryService | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> object:
+    def get(self) -> SummaryService:
         with self._lock:
             if self._service is None:
                 from bot.services.summaries import SummaryService
@@ -68,7 +72,7 @@ class LazySummaryService:
         """Load the models now (one tiny generation each), so readiness tells the truth and the first job is fast."""
         from summarizer import TranslationUnavailable
 
-        engine = self.get().engine  # type: ignore[attr-defined]
+        engine = self.get().engine
         langs = list(dict.fromkeys(self._ctx.settings.model_languages))
         try:
             for lang in langs:
@@ -84,7 +88,7 @@ class LazySummaryService:
 
     def status_line(self) -> str:
         service = self.get()
-        return str(service.status_line())  # type: ignore[attr-defined]
+        return str(service.status_line())
 
 
 def _pin_cpus(cpus: tuple[int, ...]) -> None:
@@ -117,7 +121,7 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     metrics = build_metrics(ctx.db, queue_depth=depth)
     metrics.count_logged_errors()
     register_summarize_task(
-        app, ctx.db, service.get, settings,  # type: ignore[arg-type]
+        app, ctx.db, service.get, settings,
         on_done=lambda outcome: metrics.jobs.labels(outcome=outcome).inc(),
     )
     health: HealthServer | None = None

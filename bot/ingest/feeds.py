@@ -10,6 +10,7 @@ most MAX_ENTRIES_PER_POLL per poll; the rest is a backlog the next poll continue
 from __future__ import annotations
 
 import asyncio
+import builtins
 import calendar
 import html
 import html.entities
@@ -276,7 +277,7 @@ def _newest_first(entries: list[FeedEntry]) -> list[FeedEntry]:
     """Dated entries newest first, then undated ones in document order (feeds list newest first)."""
     order = sorted(
         range(len(entries)),
-        key=lambda i: (0, -entries[i].published_at.timestamp(), i) if entries[i].published_at else (1, 0.0, i),  # type: ignore[union-attr]
+        key=lambda i: (0, -when.timestamp(), i) if (when := entries[i].published_at) else (1, 0.0, i),
     )
     return [entries[i] for i in order]
 
@@ -424,7 +425,7 @@ class FeedService:
             return True
 
     # --- polling -------------------------------------------------------------------------
-    def poll_due(self, now: datetime | None = None) -> list[FeedPollResult]:
+    def poll_due(self, now: datetime | None = None) -> builtins.list[FeedPollResult]:
         """Poll every feed whose next poll time has come (failing ones too, on their backoff)."""
         now = now or datetime.now(UTC)
         with self._db.session() as session:
@@ -441,7 +442,7 @@ class FeedService:
             )
         return self._poll_many(ids)
 
-    def poll_all(self) -> list[FeedPollResult]:
+    def poll_all(self) -> builtins.list[FeedPollResult]:
         """Poll every feed that is not disabled once, ignoring schedules (`newsbot feeds poll`)."""
         with self._db.session() as session:
             ids = list(
@@ -453,7 +454,7 @@ class FeedService:
             )
         return self._poll_many(ids)
 
-    def _poll_many(self, ids: Sequence[int]) -> list[FeedPollResult]:
+    def _poll_many(self, ids: Sequence[int]) -> builtins.list[FeedPollResult]:
         """Poll feeds concurrently (at most `workers` at once); results in the order of `ids`.
 
         A slow feed holds one worker for at most its own fetch timeout; the others go on.
@@ -555,9 +556,9 @@ class FeedService:
         found_urls: set[str] = set()
         with self._db.session() as session:
             for chunk in _chunks(guids):
-                found_guids.update(session.scalars(select(Article.guid).where(Article.guid.in_(chunk), public)))  # type: ignore[arg-type]
+                found_guids.update(session.scalars(select(Article.guid).where(Article.guid.in_(chunk), public)))
             for chunk in _chunks(urls):
-                found_urls.update(session.scalars(select(Article.url).where(Article.url.in_(chunk), public)))  # type: ignore[arg-type]
+                found_urls.update(session.scalars(select(Article.url).where(Article.url.in_(chunk), public)))
         return found_guids, found_urls
 
     def _entry_article(self, entry: FeedEntry, source_id: int) -> ArticleInput:

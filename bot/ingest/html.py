@@ -59,7 +59,7 @@ def _metadata(tree: Any, base_url: str | None) -> dict[str, Any]:
         if "canonical" in (link.get("rel") or "").lower().split() and link.get("href"):
             canonical = link.get("href").strip()
             break
-    canonical = canonical or (meta.get("og:url") or [None])[0]
+    canonical = canonical or _first(meta.get("og:url"))
     if canonical and base_url:
         canonical = urljoin(base_url, canonical)
     tags: list[str] = []
@@ -86,13 +86,17 @@ def _metadata(tree: Any, base_url: str | None) -> dict[str, Any]:
             published = _parse_time(element.get("datetime") or "")
             if published:
                 break
-    title = (meta.get("og:title") or meta.get("twitter:title") or [None])[0]
+    title = _first(meta.get("og:title") or meta.get("twitter:title"))
     if not title:
         title_element = tree.find(".//title")
         title = title_element.text_content().strip() if title_element is not None else None
     html_element = tree if tree.tag == "html" else tree.find(".//html")
-    lang = (html_element.get("lang") if html_element is not None else None) or (meta.get("og:locale") or [None])[0]
+    lang = (html_element.get("lang") if html_element is not None else None) or _first(meta.get("og:locale"))
     return {"canonical": canonical, "tags": tags, "published": published, "title": title, "lang": lang}
+
+
+def _first(values: list[str] | None) -> str | None:
+    return values[0] if values else None
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -183,8 +187,10 @@ def parse_html(html: str, url: str | None = None) -> ParsedHtml:
     published = meta["published"] or parsed.published_at
     if title:
         title = re.sub(r"\s+", " ", title).strip()
-    seen: set[str] = set()
-    unique_tags = [tag for tag in tags if not (tag.casefold() in seen or seen.add(tag.casefold()))]
+    by_key: dict[str, str] = {}
+    for tag in tags:
+        by_key.setdefault(tag.casefold(), tag)  # the first spelling of each tag wins
+    unique_tags = list(by_key.values())
     return ParsedHtml(
         title=title or None,
         body=body,

@@ -113,6 +113,7 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
     GBK) they also make hundreds of bad sequences. 5. Otherwise charset-normalizer guesses from the
     whole document.
     """
+    encoding: str | None  # a BOM's codec, then each candidate's
     for bom, encoding in BOMS:
         if data.startswith(bom):
             return data.decode(encoding, errors="replace")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -244,7 +244,7 @@ class IngestService:
         """
         limit = self._settings.near_duplicate_distance
         since = datetime.now(UTC) - NEAR_DUPLICATE_WINDOW
-        visible = Article.submitted_by_chat_id.is_(None)
+        visible: ColumnElement[bool] = Article.submitted_by_chat_id.is_(None)
         if submitter is not None:
             visible = or_(visible, Article.submitted_by_chat_id == submitter)
         rows = session.execute(
@@ -255,6 +255,7 @@ class IngestService:
         ).all()
         best: tuple[int, int] | None = None
         for article_id, story_id, other in rows:
+            assert other is not None  # the query leaves NULL simhashes out
             distance = hamming(value, other)
             if distance <= limit and (best is None or distance < best[0]):
                 best = (distance, story_id or article_id)

@@ -81,8 +81,11 @@ def parse_telegram_post(text: str, entities: Sequence[PostEntity], url: str | No
     if title:
         title = _HASHTAG.sub(lambda match: match.group(1), title).strip()
         title = re.sub(r"^[^\w\"“'‘(\[]+", "", title).strip()  # leading emoji and bullets
-    seen: set[str] = set()
-    unique = [tag for tag in tags if tag and not (tag.casefold() in seen or seen.add(tag.casefold()))]
+    by_key: dict[str, str] = {}
+    for tag in tags:
+        if tag:
+            by_key.setdefault(tag.casefold(), tag)  # the first spelling of each tag wins
+    unique = list(by_key.values())
     return ArticleInput(body=clean_text(body_text), title=title or None, url=url, tags=unique)
 
 

@@ -10,10 +10,11 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
@@ -167,7 +168,7 @@ def process_checks(
 
 def health_task(
     settings: Settings, db: Database, status_line: Callable[[], str]
-) -> Callable[[asyncio.Event], Awaitable[None]] | None:
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None:
     """A background task for the bot's event loop: serve HEALTH_PORT until stopped (None when off)."""
     if not settings.health_port:
         return None

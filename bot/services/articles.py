@@ -72,7 +72,9 @@ def _ensure_sqlite_lower(session: Session) -> None:
     if connection.dialect.name != "sqlite" or connection.info.get(_REGISTERED):
         return
     dbapi = connection.connection.dbapi_connection
-    dbapi.create_function(SQLITE_LOWER_FUNCTION, 1, _unicode_lower, deterministic=True)  # type: ignore[union-attr]
+    # SQLAlchemy types the DBAPI connection as PEP 249's protocol (or None), which has no create_function;
+    # here it is sqlite3's (checked above).
+    dbapi.create_function(SQLITE_LOWER_FUNCTION, 1, _unicode_lower, deterministic=True)  # type: ignore[union-attr]  # see above
     connection.info[_REGISTERED] = True
 
 
@@ -97,7 +99,7 @@ class ArticleQueries:
         self._db = db
         self._tags = tags
 
-    def _base(self) -> Select[tuple[Article]]:
+    def _base(self) -> Select[Article]:
         return select(Article).options(selectinload(Article.tags), selectinload(Article.source))
 
     def get(self, article_id: int, viewer_chat_id: int | None = None) -> ArticleRef | None:

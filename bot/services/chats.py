@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
@@ -135,7 +136,7 @@ class ChatService:
                 .where(Delivery.chat_id == chat_id, Delivery.status.in_(UNSENT_STATUSES))
                 .values(status=DeliveryStatus.CANCELLED, last_error=reason, next_attempt_at=None, updated_at=now)
             )
-            cancelled = result.rowcount or 0
+            cancelled = cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
         log.info("chat %s deactivated (%s); %d deliveries cancelled", chat_id, reason, cancelled)
         return cancelled
 

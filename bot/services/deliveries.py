@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import CursorResult, and_, case, func, select, update
 
 from bot.config import Settings
 from bot.db import Database
@@ -223,7 +223,7 @@ class DeliveryService:
                 .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
-            count = result.rowcount or 0
+            count = cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
         if count:
             log.warning("re-queued %d deliveries left `sending` by a stopped sender", count)
         return count
@@ -245,7 +245,7 @@ class DeliveryService:
                     updated_at=now,
                 )
             )
-            return bool(result.rowcount)
+            return bool(cast("CursorResult[Any]", result).rowcount)  # an UPDATE's result is a CursorResult
 
     def reschedule(self, delivery_id: int, seconds: float, reason: str) -> None:
         """Telegram said RetryAfter: try again then, without counting it as a failed attempt."""
@@ -305,7 +305,7 @@ class DeliveryService:
                 .where(condition)
                 .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
             )
-            return result.rowcount or 0
+            return cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
 
     # --- reading -------------------------------------------------------------------------------
     def counts(self) -> dict[DeliveryStatus, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from bot.db import Database
 from bot.db.models import Article, Chat, Delivery, DeliveryStatus, Subscription, Summary
@@ -32,7 +32,7 @@ def collect_stats(db: Database) -> Stats:
     """Count everything in one read transaction; every delivery status is listed, 0 included."""
     with db.session() as session:
 
-        def count(model: type, *where: object) -> int:
+        def count(model: type, *where: ColumnElement[bool]) -> int:
             return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
         rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 
 from bot.config import Settings
 from bot.db import Database
@@ -104,11 +105,12 @@ class SubscriptionService:
                 tag = self._tags.resolve(session, name) if normalize_tag(name) else None
                 removed = 0
                 if tag is not None:
-                    removed = session.execute(
+                    deleted = session.execute(
                         delete(Subscription).where(
                             Subscription.chat_id == chat_id, Subscription.tag_id == tag.id
                         )
-                    ).rowcount
+                    )
+                    removed = cast("CursorResult[Any]", deleted).rowcount  # a DELETE's result is a CursorResult
                 if tag is not None and removed:
                     result.removed.append(TagRef(tag.id, tag.name))
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -189,7 +190,7 @@ class SummaryService:
             for src, entries in by_src.items():
                 rows = self._batch(
                     [(key, (articles[index], originals[index])) for index, key in entries],
-                    lambda owned, src=src: self._compute_translations(owned, src, lang),
+                    functools.partial(self._compute_translations, src=src, tgt=lang),
                 )
                 for (index, _key), row in zip(entries, rows, strict=True):
                     translations[index] = row
