@@ -113,8 +113,15 @@ def drop_repeated_sentences(sentences: Sequence[str], threshold: float = 0.8) ->
 
 def tidy_generated(text: str) -> str:
     """Clean a generated summary: whitespace, repeated sentences, unfinished last sentence."""
-    sentences = drop_repeated_sentences(split_sentences(clean_whitespace(text)))
-    return cut_to_sentences(" ".join(sentences))
+    current = clean_whitespace(text)
+    # Joining sentences can merge two that a line break had split, which changes what counts as
+    # a repeat: clean again until nothing changes (twice at most in practice).
+    for _ in range(5):
+        tidy = cut_to_sentences(" ".join(drop_repeated_sentences(split_sentences(current))))
+        if tidy == current:
+            break
+        current = tidy
+    return current
 
 
 def truncate_to_budget(
