@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from bot.config import Settings
 from bot.context import AppContext
@@ -92,8 +93,13 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         ingest=ingest,
         feeds=FeedService(db, settings, ingest),
         deliveries=DeliveryService(db, settings),
-        fanout=FanoutService(db, summaries),
+        fanout=FanoutService(db, summaries, max_age=push_max_age(settings)),
     )
+
+
+def push_max_age(settings: Settings) -> timedelta | None:
+    """How old a publication date may be for the article to be pushed (None: any age)."""
+    return timedelta(hours=settings.push_max_age_hours) if settings.push_max_age_hours else None
 
 
 def build_conversation(services: Services) -> Conversation:

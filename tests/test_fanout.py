@@ -179,3 +179,22 @@ def test_shell_and_group_chats_are_fanned_out_like_any_chat(world: World) -> Non
             .order_by(Chat.id)
         ).scalars().all()
     assert [ChatKind(kind) for kind in kinds] == [ChatKind.GROUP, ChatKind.SHELL]
+
+
+def test_articles_published_long_ago_are_stored_but_not_pushed(world: World) -> None:
+    """A newly added feed's backlog (or an old page) must not flood followers."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.ingest.service import ArticleInput
+
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    world.chat(1, "Rusia")
+    fresh = world.ingest_service.ingest(ArticleInput(body=BODY_ID, tags=["Rusia"], lang="id",
+                                                     published_at=now - timedelta(hours=47)))
+    stale = world.ingest_service.ingest(ArticleInput(body=BODY_EN, tags=["Rusia"], lang="en",
+                                                     published_at=now - timedelta(hours=49)))
+    result = FanoutService(world.db, max_age=timedelta(hours=48), clock=lambda: now).run_once()
+    assert [(a.article_id, a.deliveries, a.stale) for a in result.articles] == [
+        (fresh.article_id, 1, False), (stale.article_id, 0, True)]
+    assert world.deliveries() == [(fresh.article_id, 1, DeliveryStatus.PENDING)]
+    assert FanoutService(world.db, max_age=timedelta(hours=48), clock=lambda: now).run_once().articles == []

@@ -14,9 +14,9 @@ ingest makes it public and clears `fanned_out_at`, so it is pushed then.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +41,7 @@ class FannedOut:
     deliveries: int
     langs: tuple[str, ...]
     private: bool = False  # a user's own submission: never pushed
+    stale: bool = False  # published longer ago than PUSH_MAX_AGE_HOURS: stored, not pushed
 
 
 @dataclass
@@ -57,9 +58,12 @@ class FanoutResult:
 class FanoutService:
     """Creates deliveries for articles not yet fanned out; sync, call it from a thread."""
 
-    def __init__(self, db: Database, summaries: SummaryProvider | None = None) -> None:
+    def __init__(self, db: Database, summaries: SummaryProvider | None = None, *,
+                 max_age: timedelta | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._db = db
         self._summaries = summaries
+        self._max_age = max_age  # None: push articles however old their publication date
+        self._now = clock
 
     def run_once(self, max_articles: int = 20) -> FanoutResult:
         """Fan out up to `max_articles` waiting articles, each in its own transaction."""
@@ -80,7 +84,7 @@ class FanoutService:
         """Claim the oldest waiting article and create its deliveries, in one transaction."""
         with self._db.session() as session:
             row = session.execute(
-                select(Article.id, Article.story_id, Article.submitted_by_chat_id)
+                select(Article.id, Article.story_id, Article.submitted_by_chat_id, Article.published_at)
                 .where(Article.fanned_out_at.is_(None))
                 .order_by(Article.created_at, Article.id)
                 .limit(1)
@@ -90,19 +94,29 @@ class FanoutService:
             ).first()
             if row is None:
                 return None
-            article_id, story_id, private = row[0], row[1] or row[0], row[2] is not None
-            # Marked either way, so a private article is not reconsidered every round.
-            session.execute(
-                update(Article).where(Article.id == article_id).values(fanned_out_at=datetime.now(UTC))
-            )
+            article_id, story_id, private, published = row[0], row[1] or row[0], row[2] is not None, row[3]
+            now = self._now()
+            # Marked either way, so a private or stale article is not reconsidered every round.
+            session.execute(update(Article).where(Article.id == article_id).values(fanned_out_at=now))
             if private:
                 log.info("fan-out of article %s: private submission, no deliveries", article_id)
                 return FannedOut(article_id=article_id, story_id=story_id, deliveries=0, langs=(), private=True)
+            if self._is_stale(published, now):
+                # A newly added feed's backlog is news from days ago: stored and searchable, not pushed.
+                log.info("fan-out of article %s: published %s, too old to push", article_id, published)
+                return FannedOut(article_id=article_id, story_id=story_id, deliveries=0, langs=(), stale=True)
             followers = self._followers(session, article_id, story_id)
             self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers])
             langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for _, lang in followers}))
         log.info("fan-out of article %s: %d deliveries", article_id, len(followers))
         return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(followers), langs=langs)
+
+    def _is_stale(self, published: datetime | None, now: datetime) -> bool:
+        if self._max_age is None or published is None:
+            return False
+        if published.tzinfo is None:  # SQLite gives naive datetimes back; they are stored in UTC
+            published = published.replace(tzinfo=UTC)
+        return now - published > self._max_age
 
     @staticmethod
     def _followers(session: Session, article_id: int, story_id: int) -> Sequence[tuple[int, str | None]]:
