@@ -79,7 +79,7 @@ def prepare_database(database_url: str, chats: int) -> list[int]:
 
     db = Database(database_url)
     upgrade(db.engine)
-    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option
     tags = TagService(db, settings)
     with db.session() as session:
         tag_id = tags.get_or_create(session, TAG).id
@@ -104,7 +104,7 @@ def ingest_article(database_url: str) -> int:
     from bot.tags import TagService
 
     db = Database(database_url)
-    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option
     result = IngestService(db, settings, TagService(db, settings)).ingest(
         ArticleInput(body=ARTICLE, title="Rusia minta garansi keamanan yang mengikat", tags=[TAG], lang="id",
                      url="https://news.example/rusia-garansi")
@@ -168,7 +168,7 @@ def drive(args: argparse.Namespace, server: RemoteFakeBotApi, workdir: Path, dat
     env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(workdir), "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
            "TELEGRAM_BASE_URL": server.base_url, "SUMMARY_MODEL": args.summary_model, "TRANSLATION_MODEL": "none",
            "BROKER_URL": "", "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-    bot_log = open(workdir / "bot.log", "wb")  # noqa: SIM115
+    bot_log = open(workdir / "bot.log", "wb")  # noqa: SIM115 - the bot process writes to it until the benchmark ends
     bot = subprocess.Popen([str(Path(sys.executable).with_name("newsbot")), "run"], env=env, cwd=workdir,
                            stdout=bot_log, stderr=bot_log)
     summarizer = SummarizationRun(workdir, {**env, "DATABASE_URL": f"sqlite:///{workdir / 'summaries.sqlite3'}"})
@@ -234,7 +234,7 @@ def main() -> None:
 
     from fakebotapi import RemoteFakeBotApi
 
-    limits = Settings(_env_file=None)  # type: ignore[call-arg]
+    limits = Settings(_env_file=None)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option, no field
     workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     database_url = f"sqlite:///{workdir / 'newsbot.sqlite3'}"
     t = time.perf_counter()
@@ -244,7 +244,7 @@ def main() -> None:
     server_process = subprocess.Popen([sys.executable, str(REPO / "tests" / "fakebotapi.py"), "--port", "0"],
                                       stdout=subprocess.PIPE, text=True)
     try:
-        server = RemoteFakeBotApi(server_process.stdout.readline().strip())  # type: ignore[union-attr]
+        server = RemoteFakeBotApi(server_process.stdout.readline().strip())  # type: ignore[union-attr]  # stdout=PIPE, so never None
         calls, messages, probes, started, article_id, summarizer = drive(args, server, workdir, database_url,
                                                                         followers, limits)
     finally:

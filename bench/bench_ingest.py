@@ -22,14 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bot.config import Settings  # noqa: E402
-from bot.db import Database  # noqa: E402
-from bot.db.migrate import upgrade  # noqa: E402
-from bot.ingest.loaders import article_from_document  # noqa: E402
-from bot.ingest.service import IngestService  # noqa: E402
-from bot.tags import TagService  # noqa: E402
+from bot.config import Settings  # noqa: E402 - after the sys.path set-up above
+from bot.db import Database  # noqa: E402 - after the sys.path set-up above
+from bot.db.migrate import upgrade  # noqa: E402 - after the sys.path set-up above
+from bot.ingest.loaders import article_from_document  # noqa: E402 - after the sys.path set-up above
+from bot.ingest.service import IngestService  # noqa: E402 - after the sys.path set-up above
+from bot.tags import TagService  # noqa: E402 - after the sys.path set-up above
 
-from pgscratch import scratch_postgres  # noqa: E402
+from pgscratch import scratch_postgres  # noqa: E402 - after the sys.path set-up above
 
 WORDS = [
     "pemerintah", "menyatakan", "bahwa", "rencana", "pembangunan", "jalan", "baru", "akan", "dimulai", "tahun",
@@ -63,7 +63,7 @@ def run(database_url: str, pages: list[str], tmp: Path) -> float:
     """Articles per second for ingesting `pages` into a fresh migrated database."""
     database = Database(database_url)
     upgrade(database.engine)
-    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option
     tags = TagService(database, settings)
     service = IngestService(database, settings, tags)
     tags.ensure_aliases_loaded()

@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from models import tokenizer_folders  # noqa: E402
+from models import tokenizer_folders  # noqa: E402 - after the sys.path set-up above
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres"
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.precision:
             env["MODEL_PRECISION"] = args.precision
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,  # type: ignore[call-arg]  # a pydantic-settings option, no field
             database_url=database_url,
             broker_url=REDIS_URL,
             job_queue=queue,

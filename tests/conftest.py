@@ -131,7 +131,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "translation_model": "none",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option, no field
 
 
 @pytest.fixture

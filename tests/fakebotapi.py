@@ -480,7 +480,7 @@ class FakeBotApi(_Scripting):
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp's private _server: set once start() returned
 
     async def _shutdown(self) -> None:
         if self._runner is not None:
@@ -1005,7 +1005,7 @@ def serve_forever(host: str, port: int, token: str, latency: float) -> None:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp's private _server: set once start() returned
         print(f"http://{host}:{bound}", flush=True)
         await asyncio.Event().wait()
 

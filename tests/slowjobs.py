@@ -16,7 +16,7 @@ import sys
 delay = float(sys.argv.pop(1))
 
 import bot.jobs.celery_app as celery_app  # noqa: E402 - after reading our own argument
-from bot.cli import main  # noqa: E402
+from bot.cli import main  # noqa: E402 - after reading our own argument
 
-celery_app.run_summary_job = functools.partial(celery_app.run_summary_job, delay=delay)  # type: ignore[assignment]
+celery_app.run_summary_job = functools.partial(celery_app.run_summary_job, delay=delay)
 main()

@@ -53,7 +53,7 @@ def conversation(database: Database, settings: Settings, i18n: I18n) -> Conversa
 
 def say(conversation: Conversation, text: str, *, chat_id: int = USER, kind: ChatKind = ChatKind.PRIVATE,
         **kwargs: object) -> list[Reply]:
-    replies = conversation.handle(Incoming(chat_id=chat_id, chat_kind=kind, text=text, user_id=USER, **kwargs))  # type: ignore[arg-type]
+    replies = conversation.handle(Incoming(chat_id=chat_id, chat_kind=kind, text=text, user_id=USER, **kwargs))  # type: ignore[arg-type]  # **kwargs: object fill typed fields
     for reply in replies:
         assert html_errors(reply.text) == [], reply.text
         assert len(reply.text) <= 4096
@@ -70,7 +70,7 @@ def texts(replies: list[Reply]) -> list[str]:
 
 
 def store(conversation: Conversation, body: str, title: str, tags: list[str], lang: str, url: str | None = None) -> int:
-    result = conversation.s.ingest.ingest(ArticleInput(body=body, title=title, tags=tags, lang=lang, url=url))  # type: ignore[attr-defined]
+    result = conversation.s.ingest.ingest(ArticleInput(body=body, title=title, tags=tags, lang=lang, url=url))
     return result.article_id
 
 
@@ -153,7 +153,7 @@ def test_summary_translate_original_and_unfollow_buttons(conversation: Conversat
     assert i18n.t("en", "summary.key_sentences") in reply.text
     assert i18n.t("en", "summary.machine_made") not in reply.text
     data = [button.callback_data for row in reply.buttons for button in row]
-    tag_id = conversation.s.articles.find_tag("Rusia").id  # type: ignore[union-attr]
+    tag_id = conversation.s.articles.find_tag("Rusia").id  # type: ignore[union-attr]  # the tag exists: the article has it
     # Translation is off in tests (TRANSLATION_MODEL=none): no translate button is offered...
     assert data == [f"unf:{tag_id}:{article_id}"]
     # ...and a stale one says translation is unavailable instead of showing the same text again.
@@ -321,7 +321,7 @@ def test_summary_not_ready_when_workers_do_not_answer_in_time(
         assert texts(say(conversation, f"/summary {article_id}")) == [i18n.t("en", "summary.not_ready")]
         assert conversation.s.summaries.status_line().endswith("1 jobs waiting")
     finally:
-        conversation.s.summaries.close()  # type: ignore[attr-defined]
+        conversation.s.summaries.close()  # type: ignore[attr-defined]  # the protocol has no close(); this Celery-backed service has
         redis.Redis(host="127.0.0.1", port=6379, db=15).delete(queue)
 
 

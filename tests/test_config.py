@@ -111,7 +111,7 @@ def test_cli_bad_setting_no_traceback(tmp_path: Path, home: Path) -> None:
 
 
 def test_model_settings_default_to_the_summarizers_own() -> None:
-    built = summarizer_config(Settings(_env_file=None, hf_hub_offline=False))  # type: ignore[call-arg]
+    built = summarizer_config(Settings(_env_file=None, hf_hub_offline=False))  # type: ignore[call-arg]  # _env_file: pydantic-settings option
     expected = SummarizerConfig(summary_model=DEFAULT_SUMMARY_MODEL, translation_model=DEFAULT_TRANSLATION_MODEL)
     if built.offline and not expected.offline:  # HF_HUB_OFFLINE=1 in the test environment
         expected = dataclasses.replace(expected, offline=True)
@@ -119,7 +119,7 @@ def test_model_settings_default_to_the_summarizers_own() -> None:
 
 
 def test_settings_reach_the_summarizer() -> None:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]  # _env_file: a pydantic-settings option, no field
         _env_file=None, summary_num_beams=2, summary_sentences=5, model_precision="int8",
         summary_model_overrides="en=none", model_languages="EN",
     )

@@ -91,7 +91,7 @@ def test_server_in_another_process_is_driven_over_http(tmp_path: Path) -> None:
     script = Path(__file__).parent / "fakebotapi.py"
     process = subprocess.Popen([sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
-        url = process.stdout.readline().strip()  # type: ignore[union-attr]
+        url = process.stdout.readline().strip()  # type: ignore[union-attr]  # stdout=PIPE, so never None
         remote = RemoteFakeBotApi(url)
         remote.block_chat(5)
 

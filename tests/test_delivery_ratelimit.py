@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from telegram.error import RetryAfter
@@ -16,6 +16,9 @@ from bot.telegram.ratelimit import Priority, SendRateLimiter, build_rate_limiter
 from conftest import make_settings
 from fakebotapi import FakeBotApi
 
+# The bot_with fixture: a bot on the fake Bot API that sends through the given limiter.
+BotWith = Callable[[SendRateLimiter], Awaitable[ExtBot]]
+
 
 async def _app(server: FakeBotApi, limiter: SendRateLimiter) -> Application:
     app = ApplicationBuilder().token(server.token).base_url(server.base_url).rate_limiter(limiter).build()
@@ -24,7 +27,7 @@ async def _app(server: FakeBotApi, limiter: SendRateLimiter) -> Application:
 
 
 @pytest.fixture
-async def bot_with(fake_bot_api: FakeBotApi) -> AsyncIterator:  # type: ignore[type-arg]
+async def bot_with(fake_bot_api: FakeBotApi) -> AsyncIterator[BotWith]:
     apps: list[Application] = []
 
     async def make(limiter: SendRateLimiter) -> ExtBot:
@@ -45,7 +48,7 @@ def max_in_window(times: list[float], window: float) -> int:
     return max(sum(1 for t in times if start <= t < start + window) for start in times)
 
 
-async def test_global_rate_is_never_exceeded(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+async def test_global_rate_is_never_exceeded(fake_bot_api: FakeBotApi, bot_with: BotWith) -> None:
     bot = await bot_with(SendRateLimiter(global_rate=40, per_chat_rate=100))
     start = time.monotonic()
     await asyncio.gather(*(bot.send_message(chat, "x") for chat in range(1, 61)))
@@ -57,7 +60,7 @@ async def test_global_rate_is_never_exceeded(fake_bot_api: FakeBotApi, bot_with)
     assert max_in_window(times, 0.2) <= 0.2 * 40 * 2 + 4  # no burst: at most twice the mean rate (+ jitter)
 
 
-async def test_each_chat_waits_its_interval_and_groups_their_minute(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+async def test_each_chat_waits_its_interval_and_groups_their_minute(fake_bot_api: FakeBotApi, bot_with: BotWith) -> None:
     bot = await bot_with(SendRateLimiter(global_rate=1000, per_chat_rate=10, per_group_minute=3, group_window=1.0))
     await asyncio.gather(*(bot.send_message(5, f"m{i}") for i in range(4)), *(bot.send_message(-100, f"g{i}") for i in range(5)))
     private = send_times(fake_bot_api, 5)
@@ -70,7 +73,7 @@ async def test_each_chat_waits_its_interval_and_groups_their_minute(fake_bot_api
     assert group[3] - group[0] >= 0.9
 
 
-async def test_chats_that_must_wait_are_reported_as_cooling(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+async def test_chats_that_must_wait_are_reported_as_cooling(fake_bot_api: FakeBotApi, bot_with: BotWith) -> None:
     limiter = SendRateLimiter(global_rate=1000, per_chat_rate=100, per_group_minute=2, group_window=5.0)
     bot = await bot_with(limiter)
     await bot.send_message(-200, "a")
@@ -80,7 +83,7 @@ async def test_chats_that_must_wait_are_reported_as_cooling(fake_bot_api: FakeBo
     assert limiter.cooling_chats() == {-200, 300}  # the group used its 2 per window; 300 got a 429
 
 
-async def test_replies_overtake_queued_pushes(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+async def test_replies_overtake_queued_pushes(fake_bot_api: FakeBotApi, bot_with: BotWith) -> None:
     bot = await bot_with(SendRateLimiter(global_rate=20, per_chat_rate=100))
     pushes = [asyncio.create_task(bot.send_message(chat, "push", rate_limit_args=Priority.PUSH)) for chat in range(1, 41)]
     assert await fake_bot_api.async_wait_for(lambda s: len(s.sent_messages()) >= 2)
@@ -91,7 +94,7 @@ async def test_replies_overtake_queued_pushes(fake_bot_api: FakeBotApi, bot_with
     assert order.index(999) <= out_before + 5  # FIFO would put it last (index 40)
 
 
-async def test_retry_after_for_one_chat_waits_and_retries_that_chat_only(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_after_for_one_chat_waits_and_retries_that_chat_only(fake_bot_api: FakeBotApi, bot_with: BotWith) -> None:
     limiter = SendRateLimiter(global_rate=1000, per_chat_rate=100)
     bot = await bot_with(limiter)
     fake_bot_api.fail_retry_after(1, chat_id=7, times=1)
@@ -106,7 +109,7 @@ async def test_retry_after_for_one_chat_waits_and_retries_that_chat_only(fake_bo
     assert calls[2].time - calls[0].time >= 0.95
 
 
-async def test_retry_after_on_several_chats_pauses_the_whole_bot(fake_bot_api: FakeBotApi, bot_with) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_after_on_several_chats_pauses_the_whole_bot(fake_bot_api: FakeBotApi, bot_with: BotWith) -> None:
     limiter = SendRateLimiter(global_rate=1000, per_chat_rate=100, max_retries=0)
     bot = await bot_with(limiter)
     fake_bot_api.fail_retry_after(1, times=2)  # any chat, twice
@@ -119,7 +122,7 @@ async def test_retry_after_on_several_chats_pauses_the_whole_bot(fake_bot_api: F
     assert time.monotonic() - started >= 0.8
 
 
-def test_limiter_is_built_from_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_limiter_is_built_from_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]  # untyped fixture parameter
     settings = make_settings("sqlite://", tmp_path, send_rate_global=12, send_rate_per_chat=0.5, send_rate_per_group_minute=7)
     limiter = build_rate_limiter(settings)
     assert (limiter.global_rate, limiter.per_chat_interval, limiter.per_group_minute) == (12, 2.0, 7)

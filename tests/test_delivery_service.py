@@ -30,7 +30,7 @@ class Clock:
 
 
 @pytest.fixture
-def world(database, settings: Settings) -> World:  # type: ignore[no-untyped-def]
+def world(database, settings: Settings) -> World:  # type: ignore[no-untyped-def]  # untyped fixture parameter
     return World(database, settings)
 
 

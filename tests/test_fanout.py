@@ -125,7 +125,7 @@ def test_articles_are_fanned_out_in_stored_order_and_prefetch_gets_follower_lang
     world.chat(2, "Rusia", lang="en")
     ids = [world.ingest(["Rusia"], body=body, lang=lang).article_id for body, lang in ((BODY_ID, "id"), (BODY_EN, "en"))]
     hints = RecordingSummaries()
-    result = FanoutService(world.db, hints).run_once()  # type: ignore[arg-type]
+    result = FanoutService(world.db, hints).run_once()  # type: ignore[arg-type]  # a recording test double
     assert [item.article_id for item in result.articles] == ids
     assert hints.calls == [(ids[0], ["en", "id"]), (ids[1], ["en", "id"])]
 

@@ -103,7 +103,7 @@ def test_poll_stores_entries_with_categories_and_default_tags(
 
 
 def test_conditional_get_sends_etag_and_handles_304(server: LocalServer, feeds: FeedService) -> None:
-    def route(handler):  # type: ignore[no-untyped-def]
+    def route(handler):  # type: ignore[no-untyped-def]  # a LocalServer route: request handler in, Response out
         if handler.headers.get("If-None-Match") == '"v1"':
             return Response(304)
         headers = {"Content-Type": "application/rss+xml", "ETag": '"v1"', "Last-Modified": "Tue, 05 Mar 2024 03:00:00 GMT"}
@@ -145,7 +145,7 @@ def test_failures_back_off_and_mark_feed_failing_then_recover(
 ) -> None:
     state = {"ok": False}
 
-    def route(_handler):  # type: ignore[no-untyped-def]
+    def route(_handler):  # type: ignore[no-untyped-def]  # a LocalServer route: request handler in, Response out
         if state["ok"]:
             return Response(body=rss(item("r1", "Pulih", LONG * 8)), headers={"Content-Type": "application/rss+xml"})
         return Response(500, b"boom")
@@ -159,7 +159,7 @@ def test_failures_back_off_and_mark_feed_failing_then_recover(
         assert "HTTP 500" in (result.error or "")
         refreshed = feeds.get(source.id)
         assert refreshed is not None
-        delays.append((refreshed.next_poll_at.replace(tzinfo=UTC) - before).total_seconds())  # type: ignore[union-attr]
+        delays.append((refreshed.next_poll_at.replace(tzinfo=UTC) - before).total_seconds())  # type: ignore[union-attr]  # set by the poll
     assert delays == [pytest.approx(120, abs=5), pytest.approx(240, abs=5), pytest.approx(480, abs=5)]
     assert refreshed.status is SourceStatus.FAILING and refreshed.failure_count == 3
     assert "HTTP 500" in (refreshed.last_error or "")
@@ -183,8 +183,8 @@ def test_backoff_is_capped(server: LocalServer, database: Database, tmp_path: Pa
     for _ in range(4):
         service.poll_all()
     refreshed = service.get(source.id)
-    assert refreshed is not None
-    delay = (refreshed.next_poll_at.replace(tzinfo=UTC) - refreshed.last_polled_at.replace(tzinfo=UTC)).total_seconds()  # type: ignore[union-attr]
+    assert refreshed is not None and refreshed.next_poll_at is not None and refreshed.last_polled_at is not None
+    delay = (refreshed.next_poll_at.replace(tzinfo=UTC) - refreshed.last_polled_at.replace(tzinfo=UTC)).total_seconds()
     assert delay == pytest.approx(150, abs=1)
     service.close()
 
@@ -231,7 +231,7 @@ class ExplodingFeeds(FeedService):
 
     calls = 0
 
-    def poll_due(self, now=None):  # type: ignore[no-untyped-def]
+    def poll_due(self, now=None):  # type: ignore[no-untyped-def]  # overrides FeedService.poll_due
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("database went away")

@@ -105,7 +105,7 @@ def test_poll_of_arbitrary_bytes_never_half_stores(fuzz_db: Database, tmp_path: 
             connection.execute(text(f"DELETE FROM {table}"))
     fetcher = BytesFetcher()
     fetcher.content = content
-    service = FeedService(fuzz_db, make_settings(fuzz_db.url, tmp_path), fetcher=fetcher)  # type: ignore[arg-type]
+    service = FeedService(fuzz_db, make_settings(fuzz_db.url, tmp_path), fetcher=fetcher)  # type: ignore[arg-type]  # BytesFetcher is a test double
     with fuzz_db.session() as session:
         source = Source(kind=SourceKind.FEED, name="f", url="http://fuzz.test/feed", default_tags=["Fuzz"], failure_count=0)
         session.add(source)

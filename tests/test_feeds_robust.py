@@ -82,7 +82,7 @@ def test_rss091_latin1_with_netscape_doctype_and_html_entities(
     assert article.title == "Réforme des retraites & grève"
     assert "Café crème à la gare – fin." in article.body
     assert article.url == "http://fr.test/art/1"
-    assert feeds.get(result.source_id).name == "Café Nouvelles"  # type: ignore[union-attr]
+    assert feeds.get(result.source_id).name == "Café Nouvelles"  # type: ignore[union-attr]  # the feed exists
 
 
 def test_rss20_relative_links_non_url_guids_enclosures_and_cdata_html(
@@ -147,7 +147,7 @@ def test_http_charset_is_honoured(server: LocalServer, feeds: FeedService, datab
     [article] = articles(database)
     assert article.title == "Россия и экономика"
     assert article.body.startswith("Правительство объявило") and [t.name for t in article.tags] == ["Экономика"]
-    assert feeds.get(result.source_id).name == "Новости"  # type: ignore[union-attr]
+    assert feeds.get(result.source_id).name == "Новости"  # type: ignore[union-attr]  # the feed exists
 
 
 def test_declared_latin1_without_http_charset(server: LocalServer, feeds: FeedService, database: Database) -> None:
@@ -276,7 +276,7 @@ def test_2000_entries_newest_first_capped_per_poll_with_backlog(
     document = big_rss(2000)
     conditional: list[str | None] = []
 
-    def route(handler):  # type: ignore[no-untyped-def]
+    def route(handler):  # type: ignore[no-untyped-def]  # a LocalServer route: request handler in, Response out
         conditional.append(handler.headers.get("If-None-Match"))
         if handler.headers.get("If-None-Match") == '"big"':
             return Response(304)
@@ -324,7 +324,7 @@ def test_2000_entries_newest_first_capped_per_poll_with_backlog(
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(Article)) == 2000
     assert conditional == [None] * polls
-    assert feeds.get(source.id).etag == '"big"'  # type: ignore[union-attr]
+    assert feeds.get(source.id).etag == '"big"'  # type: ignore[union-attr]  # the feed exists
     assert feeds.poll_all()[0].not_modified  # done: conditional GET again
 
 
@@ -344,13 +344,13 @@ def test_time_budget_leaves_the_rest_as_backlog(server: LocalServer, database: D
 def test_a_slow_feed_does_not_hold_up_the_others(server: LocalServer, feeds: FeedService, database: Database) -> None:
     fast_seen = threading.Event()
 
-    def slow(_handler):  # type: ignore[no-untyped-def]
+    def slow(_handler):  # type: ignore[no-untyped-def]  # a LocalServer route
         # Answers only once the other feed was requested: polled one after the other, this
         # would wait past the 1 s fetch timeout and fail.
         fast_seen.wait(timeout=3)
         return Response(body=rss20(rss20_items([10])), headers=RSS)
 
-    def fast(_handler):  # type: ignore[no-untyped-def]
+    def fast(_handler):  # type: ignore[no-untyped-def]  # a LocalServer route
         fast_seen.set()
         return Response(body=rss20(rss20_items([20])), headers=RSS)
 
@@ -372,7 +372,7 @@ def test_a_users_private_copy_does_not_stop_the_feed_making_it_public(
     ingest = IngestService(database, feed_settings, TagService(database, feed_settings))
     private = ingest.ingest(ArticleInput(body=body_words(5), url="http://news.test/a/5", submitted_by_chat_id=42))
     with database.session() as session:
-        session.get(Article, private.article_id).fanned_out_at = entry_time(0)  # type: ignore[union-attr]
+        session.get(Article, private.article_id).fanned_out_at = entry_time(0)  # type: ignore[union-attr]  # just stored
     feeds.add(server.url("/rss"))
     result = feeds.poll_all()[0]
     assert (result.new, result.duplicates) == (0, 1)

@@ -122,7 +122,9 @@ def run(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 @pytest.mark.parametrize(("prefix", "drip"), [HEADER_DRIP, BODY_DRIP], ids=["headers", "body"])
-def test_newsbot_ingest_of_a_dripping_url_ends_at_fetch_timeout_with_one_line(run, prefix: bytes, drip: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_newsbot_ingest_of_a_dripping_url_ends_at_fetch_timeout_with_one_line(  # type: ignore[no-untyped-def]  # fixture `run`
+    run, prefix: bytes, drip: bytes
+) -> None:
     with DripServer(prefix, drip) as server:
         started = time.monotonic()
         result = run("ingest", server.url)

@@ -78,9 +78,9 @@ def test_non_utf8_text_is_decoded(tmp_path: Path, database: Database, settings: 
     path = tmp_path / "article.txt"
     path.write_bytes(text.encode(encoding))
     result = ingest_file(path, database, settings)
-    assert result.title == "Café owners in Montréal protest new rules"  # type: ignore[attr-defined]
-    assert "smaller cafés" in result.body  # type: ignore[attr-defined]
-    assert result.lang == "en"  # type: ignore[attr-defined]
+    assert result.title == "Café owners in Montréal protest new rules"  # type: ignore[attr-defined]  # ingest_file is typed object
+    assert "smaller cafés" in result.body  # type: ignore[attr-defined]  # ingest_file is typed object
+    assert result.lang == "en"  # type: ignore[attr-defined]  # ingest_file is typed object
 
 
 def test_unreadable_path_is_one_clear_message(tmp_path: Path, database: Database, settings: Settings) -> None:

@@ -26,7 +26,7 @@ def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
     runner = CliRunner()
 
-    def invoke(*args: str, stdin: bytes | None = None):  # type: ignore[no-untyped-def]
+    def invoke(*args: str, stdin: bytes | None = None):  # type: ignore[no-untyped-def]  # returns click's Result
         return runner.invoke(cli, list(args), input=stdin, catch_exceptions=False)
 
     yield invoke
@@ -36,7 +36,7 @@ def lines(output: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
-def test_ingest_sample_json_then_duplicate(run) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_sample_json_then_duplicate(run) -> None:  # type: ignore[no-untyped-def]  # untyped fixture parameter `run`
     first = run("ingest", str(SAMPLE), "--json", "--tag", "#Diplomasi")
     assert first.exit_code == 0, first.output
     [record] = lines(first.stdout)
@@ -51,7 +51,7 @@ def test_ingest_sample_json_then_duplicate(run) -> None:  # type: ignore[no-unty
     assert duplicate["duplicate_of"] == record["id"] == duplicate["id"]
 
 
-def test_ingest_folder_stdin_and_url(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_folder_stdin_and_url(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # untyped fixture parameter `run`
     folder = tmp_path / "articles"
     shutil.copytree(FIXTURES / "raw", folder)
     html = (FIXTURES / "raw" / "en_wire_service.txt").read_text("utf-8")
@@ -69,7 +69,7 @@ def test_ingest_folder_stdin_and_url(run, tmp_path: Path) -> None:  # type: igno
     assert url_record["duplicate_of"] == records[1]["id"]
 
 
-def test_failures_are_reported_and_others_still_stored(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failures_are_reported_and_others_still_stored(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # untyped fixture parameter `run`
     binary = tmp_path / "photo.png"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10)
     empty = tmp_path / "empty.txt"
@@ -86,13 +86,13 @@ def test_failures_are_reported_and_others_still_stored(run, tmp_path: Path) -> N
     assert result.stdout.count("stored") == 1
 
 
-def test_usage_errors_exit_2(run) -> None:  # type: ignore[no-untyped-def]
+def test_usage_errors_exit_2(run) -> None:  # type: ignore[no-untyped-def]  # untyped fixture parameter `run`
     assert run("ingest").exit_code == 2
     assert run("ingest", str(SAMPLE), "--tag", "#").exit_code == 2
     assert run("ingest", "-", "-").exit_code == 2
 
 
-def test_feeds_commands(run) -> None:  # type: ignore[no-untyped-def]
+def test_feeds_commands(run) -> None:  # type: ignore[no-untyped-def]  # untyped fixture parameter `run`
     body = "Pemerintah kota membuka taman baru yang luas di tepi sungai untuk warga pada akhir pekan ini. " * 10
     feed = (
         '<?xml version="1.0"?><rss version="2.0"><channel><title>Kota</title>'

@@ -48,7 +48,7 @@ def test_fixture_ingests_with_title_tags_language_and_clean_body(
     assert result.title == expected["title"]
     assert result.tags == expected["stored_tags"]
     assert result.lang == expected["lang"]
-    assert result.body == "\n\n".join(expected["body"])  # type: ignore[arg-type]
+    assert result.body == "\n\n".join(expected["body"])  # type: ignore[arg-type]  # parsed JSON: values typed object
 
 
 def test_sample_keeps_every_paragraph_and_no_chrome(database: Database, settings: Settings) -> None:

@@ -133,7 +133,7 @@ def test_stored_lookup_falls_back_to_the_original_when_no_translation_comes(data
     with database.session() as session:
         session.add(Summary(article_id=article_id, lang="id", kind=SummaryKind.SUMMARY, model="extractive:lead",
                             method=SummaryMethod.EXTRACTIVE, title="Title 0", text="Ringkasan."))
-    assert lookup(article_id, "id").text == "Ringkasan."  # type: ignore[union-attr]
+    assert lookup(article_id, "id").text == "Ringkasan."  # type: ignore[union-attr]  # the summary was just added
     assert lookup(article_id, "en") is None  # the translation may still come
     now[0] += 29.0
     assert lookup(article_id, "en") is None

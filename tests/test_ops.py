@@ -162,7 +162,7 @@ def test_readiness_fails_on_an_unmigrated_database(tmp_path: Path) -> None:
     ready, body = readiness([database_check(database)])
     database.dispose()
     assert ready is False
-    detail = body["checks"]["database"]["detail"]  # type: ignore[index]
+    detail = body["checks"]["database"]["detail"]  # type: ignore[index]  # nested JSON values are typed object
     assert "newsbot db upgrade" in detail
 
 
@@ -198,7 +198,7 @@ async def test_health_task_serves_until_stopped(sqlite_url: str, tmp_path: Path)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert health_task(make_settings(sqlite_url, tmp_path), None, lambda: "") is None  # type: ignore[arg-type]
+    assert health_task(make_settings(sqlite_url, tmp_path), None, lambda: "") is None  # type: ignore[arg-type]  # no database is needed when HEALTH_PORT is off
     ctx = open_context(make_settings(sqlite_url, tmp_path, health_port=port))
     stop = asyncio.Event()
     task = health_task(ctx.settings, ctx.db, lambda: "extractive:lead")

@@ -79,7 +79,7 @@ def test_compose_environment_names_are_real_settings(compose: dict[str, Any]) ->
         if name in _newsbot_services(compose):
             # Every value must pass the settings' own validation.
             values = {k.lower(): v for k, v in environment.items() if k in SETTING_NAMES}
-            Settings(_env_file=None, **values)  # type: ignore[call-arg]
+            Settings(_env_file=None, **values)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option, no field
 
 
 def test_compose_database_and_broker_point_at_compose_services(compose: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ class World:
         self.service = IngestService(db, settings, self.tags)
         self.queries = ArticleQueries(db, self.tags)
         self.summaries = RecordingSummaries()
-        self.fanout = FanoutService(db, self.summaries)  # type: ignore[arg-type]
+        self.fanout = FanoutService(db, self.summaries)  # type: ignore[arg-type]  # a recording test double
         for chat_id in (SUBMITTER, STRANGER, FOLLOWER):
             self.chats.ensure(chat_id, ChatKind.PRIVATE, title=None, user_lang="en")
         self.subscriptions.follow(FOLLOWER, ["Rusia"])
@@ -60,6 +60,7 @@ class World:
     def ingest(
         self, body: str = BODY, *, by: int | None = None, tags: Sequence[str] = ("Rusia",), **fields: object
     ) -> IngestResult:
+        # arg-type: **fields (typed object) fill ArticleInput's typed fields.
         return self.service.ingest(ArticleInput(body=body, tags=list(tags), lang="id", submitted_by_chat_id=by, **fields))  # type: ignore[arg-type]
 
     def article(self, article_id: int) -> Article:
@@ -71,6 +72,7 @@ class World:
 
     def deliveries(self) -> list[tuple[int, int]]:
         with self.db.session() as session:
+            # misc: mypy sees tuple(row) as tuple[int, ...], not the pair the rows are.
             return [tuple(row) for row in session.execute(select(Delivery.article_id, Delivery.chat_id).order_by(Delivery.id))]  # type: ignore[misc]
 
 
@@ -150,7 +152,7 @@ def test_queries_hide_other_chats_private_articles(world: World) -> None:
     assert tag is not None
 
     def ids(refs: Sequence[object]) -> list[int]:
-        return [ref.id for ref in refs]  # type: ignore[attr-defined]
+        return [ref.id for ref in refs]  # type: ignore[attr-defined]  # refs of several ArticleRef-like types
 
     assert ids(world.queries.latest(10)) == [public.article_id]
     assert ids(world.queries.latest(10, viewer_chat_id=STRANGER)) == [public.article_id]

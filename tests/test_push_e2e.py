@@ -92,17 +92,17 @@ async def running_bot(server: FakeBotApi, database_url: str, tmp_path: Path, **o
 
     application = build_application(AppContext(settings=settings, db=db), i18n, services=services, background=[push_task])
     await application.initialize()
-    await application.post_init(application)  # type: ignore[misc]
+    await application.post_init(application)  # type: ignore[misc]  # Optional in PTB; build_application sets it
     await application.start()
-    await application.updater.start_polling(poll_interval=0.0, timeout=1)  # type: ignore[union-attr]
+    await application.updater.start_polling(poll_interval=0.0, timeout=1)  # type: ignore[union-attr]  # built with a token, so it has an updater
     while "loop" not in holder:
         await asyncio.sleep(0.01)
     try:
         yield Bot(app=application, pushes=holder["loop"], db=db, settings=settings, server=server)
     finally:
-        await application.updater.stop()  # type: ignore[union-attr]
+        await application.updater.stop()  # type: ignore[union-attr]  # built with a token, so it has an updater
         await application.stop()
-        await application.post_shutdown(application)  # type: ignore[misc]
+        await application.post_shutdown(application)  # type: ignore[misc]  # Optional in PTB; build_application sets it
         await application.shutdown()
         db.dispose()
 
@@ -252,7 +252,7 @@ async def test_push_loop_survives_failures_and_drains_on_stop(fake_bot_api: Fake
 
         failures = 2
 
-        def run_once(self, max_articles: int = 20):  # type: ignore[no-untyped-def]
+        def run_once(self, max_articles: int = 20):  # type: ignore[no-untyped-def]  # returns whatever the parent returns
             if self.failures:
                 self.failures -= 1
                 raise RuntimeError("database is locked")

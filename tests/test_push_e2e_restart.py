@@ -29,7 +29,7 @@ FOLLOWERS = list(range(101, 113))
 NEWSBOT = Path(sys.executable).with_name("newsbot")
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]  # predicate: any callable
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -106,7 +106,7 @@ def _article_of(buttons: list[tuple[str, str]]) -> int:
 async def _await(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(predicate):  # type: ignore[arg-type]
+        if await asyncio.to_thread(predicate):  # type: ignore[arg-type]  # predicate: a callable, typed object
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
@@ -150,8 +150,8 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
         "BROKER_URL": REDIS_URL,
         "JOB_QUEUE": queue,
         "JOB_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
-        "SUMMARY_MODEL": str(models.summary),  # type: ignore[attr-defined]
-        "TRANSLATION_MODEL": models.translation_template,  # type: ignore[attr-defined]
+        "SUMMARY_MODEL": str(models.summary),  # type: ignore[attr-defined]  # the tiny_models fixture is typed object
+        "TRANSLATION_MODEL": models.translation_template,  # type: ignore[attr-defined]  # tiny_models is typed object
         "MODEL_LANGUAGES": "id,en",
         "MODEL_PRECISION": "fp32",
         "MODEL_THREADS": "1",
@@ -171,14 +171,15 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
         tmp_path,
         broker_url=REDIS_URL,
         job_queue=queue,
-        summary_model=str(models.summary),  # type: ignore[attr-defined]
-        translation_model=models.translation_template,  # type: ignore[attr-defined]
+        summary_model=str(models.summary),  # type: ignore[attr-defined]  # tiny_models is typed object
+        translation_model=models.translation_template,  # type: ignore[attr-defined]  # tiny_models is typed object
         summary_wait=0.5,
         near_duplicate_distance=0,
-        telegram_base_url=server.base_url,  # type: ignore[attr-defined]
+        telegram_base_url=server.base_url,  # type: ignore[attr-defined]  # fake_bot_api is typed object
     )
     ctx = AppContext(settings=settings, db=Database(scaleout_url))
     stop = asyncio.Event()
+    # attr-defined: the fake_bot_api fixture is typed object.
     bot = ExtBot(server.token, base_url=server.base_url, rate_limiter=build_rate_limiter(settings))  # type: ignore[attr-defined]
     try:
         await _await(lambda: all(worker.ready() for worker in workers), 120, "both workers ready")
@@ -257,7 +258,7 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
         # Pushes waiting for the workers were deferred (SummaryNotReady), never counted as failed attempts.
         assert attempts == 1
         for chat_id in CHATS:
-            received = server.sent_messages(chat_id=chat_id)  # type: ignore[attr-defined]
+            received = server.sent_messages(chat_id=chat_id)  # type: ignore[attr-defined]  # fake_bot_api is typed object
             # Titles may be machine-translated; the translate/original buttons name the article.
             pushed = sorted({_article_of(message.buttons()) for message in received})
             assert len(received) == len(titles) and pushed == sorted(titles), (chat_id, pushed)

@@ -51,7 +51,7 @@ def test_chats_default_language_reactivation_and_channel_source(database: Databa
     assert chats.ensure(6, ChatKind.PRIVATE, "Bo", "de").lang == "en"
     chats.set_lang(6, "id")
     chats.deactivate(6, "forbidden: bot was blocked by the user")
-    assert chats.get(6) is not None and chats.get(6).active is False  # type: ignore[union-attr]
+    assert chats.get(6) is not None and chats.get(6).active is False  # type: ignore[union-attr]  # not None (checked first)
     again = chats.ensure(6, ChatKind.PRIVATE, "Bo", "en")
     assert again.active is True and again.lang == "id"  # writing again re-activates, keeps /lang
     first = chats.channel_source(-1001, "Kabar")
@@ -124,7 +124,7 @@ def test_chat_migration_moves_follows_and_language(database: Database, settings:
     chats.migrate(-42, -10042)
     assert [t.name for t in subscriptions.following(-10042)] == ["Ekonomi", "Rusia"]
     assert subscriptions.following(-42) == []
-    assert chats.get(-42).active is False  # type: ignore[union-attr]
+    assert chats.get(-42).active is False  # type: ignore[union-attr]  # the chat exists
     chats.migrate(-7, -1007)  # an unknown chat: nothing to move
     assert chats.get(-1007) is None
 

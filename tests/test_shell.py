@@ -105,7 +105,7 @@ def test_webhook_without_a_valid_secret_is_refused(tmp_path: Path, i18n: I18n, s
 
 
 def _reader(stream: object, lines: Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
+    for line in stream:  # type: ignore[attr-defined]  # a text stream, typed object
         lines.put(line)
 
 

@@ -162,7 +162,7 @@ def test_tag_service_refuses_bidi_and_invisible_and_folds_zero_width(database: D
     with database.session() as session:
         plain = service.get_or_create(session, "Pilkada")
         assert service.get_or_create(session, "Pil\u200bkada").id == plain.id
-        assert service.resolve(session, "\ufeffpilkada\u200d").id == plain.id  # type: ignore[union-attr]
+        assert service.resolve(session, "\ufeffpilkada\u200d").id == plain.id  # type: ignore[union-attr]  # resolves: the tag was just created
         with pytest.raises(TagError, match="text-direction"):
             service.get_or_create(session, "\u202eadaklip")
         with pytest.raises(TagError):
