@@ -92,7 +92,9 @@ class Settings(BaseSettings):
     feed_max_backoff: float = Field(default=6 * 3600.0, gt=0)
     feed_failing_after: int = Field(default=5, gt=0)
     tag_aliases_file: Path | None = None
-    push_max_age_hours: float = Field(default=48.0, ge=0, description="articles published longer ago are stored, not pushed; 0: no limit")
+    push_max_age_hours: float = Field(
+        default=48.0, ge=0, description="articles published longer ago are stored, not pushed; 0: no limit"
+    )
     near_duplicate_distance: int = Field(default=6, ge=0, le=64)
 
     # --- models --------------------------------------------------------------------------
