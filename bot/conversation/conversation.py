@@ -349,12 +349,29 @@ class Conversation:
         return reply, summary
 
     def _translated(self, chat: ChatInfo, article_id: int, target: str) -> CallbackResult:
+        name = self.i18n.plain(chat.lang, f"push.lang.{target}")
+        unavailable = self.i18n.plain(chat.lang, "translate.unavailable", lang=name)
+        if not self.s.translation_enabled:
+            return CallbackResult(notice=unavailable)  # an older message's button: nothing to compute
         reply, summary = self._summary_message(chat, article_id, target)
         if summary is not None and summary.lang != target:
-            # No translation model could be used: say so instead of showing the same text again.
-            name = self.i18n.plain(chat.lang, f"push.lang.{target}")
-            return CallbackResult(notice=self.i18n.plain(chat.lang, "translate.unavailable", lang=name))
+            # The model could not be used for this text: the edit says so and drops the button,
+            # so pressing again cannot loop.
+            return CallbackResult(edit=reply, notice=unavailable)
         return CallbackResult(edit=reply)
+
+    def acknowledgement(self, press: ButtonPress) -> str | None:
+        """A toast to show at once while a button's work runs (a summary or translation can take
+        seconds; Telegram drops late answers), or None when the answer is quick."""
+        parsed = parse_callback(press.data)
+        if parsed is None:
+            return None
+        kind = parsed[0]
+        if kind is CallbackKind.TRANSLATE and self.s.translation_enabled:
+            return self.i18n.plain(self.i18n.lang_or_default(press.user_lang), "translate.working")
+        if kind in (CallbackKind.ORIGINAL, CallbackKind.SUMMARY):
+            return self.i18n.plain(self.i18n.lang_or_default(press.user_lang), "button.working")
+        return None
 
     @contextmanager
     def _one_fetch_per_user(self, incoming: Incoming) -> Iterator[bool]:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from telegram import Bot, Message, MessageEntity, MessageOriginChannel, Update
+from telegram import Bot, CallbackQuery, Message, MessageEntity, MessageOriginChannel, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
@@ -92,6 +92,8 @@ class BotRuntime:
     # (which any user can start) never hold the summary threads.
     summary_pool: ThreadPoolExecutor = field(default_factory=_pool(SUMMARY_THREADS, "bot-summary"))
     fetch_pool: ThreadPoolExecutor = field(default_factory=_pool(FETCH_THREADS, "bot-fetch"))
+    # Buttons whose work is running: (chat id, message id, callback data).
+    pressed: set[tuple[int, int, str]] = field(default_factory=set)
 
     @property
     def i18n(self) -> I18n:
@@ -282,12 +284,22 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                         user_id=query.from_user.id, user_lang=query.from_user.language_code)
     if rt.conversation.must_check_presser(press.chat_kind, press.data):
         press = replace(press, chat_admin=await is_chat_admin(context.bot, chat.id, query.from_user.id))
-    result = await rt.run(Workload.SUMMARY, rt.conversation.handle_callback, press)
+    # Slow buttons are answered at once ("Translating…"), then the message is edited when the work
+    # is done; pressing the same button again meanwhile starts nothing new.
+    acknowledgement = rt.conversation.acknowledgement(press)
+    key = (chat.id, query.message.message_id, press.data)
+    if acknowledgement is not None:
+        if key in rt.pressed:
+            await _answer_query(query, rt.i18n.plain(rt.i18n.lang_or_default(press.user_lang), "button.busy"))
+            return
+        await _answer_query(query, acknowledgement)
+        rt.pressed.add(key)
     try:
-        await query.answer(text=result.notice[:MAX_NOTICE_CHARS] if result.notice else None)
-    except BadRequest:
-        # A slow translation can outlive the query (Telegram gives ~15 s); the edit still counts.
-        log.info("callback query expired before it was answered")
+        result = await rt.run(Workload.SUMMARY, rt.conversation.handle_callback, press)
+    finally:
+        rt.pressed.discard(key)
+    if acknowledgement is None:
+        await _answer_query(query, result.notice)
     if result.edit is not None:
         try:
             await query.edit_message_text(text=result.edit.text, reply_markup=reply_markup(result.edit))
@@ -296,6 +308,14 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 raise
     for reply in result.replies:
         await send_reply(context.bot, chat.id, reply)
+
+
+async def _answer_query(query: CallbackQuery, notice: str | None) -> None:
+    """Answer a button press (a toast when `notice` is set); a late answer is only logged."""
+    try:
+        await query.answer(text=notice[:MAX_NOTICE_CHARS] if notice else None)
+    except BadRequest:
+        log.info("callback query expired before it was answered")
 
 
 async def membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
