@@ -170,9 +170,22 @@ def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchMode
     timed("translation", [translation_in[0][:32]] * mode.batch, warm)
     summary_s = timed("summary", summary_in, summary_kwargs())
     translation_s = timed("translation", translation_in, translation_kwargs())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = own_peak_mb()
     return Result(mode.name, 1000 * (summary_s + translation_s) / articles, 1000 * summary_s / articles,
                   1000 * translation_s / articles, load_s, resident, peak)
+
+
+def own_peak_mb() -> float:
+    """This process's own peak RSS: VmHWM belongs to the address space, which exec replaces.
+
+    getrusage's ru_maxrss is not: Linux carries it over fork and exec, so every child reported at
+    least the parent's peak, and every row showed the same figure.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def spawn(mode: Mode, args: argparse.Namespace, prepare: bool = False) -> Result | None:
