@@ -16,6 +16,7 @@ install and is not immutable (so cannot be indexed); accented Indonesian words a
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -27,19 +28,36 @@ from bot.follows.matcher import words
 PG_DOCUMENT = "to_tsvector('simple'::regconfig, title || ' ' || body)"
 MAX_TERMS = 8
 MAX_WORD_CHARS = 64
+_RAW_WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r'([+\-\u2212\u2013\u2014]?)"([^"]*)"?|([+\-\u2212\u2013\u2014]?)(\S+)')
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "＂": '"'})
+
+
+# A word as its spellings to look for: folded ("strasse", "uber") and lower-cased ("straße", "über"),
+# since PostgreSQL's 'simple' configuration keeps accents and ß, and FTS5 keeps ß.
+Word = tuple[str, ...]
+Phrase = tuple[Word, ...]
 
 
 @dataclass
 class SearchQuery:
     """Phrases all required (a word is a one-word phrase) and phrases excluded."""
 
-    include: list[tuple[str, ...]] = field(default_factory=list)
-    exclude: list[tuple[str, ...]] = field(default_factory=list)
+    include: list[Phrase] = field(default_factory=list)
+    exclude: list[Phrase] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.include)  # exclusions alone would list the whole archive
+
+
+def _phrase(text: str) -> Phrase:
+    spellings: list[Word] = []
+    for token in _RAW_WORD.findall(unicodedata.normalize("NFC", text)):
+        variants = dict.fromkeys([*words(token), token.lower()])  # ordered, unique; folded first
+        kept = tuple(v for v in variants if v and len(v) <= MAX_WORD_CHARS and _RAW_WORD.fullmatch(v))
+        if kept:
+            spellings.append(kept)
+    return tuple(spellings)
 
 
 def parse_search(query: str) -> SearchQuery:
@@ -48,7 +66,7 @@ def parse_search(query: str) -> SearchQuery:
     for match in _TOKEN.finditer(query.translate(_QUOTES)):
         qsign, quoted, wsign, word = match.groups()
         sign = qsign if quoted is not None else wsign
-        found = tuple(w for w in words(quoted if quoted is not None else word) if len(w) <= MAX_WORD_CHARS)
+        found = _phrase(quoted if quoted is not None else word)
         if not found or len(parsed.include) + len(parsed.exclude) >= MAX_TERMS:
             continue
         if sign and sign != "+":
@@ -62,8 +80,10 @@ def parse_search(query: str) -> SearchQuery:
 
 
 def _fts5(query: SearchQuery) -> str:
-    def phrase(words_: tuple[str, ...]) -> str:
-        return '"' + " ".join(words_) + '"'  # words hold no '"': a literal phrase
+    def phrase(words_: Phrase) -> str:
+        if len(words_) == 1:
+            return "(" + " OR ".join(f'"{w}"' for w in words_[0]) + ")"  # words hold no '"': literals
+        return '"' + " ".join(w[0] for w in words_) + '"'  # FTS5 phrases hold no OR: the folded spelling
 
     expression = " AND ".join(phrase(p) for p in query.include)
     for excluded in query.exclude:
@@ -72,8 +92,9 @@ def _fts5(query: SearchQuery) -> str:
 
 
 def _tsquery(query: SearchQuery) -> str:
-    def phrase(words_: tuple[str, ...]) -> str:
-        return "(" + " <-> ".join(f"'{w}'" for w in words_) + ")"  # words hold no "'": literal lexemes
+    def phrase(words_: Phrase) -> str:
+        # Words hold no "'": literal lexemes.
+        return "(" + " <-> ".join("(" + " | ".join(f"'{v}'" for v in w) + ")" for w in words_) + ")"
 
     return " & ".join([*(phrase(p) for p in query.include), *(f"!{phrase(p)}" for p in query.exclude)])
 
