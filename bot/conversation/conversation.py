@@ -549,7 +549,7 @@ class Conversation:
         """/following: each follow as understood, the stories of the last 7 days it would have
         pushed, and a button to remove it."""
         lang = request.lang
-        refs = self.s.follows.list(request.chat.id)
+        refs = self.s.follows.of_chat(request.chat.id)
         if not refs:
             return [self._reply(lang, "following.none")]
         counts = self.s.follows.week_counts(refs)

@@ -207,15 +207,15 @@ def parse_query(text: str, lookup: TagLookup, limits: QueryLimits = QueryLimits(
     # Every name that could be a tag, looked up at once: n-grams of bare-word runs, signed terms.
     candidates: set[str] = set()
     for group in groups:
-        run: list[str] = []
+        bare: list[str] = []
         for token in [*group, None]:
             if token is not None and token.sign is Sign.NONE and not token.quoted:
-                run.append(token.text)
+                bare.append(token.text)
                 continue
-            for start in range(len(run)):
-                for end in range(start + 1, min(start + MAX_TAG_WORDS, len(run)) + 1):
-                    candidates.add(normalize_tag(" ".join(run[start:end])))
-            run = []
+            for start in range(len(bare)):
+                for end in range(start + 1, min(start + MAX_TAG_WORDS, len(bare)) + 1):
+                    candidates.add(normalize_tag(" ".join(bare[start:end])))
+            bare = []
             if token is not None and token.sign is not Sign.NONE:
                 candidates.add(normalize_tag(token.text))
     candidates.discard("")

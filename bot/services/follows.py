@@ -12,8 +12,9 @@ import difflib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import CursorResult, delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.config import Settings
@@ -138,7 +139,7 @@ class FollowService:
             return []
         with self._db.session() as session:
             near = (len(key) - 2, len(key) + 2)  # edit distance <= 2 needs length within 2
-            names: dict[str, int] = dict(session.execute(  # type: ignore[arg-type]
+            names: dict[str, int] = dict(session.execute(
                 select(Tag.key, Tag.id).where(func.length(Tag.key).between(*near))).all())
             for alias_key, tag_id in session.execute(
                     select(TagAlias.key, TagAlias.tag_id).where(func.length(TagAlias.key).between(*near))):
@@ -150,7 +151,7 @@ class FollowService:
                 ratio[tag_id] = max(ratio.get(tag_id, 0.0), difflib.SequenceMatcher(None, key, name).ratio())
             if not ratio:
                 return []
-            counts = dict(session.execute(  # type: ignore[arg-type]
+            counts = dict(session.execute(
                 select(ArticleTag.tag_id, func.count()).where(ArticleTag.tag_id.in_(ratio)).group_by(ArticleTag.tag_id)).all())
             tags = {tag.id: tag for tag in session.scalars(select(Tag).where(Tag.id.in_(ratio)))}
             ranked = sorted(ratio, key=lambda tag_id: (-round(ratio[tag_id], 2), -counts.get(tag_id, 0), tags[tag_id].name))
@@ -191,10 +192,11 @@ class FollowService:
         with self._db.session() as session:
             for query in queries:
                 if query.is_plain_tag:
-                    removed = session.execute(delete(Subscription).where(
-                        Subscription.chat_id == chat_id, Subscription.tag_id == query.anchor.tag_id)).rowcount
+                    statement = delete(Subscription).where(Subscription.chat_id == chat_id,
+                                                           Subscription.tag_id == query.anchor.tag_id)
                 else:
-                    removed = session.execute(delete(Follow).where(Follow.chat_id == chat_id, Follow.key == query.key)).rowcount
+                    statement = delete(Follow).where(Follow.chat_id == chat_id, Follow.key == query.key)
+                removed = cast(CursorResult[Any], session.execute(statement)).rowcount
                 (outcome.removed if removed else outcome.not_following).append(query)
         return outcome
 
@@ -208,7 +210,7 @@ class FollowService:
             return follow.text
 
     # --- reading ----------------------------------------------------------------------------
-    def list(self, chat_id: int) -> list[FollowRef]:
+    def of_chat(self, chat_id: int) -> list[FollowRef]:
         """The chat's follows: plain tags by name, then queries in the order they were added."""
         refs = [FollowRef(tag_query(tag)) for tag in self._subscriptions.following(chat_id)]
         with self._db.session() as session:
