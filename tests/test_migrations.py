@@ -64,13 +64,13 @@ def _user_tables(engine: Engine) -> set[str]:
 
 
 def _not_fts(name: str | None, type_: str, _parents: object) -> bool:
-    return not (name or "").startswith(("articles_fts", "ix_articles_fts"))
+    return not (name or "").startswith(("articles_fts", "ix_articles_fts", "fts_document"))
 
 
 def _schema_differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
         # The full-text index (bot/services/search.py) lives outside the ORM model: an FTS5
-        # table and its shadow tables on SQLite, an expression index on PostgreSQL.
+        # table and its shadow tables on SQLite, a generated column and its index on PostgreSQL.
         context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": _not_fts})
         return list(compare_metadata(context, Base.metadata))
 
