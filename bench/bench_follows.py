@@ -144,15 +144,26 @@ def measure(database_url: str, args: argparse.Namespace) -> None:
     ingest = IngestService(database, settings, tags)
     fanout = FanoutService(database)
     timings: list[float] = []
+    matching: list[float] = []
     deliveries = 0
     for _ in range(args.rounds):
         tag = f"Topik {text.vocabulary[rng.choice(range(len(tag_ids)))]}"
-        ingest.ingest(ArticleInput(title=" ".join(text.words(8)), body=" ".join(text.words(400)) + ".", tags=[tag], lang="id"))
+        stored = ingest.ingest(ArticleInput(title=" ".join(text.words(8)), body=" ".join(text.words(400)) + ".",
+                                            tags=[tag], lang="id"))
+        # Matching alone (who gets it: plain tag followers, then query follows), in a read transaction.
+        with database.session() as session:
+            started = time.perf_counter()
+            plain = FanoutService._followers(session, stored.article_id, stored.story_id)
+            FanoutService._query_followers(session, stored.article_id, stored.story_id, {chat for chat, _ in plain})
+            matching.append((time.perf_counter() - started) * 1000)
+            session.rollback()
         started = time.perf_counter()
         item = fanout.fan_out_next()
         timings.append((time.perf_counter() - started) * 1000)
         deliveries += item.deliveries if item else 0
-    print(f"  fan-out of 1 new article (400 words) against {args.follows:,} follows: median {statistics.median(timings):.1f} ms, "
+    print(f"  matching 1 new article (400 words) against {args.follows:,} follows: median {statistics.median(matching):.1f} ms, "
+          f"p95 {percentile(matching, 95):.1f} ms, max {max(matching):.1f} ms")
+    print(f"  whole fan-out of it (claim, matching, deliveries inserted, commit): median {statistics.median(timings):.1f} ms, "
           f"p95 {percentile(timings, 95):.1f} ms, max {max(timings):.1f} ms ({deliveries / args.rounds:.1f} deliveries/article)")
     queries = ArticleQueries(database, tags)
     search_times: list[float] = []

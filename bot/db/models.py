@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -160,6 +161,11 @@ class Article(Base):
     """One stored article. `story_id` links near-duplicates to the first article of the story."""
 
     __tablename__ = "articles"
+    __table_args__ = (
+        # The fan-out's claim (oldest article not yet fanned out) without walking every article that was.
+        Index("ix_articles_unfanned", "created_at", "id", postgresql_where=text("fanned_out_at IS NULL"),
+              sqlite_where=text("fanned_out_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     source_id: Mapped[int | None] = mapped_column(

@@ -57,6 +57,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_follows_chat_id'), ['chat_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_follows_tag_id'), ['tag_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_follows_word'), ['word'], unique=False)
+    # The fan-out claims the oldest article with fanned_out_at NULL; without this partial index
+    # PostgreSQL walked the created_at index through every fanned-out article (121 ms at 100,000).
+    op.create_index('ix_articles_unfanned', 'articles', ['created_at', 'id'], unique=False,
+                    postgresql_where=sa.text('fanned_out_at IS NULL'), sqlite_where=sa.text('fanned_out_at IS NULL'))
     # Not batch mode: a plain ADD COLUMN runs in place, so SQLite never copies the outbox table.
     op.add_column('deliveries', sa.Column('follow_id', sa.BigInteger(), nullable=True))
     if op.get_bind().dialect.name == "sqlite":
@@ -68,6 +72,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_articles_unfanned', table_name='articles')
     if op.get_bind().dialect.name == "sqlite":
         for name in ("articles_fts_insert", "articles_fts_delete", "articles_fts_update"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
