@@ -415,3 +415,26 @@ def test_rights_are_asked_only_where_they_differ() -> None:
     assert may_publish(ChatKind.CHANNEL, bot_admin=False, posted_by_chat=True)
     for kind in (ChatKind.PRIVATE, ChatKind.GROUP, ChatKind.SUPERGROUP, ChatKind.CHANNEL):
         assert not may_publish(kind, bot_admin=False)
+
+
+def test_follow_buttons_need_a_group_admin(conversation: Conversation, i18n: I18n) -> None:
+    group = -100501
+    [suggestion] = say(conversation, "/follow Rusai", chat_id=group, kind=ChatKind.SUPERGROUP)
+    follow_tag = next(data for data in suggestion.callback_data() if data.startswith("fot:"))
+    refused = conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, follow_tag, user_id=7, chat_admin=False))
+    assert refused.notice == i18n.plain("en", "group_admin_only") and not refused.replies
+    assert texts(say(conversation, "/following", chat_id=group, kind=ChatKind.SUPERGROUP)) == [i18n.t("en", "following.none")]
+    accepted = conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, follow_tag, user_id=7, chat_admin=True))
+    assert texts(accepted.replies) == [i18n.t("en", "follow.added", tags="Rusia")]
+    # The keyword button follows the word as typed; removing it by its /following button needs an admin too.
+    keyword = next(data for data in suggestion.callback_data() if data.startswith("fow:"))
+    conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, keyword, user_id=7, chat_admin=True))
+    [listing] = say(conversation, "/following", chat_id=group, kind=ChatKind.SUPERGROUP)
+    assert listing.text == following_text(i18n, "en", [("Rusia", 0), ("rusai", 0)])
+    remove = next(data for data in listing.callback_data() if data.startswith("unq:"))
+    assert conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, remove, chat_admin=False)).notice == \
+        i18n.plain("en", "group_admin_only")
+    done = conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, remove, chat_admin=True))
+    assert done.notice == i18n.plain("en", "unfollow.button_done", tag="rusai")
+    assert conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, remove, chat_admin=True)).notice == \
+        i18n.plain("en", "unfollow.gone")

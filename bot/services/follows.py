@@ -29,9 +29,10 @@ SUGGESTIONS = 3
 SUGGEST_MIN_CHARS = 4  # shorter words are too close to too many tags ("AS", "RI")
 SUGGEST_CUTOFF = 0.8  # difflib ratio: "rusai" ~ "rusia" is 0.8, "rusai" ~ "usa" 0.75
 SCAN_BATCH = 200
+WORDS_PER_QUERY = 5000  # article words per candidate query (SQLite allows 32,766 parameters)
 PREVIEW_SCAN = 3000  # newest articles /preview and backfill offers look through
 COUNT_DAYS = 7
-COUNT_SCAN = 5000  # most articles of the last week that /following checks
+COUNT_SCAN = 2000  # most stories of the last week /following matches query follows against
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,20 @@ def query_followers(session: Session, article: Article, text: ArticleText,
     Candidates come from the indexes (the anchor tag, or the anchor keyword's first word among the
     article's words); the query decides in Python. A chat's first matching follow (lowest id) is named.
     """
-    conditions = []
-    if text.tag_ids:
-        conditions.append(Follow.tag_id.in_(sorted(text.tag_ids)))
-    if text.tokens:
-        conditions.append(Follow.word.in_(sorted(text.tokens)))
-    if not conditions:
-        return {}
-    rows = session.execute(
-        select(Follow.id, Follow.chat_id, Follow.query, Chat.lang)
-        .join(Chat, Chat.id == Follow.chat_id)
-        .where(or_(*conditions), Chat.active.is_(True))
-        .order_by(Follow.id)
-    ).all()
+    tokens = sorted(text.tokens)
+    # In chunks: a very long article has more distinct words than SQLite takes parameters.
+    chunks = [tokens[start:start + WORDS_PER_QUERY] for start in range(0, len(tokens), WORDS_PER_QUERY)] or [[]]
+    candidates: dict[int, Any] = {}
+    for index, chunk in enumerate(chunks):
+        conditions = [Follow.word.in_(chunk)] if chunk else []
+        if index == 0 and text.tag_ids:
+            conditions.append(Follow.tag_id.in_(sorted(text.tag_ids)))
+        if conditions:
+            for row in session.execute(select(Follow.id, Follow.chat_id, Follow.query, Chat.lang)
+                                       .join(Chat, Chat.id == Follow.chat_id)
+                                       .where(or_(*conditions), Chat.active.is_(True))):
+                candidates[row[0]] = row
+    rows = [candidates[follow_id] for follow_id in sorted(candidates)]
     found: dict[int, tuple[int, str | None]] = {}
     for follow_id, chat_id, query, lang in rows:
         if chat_id in found or chat_id in exclude_chats:
@@ -262,16 +264,33 @@ class FollowService:
         return found
 
     def week_counts(self, refs: Iterable[FollowRef]) -> dict[str, int]:
-        """How many public stories of the last 7 days each follow would have pushed, by query key."""
+        """How many public stories of the last 7 days each follow would have pushed, by query key.
+
+        Plain tags are counted in SQL; query follows by the matcher over the week's newest
+        COUNT_SCAN stories (only when the chat has any).
+        """
         refs = list(refs)
         counts = {ref.query.key: 0 for ref in refs}
         since = datetime.now(UTC) - timedelta(days=COUNT_DAYS)
+        plain = {ref.query.anchor.tag_id: ref.query.key for ref in refs if ref.follow_id is None}
+        queries = [ref for ref in refs if ref.follow_id is not None]
         with self._db.session() as session:
-            for article in self._public_articles(session, since=since, scan=COUNT_SCAN):
-                text = article_text(article)
-                for ref in refs:
-                    if ref.query.matches(text):
-                        counts[ref.query.key] += 1
+            if plain:
+                rows = session.execute(
+                    select(ArticleTag.tag_id, func.count())
+                    .join(Article, Article.id == ArticleTag.article_id)
+                    .where(ArticleTag.tag_id.in_(sorted(tag_id for tag_id in plain if tag_id is not None)),
+                           Article.created_at >= since, Article.submitted_by_chat_id.is_(None),
+                           or_(Article.story_id.is_(None), Article.story_id == Article.id))
+                    .group_by(ArticleTag.tag_id))
+                for tag_id, count in rows:
+                    counts[plain[tag_id]] = int(count)
+            if queries:
+                for article in self._public_articles(session, since=since, scan=COUNT_SCAN):
+                    text = article_text(article)
+                    for ref in queries:
+                        if ref.query.matches(text):
+                            counts[ref.query.key] += 1
         return counts
 
 
