@@ -138,7 +138,7 @@ def measure(database_url: str, args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     text = Text(rng, make_vocabulary(rng))
     tag_ids = build(database_url, args.chats, args.follows, args.articles, rng, text)
-    settings = Settings(database_url=database_url, summary_model="none", translation_model="none")  # type: ignore[call-arg]
+    settings = Settings(database_url=database_url, summary_model="none", translation_model="none")
     database = Database(database_url)
     tags = TagService(database, settings)
     ingest = IngestService(database, settings, tags)
