@@ -10,6 +10,7 @@ from bot.ingest.service import ArticleInput, IngestService
 from bot.services.abuse import CommandRateLimiter, RateVerdict
 from bot.services.articles import ArticleQueries
 from bot.services.chats import ChatService
+from bot.services.follows import FollowService
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, split_tag_args
 from bot.tags import TagService
@@ -122,9 +123,14 @@ def test_chat_migration_moves_follows_and_language(database: Database, settings:
     subscriptions.follow(-42, ["Rusia", "Ekonomi"])
     chats.ensure(-10042, ChatKind.SUPERGROUP, "Readers", "en")
     subscriptions.follow(-10042, ["Rusia"])  # already there: not duplicated
+    follows = FollowService(database, settings, tags, subscriptions)
+    follows.follow(-42, follows.parse("gandum -iklan, kedelai").follows)
+    follows.follow(-10042, follows.parse("kedelai").follows)  # already there: not duplicated
     chats.migrate(-42, -10042)
     assert [t.name for t in subscriptions.following(-10042)] == ["Ekonomi", "Rusia"]
     assert subscriptions.following(-42) == []
+    assert [ref.text for ref in follows.of_chat(-10042)] == ["Ekonomi", "Rusia", "gandum -iklan", "kedelai"]
+    assert follows.of_chat(-42) == []
     assert chats.get(-42).active is False  # type: ignore[union-attr]
     chats.migrate(-7, -1007)  # an unknown chat: nothing to move
     assert chats.get(-1007) is None
