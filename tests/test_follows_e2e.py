@@ -216,3 +216,13 @@ async def test_hostile_queries_get_a_clear_answer(bot: Bot, i18n: I18n) -> None:
     # Over Telegram's own limit: refused before any query runs.
     answer = await bot.ask(READER, "/follow " + "gandum " * 1500)
     assert answer == i18n.t("en", "input.too_long", length=len("/follow " + "gandum " * 1500), limit=4096)
+
+
+async def test_answers_in_indonesian(bot: Bot, i18n: I18n) -> None:
+    reader = READER + 1
+    assert await bot.ask(reader, "/follow Korea Selatan", lang="id") == i18n.t("id", "follow.added", tags="Korea Selatan")
+    assert await bot.ask(reader, "/follow gandum -iklan") == i18n.t("id", "follow.added_rules", rules="gandum -iklan")
+    assert (await bot.ask(reader, "/follow Rusai")).startswith(i18n.t("id", "follow.suggest", word="Rusai", tags="Rusia")[:30])
+    assert await bot.ask(reader, "/follow -iklan") == "\n".join([
+        i18n.t("id", "follow.nothing"), i18n.t("id", "follow.dropped.only_excluded", items="-iklan")])
+    assert await bot.ask(reader, "/following") == following_text(i18n, "id", [("Korea Selatan", 0), ("gandum -iklan", 0)])
