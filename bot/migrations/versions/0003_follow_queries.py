@@ -12,9 +12,8 @@ built here for the rows already stored. Neither is in the ORM model (they are en
 tests/test_migrations.py leaves them out of the model comparison.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'
