@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     send_rate_per_chat: float = Field(default=1.0, gt=0)
     send_rate_per_group_minute: float = Field(default=20.0, gt=0)
     max_follows_per_chat: int = Field(default=50, ge=1)
+    max_keywords_per_follow: int = Field(default=10, ge=1, description="tags and words in one follow, + and - included")
+    max_follow_query_chars: int = Field(default=300, ge=10, le=4096)
     command_rate_limit: int = Field(default=20, ge=1, description="commands per chat per minute")
     delivery_max_attempts: int = Field(default=5, ge=1)
 

@@ -28,6 +28,7 @@ from bot.services.chats import ChatService
 from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
 from bot.services.fanout import FanoutService
+from bot.services.follows import FollowService
 from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
 from bot.services.sending import SendPacer, Transport
 from bot.services.subscriptions import SubscriptionService
@@ -52,6 +53,7 @@ class Services:
     feeds: FeedService
     deliveries: DeliveryService
     fanout: FanoutService
+    follows: FollowService
 
     @property
     def translation_enabled(self) -> bool:
@@ -80,13 +82,14 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
     tags = TagService(db, settings)
     ingest = IngestService(db, settings, tags)
     summaries = summaries if summaries is not None else build_summary_provider(context)
+    subscriptions = SubscriptionService(db, settings, tags)
     return Services(
         settings=settings,
         db=db,
         i18n=i18n,
         tags=tags,
         chats=ChatService(db),
-        subscriptions=SubscriptionService(db, settings, tags),
+        subscriptions=subscriptions,
         articles=ArticleQueries(db, tags),
         summaries=summaries,
         rate_limiter=CommandRateLimiter(settings.command_rate_limit),
@@ -94,6 +97,7 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         feeds=FeedService(db, settings, ingest),
         deliveries=DeliveryService(db, settings),
         fanout=FanoutService(db, summaries, max_age=push_max_age(settings)),
+        follows=FollowService(db, settings, tags, subscriptions),
     )
 
 
@@ -113,7 +117,8 @@ def push_renderer(services: Services) -> PushRenderer:
 
     def render(delivery: ClaimedDelivery, article: ArticleView, summary: ArticleSummary) -> Reply:
         return render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
-                           followed_tag_ids=delivery.followed_tag_ids, translation=translation)
+                           followed_tag_ids=delivery.followed_tag_ids, translation=translation,
+                           matched_follow=delivery.matched_follow)
 
     return render
 

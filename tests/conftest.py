@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -154,3 +155,11 @@ def fake_bot_api() -> Iterator[object]:
 
     with FakeBotApi() as server:
         yield server
+
+
+def following_text(i18n: Any, lang: str, items: list[tuple[str, int]]) -> str:
+    """The /following answer for follows shown as (normal form, stories of the last 7 days)."""
+    lines = [i18n.t(lang, "following.header", count=len(items))]
+    lines += [i18n.t(lang, "following.item", query=query, count=count) for query, count in items]
+    lines.append(i18n.t(lang, "following.remove_hint"))
+    return "\n".join(lines)

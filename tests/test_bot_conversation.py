@@ -20,7 +20,7 @@ from bot.i18n import I18n
 from bot.ingest.service import ArticleInput
 from bot.wiring import build_services
 
-from conftest import make_settings
+from conftest import following_text, make_settings
 from test_i18n import html_errors
 
 EN_BODY = (
@@ -89,14 +89,15 @@ def test_follow_alias_following_unfollow(conversation: Conversation, i18n: I18n)
     assert texts(say(conversation, "/follow Rusia")) == [i18n.t("en", "follow.added", tags="Rusia")]
     # "Russia" is an alias of the same tag.
     assert texts(say(conversation, "/follow Russia")) == [i18n.t("en", "follow.already", tags="Rusia")]
-    assert texts(say(conversation, "/follow Amerika Serikat, #Ekonomi")) == [
-        i18n.t("en", "follow.added", tags="Amerika Serikat, Ekonomi")
+    # A known multi-word tag is one tag; a word that is no tag is a keyword.
+    assert texts(say(conversation, "/follow Amerika Serikat, #Ekonomi Gandum")) == [
+        i18n.t("en", "follow.added", tags="Amerika Serikat, Ekonomi") + "\n" + i18n.t("en", "follow.added_rules", rules="gandum")
     ]
     assert texts(say(conversation, "/following")) == [
-        i18n.t("en", "following.list", count=3, tags="Amerika Serikat, Ekonomi, Rusia")
+        following_text(i18n, "en", [("Amerika Serikat", 0), ("Ekonomi", 0), ("Rusia", 0), ("gandum", 0)])
     ]
     assert texts(say(conversation, "/unfollow russia Nothing")) == [
-        i18n.t("en", "unfollow.removed", tags="Rusia") + "\n" + i18n.t("en", "unfollow.not_following", tags="Nothing")
+        i18n.t("en", "unfollow.removed", tags="Rusia") + "\n" + i18n.t("en", "unfollow.not_following", tags="nothing")
     ]
     assert texts(say(conversation, "/follow")) == [i18n.t("en", "follow.usage")]
 
@@ -104,12 +105,13 @@ def test_follow_alias_following_unfollow(conversation: Conversation, i18n: I18n)
 def test_follow_rejects_bad_tags_and_caps_follows(database: Database, tmp_path: Path, i18n: I18n) -> None:
     settings = make_settings(database.url, tmp_path, max_follows_per_chat=2)
     conversation = make_conversation(database, settings, i18n)
-    long_tag = "x" * 65
-    replies = texts(say(conversation, f"/follow <b>bad</b>, {long_tag}"))
-    assert replies == [i18n.t("en", "follow.invalid", tags=f"<b>bad</b>, {long_tag}", max=64)]
-    assert "&lt;b&gt;" in replies[0]
+    long_word = "x" * 65
+    replies = texts(say(conversation, f"/follow <>, {long_word}, 😀"))
+    assert replies == [i18n.t("en", "follow.nothing") + "\n" + i18n.t(
+        "en", "follow.dropped.invalid", items=f"<>, {long_word[:59]}…, 😀", max=64)]
+    assert "&lt;&gt;" in replies[0]
     assert texts(say(conversation, "/follow A1 B2 C3")) == [
-        i18n.t("en", "follow.added", tags="A1, B2") + "\n" + i18n.t("en", "follow.limit", max=2, tags="C3")
+        i18n.t("en", "follow.added_rules", rules="a1; b2") + "\n" + i18n.t("en", "follow.limit", max=2, tags="c3")
     ]
 
 
@@ -413,3 +415,26 @@ def test_rights_are_asked_only_where_they_differ() -> None:
     assert may_publish(ChatKind.CHANNEL, bot_admin=False, posted_by_chat=True)
     for kind in (ChatKind.PRIVATE, ChatKind.GROUP, ChatKind.SUPERGROUP, ChatKind.CHANNEL):
         assert not may_publish(kind, bot_admin=False)
+
+
+def test_follow_buttons_need_a_group_admin(conversation: Conversation, i18n: I18n) -> None:
+    group = -100501
+    [suggestion] = say(conversation, "/follow Rusai", chat_id=group, kind=ChatKind.SUPERGROUP)
+    follow_tag = next(data for data in suggestion.callback_data() if data.startswith("fot:"))
+    refused = conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, follow_tag, user_id=7, chat_admin=False))
+    assert refused.notice == i18n.plain("en", "group_admin_only") and not refused.replies
+    assert texts(say(conversation, "/following", chat_id=group, kind=ChatKind.SUPERGROUP)) == [i18n.t("en", "following.none")]
+    accepted = conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, follow_tag, user_id=7, chat_admin=True))
+    assert texts(accepted.replies) == [i18n.t("en", "follow.added", tags="Rusia")]
+    # The keyword button follows the word as typed; removing it by its /following button needs an admin too.
+    keyword = next(data for data in suggestion.callback_data() if data.startswith("fow:"))
+    conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, keyword, user_id=7, chat_admin=True))
+    [listing] = say(conversation, "/following", chat_id=group, kind=ChatKind.SUPERGROUP)
+    assert listing.text == following_text(i18n, "en", [("Rusia", 0), ("rusai", 0)])
+    remove = next(data for data in listing.callback_data() if data.startswith("unq:"))
+    assert conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, remove, chat_admin=False)).notice == \
+        i18n.plain("en", "group_admin_only")
+    done = conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, remove, chat_admin=True))
+    assert done.notice == i18n.plain("en", "unfollow.button_done", tag="rusai")
+    assert conversation.handle_callback(ButtonPress(group, ChatKind.SUPERGROUP, remove, chat_admin=True)).notice == \
+        i18n.plain("en", "unfollow.gone")

@@ -20,7 +20,7 @@ from bot.shell import html_to_text
 from bot.telegram.app import build_application
 from bot.wiring import build_services
 
-from conftest import make_settings
+from conftest import following_text, make_settings
 from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
 from test_i18n import html_errors
 
@@ -114,7 +114,7 @@ async def test_menus_are_set_in_english_and_indonesian(bot: Bot, i18n: I18n) -> 
     indonesian = next(v for k, v in by_lang.items() if k.endswith("/id"))
     assert english["follow"] == i18n.plain("en", "cmd.follow")
     assert indonesian["follow"] == i18n.plain("id", "cmd.follow")
-    assert set(english) == set(indonesian) == {"start", "help", "follow", "unfollow", "following", "tags", "latest",
+    assert set(english) == set(indonesian) == {"start", "help", "follow", "unfollow", "following", "preview", "tags", "latest",
                                                "search", "summary", "lang", "settings"}
 
 
@@ -122,7 +122,7 @@ async def test_private_conversation(bot: Bot, i18n: I18n) -> None:
     assert await bot.ask(USER, "/start") == i18n.t("en", "start")
     assert await bot.ask(USER, "/follow Rusia") == i18n.t("en", "follow.added", tags="Rusia")
     assert await bot.ask(USER, "/follow Russia") == i18n.t("en", "follow.already", tags="Rusia")
-    assert await bot.ask(USER, "/following") == i18n.t("en", "following.list", count=1, tags="Rusia")
+    assert await bot.ask(USER, "/following") == following_text(i18n, "en", [("Rusia", 0)])
     assert await bot.ask(USER, "/lang id") == i18n.t("id", "lang.done")
     assert await bot.ask(USER, "/unfollow Russia") == i18n.t("id", "unfollow.removed", tags="Rusia")
     assert await bot.ask(USER, "/whatever") == i18n.t("id", "unknown", help=i18n.t("id", "help"))
@@ -138,7 +138,7 @@ async def test_group_follows_need_a_group_admin(bot: Bot, i18n: I18n) -> None:
     bot.server.register_chat(group, "supergroup", "Readers", admins=[41])
     assert await bot.ask(42, "/follow Rusia", chat_id=group) == i18n.t("en", "group_admin_only")
     assert await bot.ask(41, "/follow Rusia", chat_id=group) == i18n.t("en", "follow.added", tags="Rusia")
-    assert await bot.ask(42, "/following", chat_id=group) == i18n.t("en", "following.list", count=1, tags="Rusia")
+    assert await bot.ask(42, "/following", chat_id=group) == following_text(i18n, "en", [("Rusia", 0)])
     assert any(call.params.get("user_id") == 42 for call in bot.server.calls("getChatMember"))
 
 
@@ -366,8 +366,8 @@ async def test_groups_ignore_other_bots_commands_and_replies_keep_order(bot: Bot
         bot.server.user_message(USER, command)
     messages = await bot.said(USER, 3)
     assert [m.text for m in messages] == [
-        i18n.t("en", "follow.added", tags="A1"), i18n.t("en", "follow.added", tags="B2"),
-        i18n.t("en", "following.list", count=2, tags="A1, B2")]
+        i18n.t("en", "follow.added_rules", rules="a1"), i18n.t("en", "follow.added_rules", rules="b2"),
+        following_text(i18n, "en", [("a1", 0), ("b2", 0)])]
 
 
 async def test_parked_delivery_is_reported_to_admins(sqlite_database: Database, tmp_path: Path, i18n: I18n) -> None:
@@ -408,7 +408,7 @@ async def test_blocked_removed_and_migrated_chats(bot: Bot, i18n: I18n) -> None:
     bot.server.push_update(member_update({"id": USER, "type": "private", "first_name": "U"}, "member", "kicked"))
     assert await eventually(lambda: not services.chats.get(USER).active)
     # Writing again (after unblocking) makes it active again.
-    assert await bot.ask(USER, "/following") == i18n.t("en", "following.list", count=1, tags="Rusia")
+    assert await bot.ask(USER, "/following") == following_text(i18n, "en", [("Rusia", 0)])
     assert (await asyncio.to_thread(services.chats.get, USER)).active is True
 
     # A group that follows Rusia becomes a supergroup: follows and language move to the new id.
@@ -421,4 +421,4 @@ async def test_blocked_removed_and_migrated_chats(bot: Bot, i18n: I18n) -> None:
                                         "from": {"id": 41, "is_bot": False, "first_name": "A"},
                                         "migrate_to_chat_id": supergroup}})
     assert await eventually(lambda: not services.chats.get(group).active)
-    assert await bot.ask(42, "/following", chat_id=supergroup) == i18n.t("id", "following.list", count=1, tags="Rusia")
+    assert await bot.ask(42, "/following", chat_id=supergroup) == following_text(i18n, "id", [("Rusia", 0)])

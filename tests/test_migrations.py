@@ -60,12 +60,18 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[D
 
 
 def _user_tables(engine: Engine) -> set[str]:
-    return {name for name in inspect(engine).get_table_names() if name != "alembic_version"}
+    return {name for name in inspect(engine).get_table_names() if name != "alembic_version" and _not_fts(name, "table", None)}
+
+
+def _not_fts(name: str | None, type_: str, _parents: object) -> bool:
+    return not (name or "").startswith(("articles_fts", "ix_articles_fts", "fts_document"))
 
 
 def _schema_differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        # The full-text index (bot/services/search.py) lives outside the ORM model: an FTS5
+        # table and its shadow tables on SQLite, a generated column and its index on PostgreSQL.
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": _not_fts})
         return list(compare_metadata(context, Base.metadata))
 
 
@@ -172,6 +178,40 @@ def test_0002_adds_submitted_by_and_drops_app_state_keeping_child_rows(empty_dat
     assert (_count(engine, "articles"), _count(engine, "article_tags"), _count(engine, "summaries")) == (1, 1, 1)
     upgrade(engine)
     assert (_count(engine, "article_tags"), _count(engine, "summaries")) == (1, 1)
+    assert _schema_differences(engine) == []
+
+
+def test_0003_builds_search_for_stored_articles_and_keeps_tag_follows(empty_database: Database) -> None:
+    """Articles stored before 0003 are found by full-text search; tag follows stay as they were."""
+    from bot.services.search import FullTextSearch
+
+    engine = empty_database.engine
+    upgrade(engine, "0002")
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    articles = table("articles", column("id"), column("title"), column("body"), column("fingerprint"), column("created_at"))
+    chats = table("chats", column("id"), column("kind"), column("active"), column("created_at"), column("updated_at"))
+    tags = table("tags", column("id"), column("key"), column("name"), column("created_at"))
+    follows = table("subscriptions", column("chat_id"), column("tag_id"), column("created_at"))
+    with engine.begin() as connection:
+        connection.execute(articles.insert().values(id=1, title="Harga Beras di Pasar Induk Turun", body="Isi berita.",
+                                                    fingerprint="d" * 64, created_at=created))
+        connection.execute(chats.insert().values(id=5, kind="private", active=True, created_at=created, updated_at=created))
+        connection.execute(tags.insert().values(id=1, key="rusia", name="Rusia", created_at=created))
+        connection.execute(follows.insert().values(chat_id=5, tag_id=1, created_at=created))
+    upgrade(engine)
+    with empty_database.session() as session:
+        for query in ("harga-beras", "beras harga", "isi"):
+            assert FullTextSearch().search(session, query, 10, None) == [1], query
+    assert _count(engine, "subscriptions") == 1 and _count(engine, "follows") == 0
+    # Kept current after the migration: a changed title is found by its new words only.
+    with engine.begin() as connection:
+        connection.execute(articles.update().where(articles.c.id == 1).values(title="Harga Cabai Naik"))
+    with empty_database.session() as session:
+        assert FullTextSearch().search(session, "cabai", 10, None) == [1]
+        assert FullTextSearch().search(session, "beras", 10, None) == []
+    downgrade(engine, "0002")
+    assert "follows" not in _user_tables(engine) and _count(engine, "subscriptions") == 1
+    upgrade(engine)
     assert _schema_differences(engine) == []
 
 

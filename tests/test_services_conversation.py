@@ -10,6 +10,7 @@ from bot.ingest.service import ArticleInput, IngestService
 from bot.services.abuse import CommandRateLimiter, RateVerdict
 from bot.services.articles import ArticleQueries
 from bot.services.chats import ChatService
+from bot.services.follows import FollowService
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import SubscriptionService, split_tag_args
 from bot.tags import TagService
@@ -86,10 +87,11 @@ def test_article_queries_story_heads_search_and_popular_tags(database: Database,
     assert again.story_id == first.article_id and again.article_id != first.article_id
     queries = ArticleQueries(database, tags)
     assert [a.id for a in queries.latest(10)] == [first.article_id]
-    # LIKE wildcards in the query are literal characters.
-    assert [a.id for a in queries.search("100%", 10)] == [again.article_id, first.article_id]
-    assert queries.search("100_", 10) == []
-    assert queries.search("TRAM lines", 10)[0].id == again.article_id
+    # Wildcard and operator characters are gaps between words, never operators (full-text search).
+    assert {a.id for a in queries.search("100%", 10)} == {again.article_id, first.article_id}
+    assert {a.id for a in queries.search("100_*", 10)} == {again.article_id, first.article_id}
+    assert queries.search("%_*", 10) == []
+    assert {a.id for a in queries.search("TRAM lines", 10)} == {again.article_id, first.article_id}  # ranked, any case
     popular = [(tag.name, count) for tag, count in queries.popular_tags(10)]
     assert popular == [("Kota", 2), ("Zeta", 1)]
     assert queries.find_tag("kota") is not None and queries.find_tag("<bad>") is None
@@ -121,9 +123,14 @@ def test_chat_migration_moves_follows_and_language(database: Database, settings:
     subscriptions.follow(-42, ["Rusia", "Ekonomi"])
     chats.ensure(-10042, ChatKind.SUPERGROUP, "Readers", "en")
     subscriptions.follow(-10042, ["Rusia"])  # already there: not duplicated
+    follows = FollowService(database, settings, tags, subscriptions)
+    follows.follow(-42, follows.parse("gandum -iklan, kedelai").follows)
+    follows.follow(-10042, follows.parse("kedelai").follows)  # already there: not duplicated
     chats.migrate(-42, -10042)
     assert [t.name for t in subscriptions.following(-10042)] == ["Ekonomi", "Rusia"]
     assert subscriptions.following(-42) == []
+    assert [ref.text for ref in follows.of_chat(-10042)] == ["Ekonomi", "Rusia", "gandum -iklan", "kedelai"]
+    assert follows.of_chat(-42) == []
     assert chats.get(-42).active is False  # type: ignore[union-attr]  # the chat exists
     chats.migrate(-7, -1007)  # an unknown chat: nothing to move
     assert chats.get(-1007) is None

@@ -22,6 +22,7 @@ from bot.conversation.messages import Button, Buttons, CallbackKind, CallbackRes
 from bot.conversation.render import escape_attr, render_push
 from bot.conversation.rights import may_publish, must_check_admin
 from bot.db.models import ChatKind, Source
+from bot.follows.query import MAX_WORD_CHARS, Dropped, DropReason, FollowQuery, ParsedQuery
 from bot.i18n import Html, escape
 from bot.ingest.feeds import FeedError
 from bot.ingest.fetch import FetchError
@@ -33,6 +34,7 @@ from bot.services.abuse import RateVerdict
 from bot.services.articles import ArticleRef
 from bot.services.chats import ChatInfo
 from bot.services.contracts import ArticleSummary
+from bot.services.follows import FollowRef, tag_query
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import TagRef, split_tag_args
 from bot.tags import TagError
@@ -51,6 +53,9 @@ FOLLOW_OFFER = 3  # latest articles offered after /follow, per tag
 FOLLOW_OFFER_TAGS = 3
 TAGS_SHOWN = 20
 SEARCH_RESULTS = 10
+PREVIEW_RESULTS = 5
+MAX_LIST_BUTTONS = 50  # /following: one remove button per follow (MAX_FOLLOWS_PER_CHAT is 50 by default)
+MAX_CALLBACK_BYTES = 64  # Telegram's limit on callback_data
 BUTTON_TITLE_CHARS = 40
 NAME_CHARS = 80
 _COUNT = re.compile(r"[+-]*[0-9]+")  # ASCII digits only: '²' or '٣' are words, not counts
@@ -72,6 +77,7 @@ class Command(enum.StrEnum):
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
     FOLLOWING = "following"
+    PREVIEW = "preview"
     TAGS = "tags"
     LANG = "lang"
     SUMMARY = "summary"
@@ -265,10 +271,42 @@ class Conversation:
                 if chat.kind is ChatKind.CHANNEL:
                     return CallbackResult(notice=notice)  # a channel's readers need no announcement
                 return CallbackResult(notice=notice, replies=[self._reply(lang, "unfollow.button_done", tag=tag.name)])
+            if kind in (CallbackKind.UNFOLLOW_QUERY, CallbackKind.FOLLOW_TAG, CallbackKind.FOLLOW_WORD):
+                if not press.chat_admin:
+                    return CallbackResult(notice=self.i18n.plain(lang, "group_admin_only"))
+                return self._follow_button(chat, kind, parts)
         except ValueError:
             pass
         log.info("ignoring unknown callback data %r", press.data[:64])
         return CallbackResult()
+
+    def _follow_button(self, chat: ChatInfo, kind: CallbackKind, parts: list[str]) -> CallbackResult:
+        """Buttons of /following, pushes and "did you mean": remove a keyword follow, follow a tag or a word."""
+        lang = chat.lang
+        if kind is CallbackKind.UNFOLLOW_QUERY:
+            text = self.s.follows.remove(chat.id, parse_id(parts[0]))
+            if text is None:
+                return CallbackResult(notice=self.i18n.plain(lang, "unfollow.gone"))
+            notice = self.i18n.plain(lang, "unfollow.button_done", tag=truncate(text, 100))
+            if chat.kind is ChatKind.CHANNEL:
+                return CallbackResult(notice=notice)
+            return CallbackResult(notice=notice, replies=[self._reply(lang, "unfollow.button_done", tag=text)])
+        if kind is CallbackKind.FOLLOW_TAG:
+            tag = self.s.follows.tag(parse_id(parts[0]))
+            if tag is None:
+                return CallbackResult(notice=self.i18n.plain(lang, "tag.unknown"))
+            queries = [tag_query(tag)]
+        else:
+            word = ":".join(parts)
+            parsed = self.s.follows.parse(f'"{word}"')
+            if not parsed.follows:
+                raise ValueError(parts)
+            queries = parsed.follows[:1]
+        replies = self._follow_queries(chat, queries)
+        shown = truncate(queries[0].text, 100)
+        key = "follow.added" if queries[0].is_plain_tag else "follow.added_rules"
+        notice = self.i18n.plain(lang, key, tags=shown, rules=shown)
+        return CallbackResult(notice=notice, replies=replies)
 
     # --- helpers --------------------------------------------------------------------------------
     def _rate(self, chat_id: int, chat_kind: ChatKind) -> RateVerdict:
@@ -428,52 +466,138 @@ class Conversation:
         return [Reply(self._help_text(request.lang, request.incoming.bot_admin))]
 
     def follow(self, request: Request) -> list[Reply]:
-        """/follow TAG...: follow tags, then offer the latest articles of each."""
-        lang = request.lang
-        names = split_tag_args(request.args)
-        if not names:
+        """/follow QUERY: follow tags and keyword rules (see bot/follows/query.py), then offer the
+        latest articles each would have pushed; a typo of a tag gets "did you mean" buttons."""
+        lang, chat = request.lang, request.chat
+        parsed = self.s.follows.parse(request.args)
+        if not parsed.follows and not parsed.dropped:
             return [self._reply(lang, "follow.usage")]
-        result = self.s.subscriptions.follow(request.chat.id, names)
+        suggestion = self._suggestion(lang, parsed)
+        if suggestion is not None:
+            return [suggestion]
+        return self._follow_queries(chat, parsed.follows, parsed.dropped)
+
+    def _suggestion(self, lang: str, parsed: ParsedQuery) -> Reply | None:
+        """"Did you mean Rusia?" when the whole query is one word that is no tag but close to one."""
+        if parsed.quoted or parsed.dropped or len(parsed.follows) != 1 or len(parsed.unknown_words) != 1:
+            return None
+        query = parsed.follows[0]
+        if query.require or query.exclude or query.anchor.tag_id is not None:
+            return None
+        word = parsed.unknown_words[0]
+        tags = self.s.follows.suggest(word)
+        if not tags:
+            return None
+        shown = truncate(word, NAME_CHARS)
+        row = [Button(self.i18n.plain(lang, "btn.follow_tag", tag=tag.name), CallbackKind.FOLLOW_TAG.data(tag.id))
+               for tag in tags]
+        buttons: list[tuple[Button, ...]] = [tuple(row)]
+        keyword = CallbackKind.FOLLOW_WORD.data(query.anchor.display)
+        if len(keyword.encode()) <= MAX_CALLBACK_BYTES:
+            buttons.append((Button(self.i18n.plain(lang, "btn.follow_word", word=truncate(query.anchor.display, 30)), keyword),))
+        return self._reply(lang, "follow.suggest", tuple(buttons), word=shown, tags=self._names(tags))
+
+    def _follow_queries(self, chat: ChatInfo, queries: Sequence[FollowQuery], dropped: Sequence[Dropped] = ()) -> list[Reply]:
+        lang = chat.lang
+        outcome = self.s.follows.follow(chat.id, queries)
         lines: list[Html] = []
-        if result.added:
-            lines.append(self.i18n.t(lang, "follow.added", tags=self._names(result.added)))
-        if result.already:
-            lines.append(self.i18n.t(lang, "follow.already", tags=self._names(result.already)))
-        if result.invalid:
-            lines.append(self.i18n.t(lang, "follow.invalid", tags=self._names([truncate(n, NAME_CHARS) for n in result.invalid]),
-                                     max=self.s.subscriptions.max_tag_length))
-        if result.over_limit:
-            lines.append(self.i18n.t(lang, "follow.limit", max=self.s.subscriptions.max_follows,
-                                     tags=self._names(result.over_limit)))
+        tags = [q.text for q in outcome.added if q.is_plain_tag]
+        rules = [q.text for q in outcome.added if not q.is_plain_tag]
+        if tags:
+            lines.append(self.i18n.t(lang, "follow.added", tags=", ".join(tags)))
+        if rules:
+            lines.append(self.i18n.t(lang, "follow.added_rules", rules="; ".join(rules)))
+        if outcome.already:
+            lines.append(self.i18n.t(lang, "follow.already", tags="; ".join(q.text for q in outcome.already)))
+        if outcome.over_limit:
+            lines.append(self.i18n.t(lang, "follow.limit", max=self.s.follows.max_follows,
+                                     tags="; ".join(q.text for q in outcome.over_limit)))
+        lines += self._dropped_lines(lang, dropped)
+        if not outcome.added and not outcome.already and not outcome.over_limit:
+            lines.insert(0, self.i18n.t(lang, "follow.nothing"))
         replies = [Reply(Html("\n".join(lines)))]
-        for tag in result.added[:FOLLOW_OFFER_TAGS]:
-            latest = self.s.articles.latest(FOLLOW_OFFER, tag.id, viewer_chat_id=request.chat.id)
+        for query in outcome.added[:FOLLOW_OFFER_TAGS]:
+            latest = self._backfill(chat, query)
             if latest:
                 buttons = tuple((self._summary_button(lang, article),) for article in latest)
-                replies.append(self._reply(lang, "follow.latest", buttons, tag=tag.name))
+                key = "follow.latest" if query.is_plain_tag else "follow.latest_query"
+                replies.append(self._reply(lang, key, buttons, tag=query.text, query=query.text))
         return replies
 
+    def _backfill(self, chat: ChatInfo, query: FollowQuery) -> list[ArticleRef]:
+        """The latest articles a new follow would have pushed (the fan-out's matcher)."""
+        if query.is_plain_tag and query.anchor.tag_id is not None:
+            return self.s.articles.latest(FOLLOW_OFFER, query.anchor.tag_id, viewer_chat_id=chat.id)
+        found = (self.s.articles.get(article_id) for article_id in self.s.follows.preview([query], FOLLOW_OFFER))
+        return [article for article in found if article is not None]
+
+    def _dropped_lines(self, lang: str, dropped: Sequence[Dropped]) -> list[Html]:
+        """One line per reason, naming every piece of the query that was not used."""
+        limits = self.s.follows.limits
+        maxima = {DropReason.INVALID: MAX_WORD_CHARS, DropReason.TOO_LONG: limits.max_chars,
+                  DropReason.TOO_MANY: limits.max_terms}
+        lines = []
+        for reason in DropReason:
+            items = [item.text for item in dropped if item.reason is reason]
+            if items:
+                lines.append(self.i18n.t(lang, f"follow.dropped.{reason.value}", items=", ".join(items),
+                                         max=maxima.get(reason, 0)))
+        return lines
+
     def unfollow(self, request: Request) -> list[Reply]:
-        """/unfollow TAG...: stop following tags."""
+        """/unfollow QUERY: stop following (the same forms as /follow); alone: the list with buttons."""
         lang = request.lang
-        names = split_tag_args(request.args)
-        if not names:
-            return [self._reply(lang, "unfollow.usage")]
-        result = self.s.subscriptions.unfollow(request.chat.id, names)
+        if not request.args.strip():
+            return self.following(request)
+        parsed = self.s.follows.parse(request.args)
+        if not parsed.follows:
+            return [Reply(Html("\n".join([self.i18n.t(lang, "unfollow.usage"), *self._dropped_lines(lang, parsed.dropped)])))]
+        outcome = self.s.follows.unfollow(request.chat.id, parsed.follows)
         lines: list[Html] = []
-        if result.removed:
-            lines.append(self.i18n.t(lang, "unfollow.removed", tags=self._names(result.removed)))
-        if result.not_following:
-            shown = [truncate(n, NAME_CHARS) for n in result.not_following]
-            lines.append(self.i18n.t(lang, "unfollow.not_following", tags=self._names(shown)))
+        if outcome.removed:
+            lines.append(self.i18n.t(lang, "unfollow.removed", tags="; ".join(q.text for q in outcome.removed)))
+        if outcome.not_following:
+            lines.append(self.i18n.t(lang, "unfollow.not_following", tags="; ".join(
+                truncate(q.text, NAME_CHARS) for q in outcome.not_following)))
+        lines += self._dropped_lines(lang, parsed.dropped)
         return [Reply(Html("\n".join(lines)))]
 
     def following(self, request: Request) -> list[Reply]:
-        """/following: the chat's tags."""
-        tags = self.s.subscriptions.following(request.chat.id)
-        if not tags:
-            return [self._reply(request.lang, "following.none")]
-        return [self._reply(request.lang, "following.list", count=len(tags), tags=self._names(tags))]
+        """/following: each follow as understood, the stories of the last 7 days it would have
+        pushed, and a button to remove it."""
+        lang = request.lang
+        refs = self.s.follows.of_chat(request.chat.id)
+        if not refs:
+            return [self._reply(lang, "following.none")]
+        counts = self.s.follows.week_counts(refs)
+        lines = [self.i18n.t(lang, "following.header", count=len(refs))]
+        lines += [self.i18n.t(lang, "following.item", query=ref.text, count=counts.get(ref.query.key, 0)) for ref in refs]
+        buttons = tuple((self._remove_button(lang, ref),) for ref in refs[:MAX_LIST_BUTTONS])
+        lines.append(self.i18n.t(lang, "following.remove_hint"))
+        return [Reply(Html("\n".join(fit_lines(lines))), buttons)]
+
+    def _remove_button(self, lang: str, ref: FollowRef) -> Button:
+        label = self.i18n.plain(lang, "btn.unfollow_query", query=truncate(ref.text, BUTTON_TITLE_CHARS))
+        if ref.follow_id is None and ref.query.anchor.tag_id is not None:
+            return Button(label, CallbackKind.UNFOLLOW.data(ref.query.anchor.tag_id))
+        return Button(label, CallbackKind.UNFOLLOW_QUERY.data(ref.follow_id))
+
+    def preview(self, request: Request) -> list[Reply]:
+        """/preview QUERY: the last stored articles the query would have pushed; nothing is followed."""
+        lang = request.lang
+        parsed = self.s.follows.parse(request.args)
+        dropped = self._dropped_lines(lang, parsed.dropped)
+        if not parsed.follows:
+            return [Reply(Html("\n".join([self.i18n.t(lang, "preview.usage"), *dropped])))]
+        shown = "; ".join(q.text for q in parsed.follows)
+        found = (self.s.articles.get(article_id) for article_id in self.s.follows.preview(parsed.follows, PREVIEW_RESULTS))
+        articles = [article for article in found if article is not None]
+        if not articles:
+            return [Reply(Html("\n".join([self.i18n.t(lang, "preview.none", query=shown), *dropped])))]
+        reply = self._article_list(lang, self.i18n.t(lang, "preview.header", query=shown), articles)
+        if dropped:
+            reply = Reply(Html("\n".join([reply.text, *dropped])))
+        return [reply]
 
     def tags(self, request: Request) -> list[Reply]:
         """/tags: popular tags with counts."""
@@ -553,7 +677,7 @@ class Conversation:
         """/settings: the chat's language and follows."""
         chat = request.chat
         return [self._reply(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
-                            count=self.s.subscriptions.count(chat.id), max=self.s.subscriptions.max_follows,
+                            count=self.s.follows.count(chat.id), max=self.s.follows.max_follows,
                             kind=chat.kind.value)]
 
     # --- admin commands -------------------------------------------------------------------------
@@ -639,6 +763,7 @@ COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.FOLLOW, Conversation.follow, Access.CHAT_ADMIN),
     CommandSpec(Command.UNFOLLOW, Conversation.unfollow, Access.CHAT_ADMIN),
     CommandSpec(Command.FOLLOWING, Conversation.following),
+    CommandSpec(Command.PREVIEW, Conversation.preview),
     CommandSpec(Command.TAGS, Conversation.tags),
     CommandSpec(Command.LATEST, Conversation.latest),
     CommandSpec(Command.SEARCH, Conversation.search),

@@ -22,6 +22,9 @@ class CallbackKind(enum.StrEnum):
     ORIGINAL = "orig"  # orig:<article_id>
     UNFOLLOW = "unf"  # unf:<tag_id>:<article_id> (the article part is absent on older messages)
     SUMMARY = "sum"  # sum:<article_id> (offered after /follow)
+    UNFOLLOW_QUERY = "unq"  # unq:<follow_id>[:<article_id>] (a keyword follow: /following, pushes)
+    FOLLOW_TAG = "fot"  # fot:<tag_id> ("did you mean" after /follow of a typo)
+    FOLLOW_WORD = "fow"  # fow:<word> (follow the word as typed, as a keyword)
 
     def data(self, *parts: object) -> str:
         """'tr', 12, 'en' -> 'tr:12:en' (Telegram allows 64 bytes; ids and codes stay far below)."""
@@ -30,11 +33,12 @@ class CallbackKind(enum.StrEnum):
     @property
     def changes_chat(self) -> bool:
         """Whether pressing the button changes the chat's settings (so needs the presser's rights)."""
-        return self is CallbackKind.UNFOLLOW
+        return self in (CallbackKind.UNFOLLOW, CallbackKind.UNFOLLOW_QUERY, CallbackKind.FOLLOW_TAG, CallbackKind.FOLLOW_WORD)
 
 
 # Where a button's data names the article its message is about: kind -> index of the id part.
-ARTICLE_PART = {CallbackKind.TRANSLATE: 0, CallbackKind.ORIGINAL: 0, CallbackKind.SUMMARY: 0, CallbackKind.UNFOLLOW: 1}
+ARTICLE_PART = {CallbackKind.TRANSLATE: 0, CallbackKind.ORIGINAL: 0, CallbackKind.SUMMARY: 0, CallbackKind.UNFOLLOW: 1,
+                CallbackKind.UNFOLLOW_QUERY: 1}
 
 
 def parse_callback(data: str) -> tuple[CallbackKind, list[str]] | None:

@@ -18,6 +18,8 @@ from bot.i18n import Html, I18n
 from bot.services.contracts import ArticleSummary
 
 MAX_UNFOLLOW_BUTTONS = 3
+MATCHED_CHARS = 200  # a matched follow's text in a push
+MATCHED_BUTTON_CHARS = 40
 _HASHTAG_UNSAFE = re.compile(r"[^\w]+", re.UNICODE)
 
 
@@ -107,6 +109,7 @@ def render_push(
     followed_tag_ids: Collection[int] | None = None,
     requested_lang: str | None = None,
     translation: bool = True,
+    matched_follow: tuple[int, str] | None = None,
 ) -> Reply:
     """The message of `article` for a chat in `chat_lang`, showing `summary`.
 
@@ -120,6 +123,9 @@ def render_push(
     tag_line = _esc(" ".join(hashtag(tag.name) for tag in tags))
     raw_source = i18n.plain(chat_lang, "push.source", source=source_name) if source_name else ""
     source_line = _esc(raw_source)
+    if matched_follow is not None:  # a keyword follow matched: say which (tags show in the tag line)
+        source_line = "\n".join(part for part in (source_line, _esc(i18n.plain(
+            chat_lang, "push.matched", query=_shorten(matched_follow[1], MATCHED_CHARS)))) if part)
 
     def head(title_html: str) -> str:
         if article.url:
@@ -140,7 +146,14 @@ def render_push(
     text = "\n\n".join(part for part in (head(title_html), body_html, tail) if part)
     buttons = push_buttons(article, tags, summary, chat_lang, i18n, followed_tag_ids,
                            requested_lang=requested, translation=translation)
+    if matched_follow is not None:
+        label = i18n.plain(chat_lang, "btn.unfollow", tag=_shorten(matched_follow[1], MATCHED_BUTTON_CHARS))
+        buttons = (*buttons, (Button(label, CallbackKind.UNFOLLOW_QUERY.data(matched_follow[0], article.id)),))
     return Reply(Html(text), buttons)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def push_buttons(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -161,6 +162,11 @@ class Article(Base):
     """One stored article. `story_id` links near-duplicates to the first article of the story."""
 
     __tablename__ = "articles"
+    __table_args__ = (
+        # The fan-out's claim (oldest article not yet fanned out) without walking every article that was.
+        Index("ix_articles_unfanned", "created_at", "id", postgresql_where=text("fanned_out_at IS NULL"),
+              sqlite_where=text("fanned_out_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     source_id: Mapped[int | None] = mapped_column(
@@ -215,6 +221,27 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Follow(Base):
+    """A chat follows a query with keywords, required words or exclusions (bot/follows/query.py).
+
+    A plain tag follow stays a `Subscription` (the indexed join the fan-out always used); a
+    follow is a candidate for an article through `tag_id` (its anchor tag) or `word` (the first
+    word of its anchor keyword), both indexed, and `query` then decides.
+    """
+
+    __tablename__ = "follows"
+    __table_args__ = (UniqueConstraint("chat_id", "key", name="uq_follows_chat_key"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(1000))  # FollowQuery.key: one row per meaning and chat
+    text: Mapped[str] = mapped_column(String(1000))  # FollowQuery.text, as shown to the chat
+    query: Mapped[dict[str, object]] = mapped_column(JSON)  # FollowQuery.to_json()
+    tag_id: Mapped[int | None] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), index=True)
+    word: Mapped[str | None] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Summary(Base):
     """A computed summary or translation, stored once per article, language, kind and model.
 
@@ -257,4 +284,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+    # The query follow that matched (the push names it); NULL when a plain tag follow did. No
+    # foreign key: a follow removed before the send just goes unnamed (and SQLite adds the column in place).
+    follow_id: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.db import Database
 from bot.db.models import Article, ArticleTag, Tag
+from bot.services.search import FullTextSearch
 from bot.services.subscriptions import TagRef
 from bot.tags import TagService, normalize_tag
-
-MAX_SEARCH_WORDS = 8
-MAX_SEARCH_WORD_LENGTH = 64
-# SQLite's lower() and LIKE fold ASCII only; this Python function folds all of Unicode.
-SQLITE_LOWER_FUNCTION = "unicode_lower"
-_REGISTERED = "newsbot_unicode_lower"  # key in the pooled connection's info dict
 
 
 @dataclass(frozen=True)
@@ -53,43 +47,12 @@ def _ref(article: Article) -> ArticleRef:
     )
 
 
-def _like_pattern(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _unicode_lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _ensure_sqlite_lower(session: Session) -> None:
-    """Register unicode_lower on this session's SQLite connection, once per DBAPI connection.
-
-    Done here rather than in a "connect" listener so connections pooled before this service
-    existed get it too, without touching bot/db/engine.py.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite" or connection.info.get(_REGISTERED):
-        return
-    dbapi = connection.connection.dbapi_connection
-    # SQLAlchemy types the DBAPI connection as PEP 249's protocol (or None), which has no create_function;
-    # here it is sqlite3's (checked above).
-    dbapi.create_function(SQLITE_LOWER_FUNCTION, 1, _unicode_lower, deterministic=True)  # type: ignore[union-attr]  # see above
-    connection.info[_REGISTERED] = True
-
-
 def visible_to(viewer_chat_id: int | None) -> ColumnElement[bool]:
     """Public articles, plus the viewer's own private submissions."""
     public = Article.submitted_by_chat_id.is_(None)
     if viewer_chat_id is None:
         return public
     return or_(public, Article.submitted_by_chat_id == viewer_chat_id)
-
-
-def search_words(query: str) -> list[str]:
-    """The words of a search query, length-limited, lower-cased, at most MAX_SEARCH_WORDS."""
-    words = [word[:MAX_SEARCH_WORD_LENGTH].lower() for word in query.split()]
-    return words[:MAX_SEARCH_WORDS]
 
 
 class ArticleQueries:
@@ -139,33 +102,16 @@ class ArticleQueries:
             return [_ref(article) for article in session.scalars(query)]
 
     def search(self, query: str, limit: int, viewer_chat_id: int | None = None) -> list[ArticleRef]:
-        """Articles whose title or body holds every word (case-insensitive in any script), newest first.
+        """Full-text search (bot/services/search.py), best match first.
 
         Public articles plus `viewer_chat_id`'s own private ones (public only when None).
         """
-        words = search_words(query)
-        if not words:
-            return []
         with self._db.session() as session:
-            if self._db.is_sqlite:
-                _ensure_sqlite_lower(session)
-                lower: Any = getattr(func, SQLITE_LOWER_FUNCTION)
-            else:
-                lower = func.lower  # PostgreSQL's lower() follows the database's Unicode locale
-            conditions = [
-                or_(
-                    lower(Article.title).like(_like_pattern(word), escape="\\"),
-                    lower(Article.body).like(_like_pattern(word), escape="\\"),
-                )
-                for word in words
-            ]
-            rows = session.scalars(
-                self._base()
-                .where(and_(*conditions), visible_to(viewer_chat_id))
-                .order_by(Article.created_at.desc(), Article.id.desc())
-                .limit(limit)
-            )
-            return [_ref(article) for article in rows]
+            ids = FullTextSearch().search(session, query, limit, viewer_chat_id)
+            if not ids:
+                return []
+            found = {article.id: article for article in session.scalars(self._base().where(Article.id.in_(ids)))}
+            return [_ref(found[article_id]) for article_id in ids if article_id in found]
 
     def popular_tags(self, limit: int, viewer_chat_id: int | None = None) -> list[tuple[TagRef, int]]:
         """Tags with the most articles visible to the viewer (public only when None), with counts."""

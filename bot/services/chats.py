@@ -16,7 +16,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
-from bot.db.models import Chat, ChatKind, Delivery, DeliveryStatus, Source, SourceKind, Subscription
+from bot.db.models import Chat, ChatKind, Delivery, DeliveryStatus, Follow, Source, SourceKind, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,13 @@ class ChatService:
                 if subscription.tag_id not in taken:
                     session.add(Subscription(chat_id=new_id, tag_id=subscription.tag_id))
                 session.delete(subscription)
+            # Query follows move too (one per meaning: one the new chat has already is dropped).
+            keys = set(session.scalars(select(Follow.key).where(Follow.chat_id == new_id)))
+            for follow in session.scalars(select(Follow).where(Follow.chat_id == old_id)).all():
+                if follow.key in keys:
+                    session.delete(follow)
+                else:
+                    follow.chat_id = new_id
             stories = set(session.scalars(select(Delivery.story_id).where(Delivery.chat_id == new_id)))
             moved = 0
             unsent = session.scalars(

@@ -20,7 +20,7 @@ from sqlalchemy import CursorResult, and_, case, func, select, update
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, Source, Subscription
+from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, Follow, Source, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class ClaimedDelivery:
     lang: str
     attempts: int  # including this one
     followed_tag_ids: frozenset[int] = frozenset()  # the article's tags the chat follows now
+    matched_follow: tuple[int, str] | None = None  # the query follow that matched (id, text), if it still exists
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,11 @@ class DeliveryService:
                 .where(Delivery.id.in_(chosen))
             ):
                 followed.setdefault(delivery_id, set()).add(tag_id)
+            matched: dict[int, tuple[int, str]] = {
+                delivery_id: (follow_id, text) for delivery_id, follow_id, text in session.execute(
+                    select(Delivery.id, Follow.id, Follow.text).join(Follow, Follow.id == Delivery.follow_id)
+                    .where(Delivery.id.in_(chosen)))
+            }
         return [
             ClaimedDelivery(
                 id=row[0],
@@ -201,6 +207,7 @@ class DeliveryService:
                 lang=normalize_lang(row[5]) or DEFAULT_LANG,
                 attempts=row[6],
                 followed_tag_ids=frozenset(followed.get(row[0], ())),
+                matched_follow=matched.get(row[0]),
             )
             for row in rows
         ]

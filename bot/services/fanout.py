@@ -20,12 +20,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot.db import Database
 from bot.db.models import Article, ArticleTag, Chat, Delivery, DeliveryStatus, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
 from bot.services.contracts import SummaryProvider
+from bot.services.follows import article_text, query_followers
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,12 @@ class FanoutService:
                 # A newly added feed's backlog is news from days ago: stored and searchable, not pushed.
                 log.info("fan-out of article %s: published %s, too old to push", article_id, published)
                 return FannedOut(article_id=article_id, story_id=story_id, deliveries=0, langs=(), stale=True)
-            followers = self._followers(session, article_id, story_id)
-            self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers])
+            followers = list(self._followers(session, article_id, story_id))
+            # Query follows (keywords, exclusions): one delivery per chat all the same, naming the follow.
+            matched = self._query_followers(session, article_id, story_id, {chat_id for chat_id, _ in followers})
+            followers += [(chat_id, lang) for chat_id, (_, lang) in matched.items()]
+            self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers],
+                         {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()})
             langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for _, lang in followers}))
         log.info("fan-out of article %s: %d deliveries", article_id, len(followers))
         return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(followers), langs=langs)
@@ -132,7 +137,21 @@ class FanoutService:
         )
         return [(chat_id, lang) for chat_id, lang in session.execute(query).all()]
 
-    def _insert(self, session: Session, article_id: int, story_id: int, chat_ids: list[int]) -> None:
+    @staticmethod
+    def _query_followers(session: Session, article_id: int, story_id: int,
+                         taken: set[int]) -> dict[int, tuple[int, str | None]]:
+        """Chats whose stored query follows match the article (see services/follows.py), without a
+        delivery of this story yet and not already among the plain tag followers."""
+        article = session.scalars(select(Article).options(selectinload(Article.tags)).where(Article.id == article_id)).one()
+        matched = query_followers(session, article, article_text(article), taken)
+        if matched:
+            delivered = set(session.scalars(select(Delivery.chat_id).where(
+                Delivery.story_id == story_id, Delivery.chat_id.in_(sorted(matched)))))
+            matched = {chat_id: value for chat_id, value in matched.items() if chat_id not in delivered}
+        return matched
+
+    def _insert(self, session: Session, article_id: int, story_id: int, chat_ids: list[int],
+                follow_ids: dict[int, int] | None = None) -> None:
         """Insert pending deliveries; a concurrent fan-out of the same story wins silently."""
         if not chat_ids:
             return
@@ -148,6 +167,7 @@ class FanoutService:
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
+                    "follow_id": (follow_ids or {}).get(chat_id),
                 }
                 for chat_id in chat_ids[start : start + INSERT_CHUNK]
             ]

@@ -303,8 +303,8 @@ class PushLoop:
 
     async def _render(self, delivery: ClaimedDelivery) -> Reply:
         view = await self._article(delivery.article_id)
-        if not delivery.followed_tag_ids:
-            raise _NotFollowing
+        if not delivery.followed_tag_ids and delivery.matched_follow is None:
+            raise _NotFollowing  # unfollowed (the tags, or the keyword follow that matched) before the send
         summary = await self._summary(delivery.article_id, delivery.lang)
         return self._render_push(delivery, view, summary)
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import ColumnElement, func, select
 
 from bot.db import Database
-from bot.db.models import Article, Chat, Delivery, DeliveryStatus, Subscription, Summary
+from bot.db.models import Article, Chat, Delivery, DeliveryStatus, Follow, Subscription, Summary
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def collect_stats(db: Database) -> Stats:
             articles=count(Article),
             chats=count(Chat),
             active_chats=count(Chat, Chat.active.is_(True)),
-            subscriptions=count(Subscription),
+            subscriptions=count(Subscription) + count(Follow),  # plain tag follows and query follows
             summaries=count(Summary),
             deliveries=deliveries,
         )

@@ -1,0 +1,1 @@
+"""Follow queries: the parser (`query`) and the matcher (`matcher`), free of the database and Telegram."""
