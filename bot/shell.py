@@ -166,6 +166,10 @@ class ShellTransport:
         message_id, self._next_id = self._next_id, self._next_id + 1
         return message_id
 
+    async def probe(self) -> bool:
+        """The terminal is always there."""
+        return True
+
 
 def undelivered(services: Services, chat_id: int) -> int:
     """Articles not yet fanned out plus this chat's deliveries not yet sent (pending or sending)."""

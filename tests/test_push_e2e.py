@@ -6,6 +6,7 @@ and in another one, and we check exactly who gets which message, in which langua
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -206,13 +207,15 @@ async def test_server_errors_are_retried_with_backoff_then_parked(bot: Bot) -> N
     bot.ingest(["Rusia"])
     assert len(await bot.pushes_to(41, 1, timeout=20)) == 1
     assert await bot.server.async_wait_for(lambda s: bot.delivery_status().get(42) == DeliveryStatus.PARKED, 30)
-    attempts = [c for c in bot.server.calls("sendMessage") if c.chat_id == 42 and c.status == 500]
-    assert len(attempts) == bot.settings.delivery_max_attempts
-    gaps = [b.time - a.time for a, b in zip(attempts, attempts[1:])]
-    # Backoff 0.2, 0.4, 0.8, 1.6 s, but never faster than the chat's 1 message/s.
-    assert min(gaps) >= 0.95 and gaps[-1] >= 1.55
+    calls = [c for c in bot.server.calls("sendMessage") if c.chat_id == 42 and c.status == 500]
+    # A 500 for one chat while getMe answers (and other chats get theirs) is that chat's problem:
+    # every CANARY_STRIKES such failures spend one attempt; never faster than 1 message/s.
+    assert bot.settings.delivery_max_attempts <= len(calls) <= 2 * bot.settings.delivery_max_attempts
+    gaps = [b.time - a.time for a, b in itertools.pairwise(calls)]
+    assert min(gaps) >= 0.95
     [parked] = bot.pushes.deliveries.parked(5)
     assert parked.chat_id == 42 and "Internal Server Error" in (parked.last_error or "")
+    assert parked.attempts == bot.settings.delivery_max_attempts
 
 
 async def test_lost_chat_is_deactivated_and_a_migrated_group_keeps_its_follows(bot: Bot) -> None:

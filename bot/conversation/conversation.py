@@ -82,6 +82,7 @@ class Command(enum.StrEnum):
     FEEDS = "feeds"
     REMOVEFEED = "removefeed"
     STATS = "stats"
+    REQUEUE = "requeue"
 
 
 class Access(enum.Enum):
@@ -549,6 +550,18 @@ class Conversation:
                             active_chats=stats.active_chats, subscriptions=stats.subscriptions,
                             summaries=stats.summaries, deliveries=deliveries or self.i18n.plain(lang, "stats.none"))]
 
+    def requeue(self, request: Request) -> list[Reply]:
+        """/requeue [CHAT_ID]: give parked deliveries (all, or one chat's) a fresh set of tries."""
+        target = request.args.strip()
+        chat_id: int | None = None
+        if target:
+            try:
+                chat_id = int(target)
+            except ValueError:
+                return [self._reply(request.lang, "requeue.usage")]
+        count = self.s.deliveries.requeue_parked(chat_id=chat_id)
+        return [self._reply(request.lang, "requeue.done", count=count)]
+
     def addfeed(self, request: Request) -> list[Reply]:
         """/addfeed URL [TAG...]: poll a feed."""
         lang = request.lang
@@ -632,5 +645,6 @@ COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.FEEDS, Conversation.feeds, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.REMOVEFEED, Conversation.removefeed, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.STATS, Conversation.stats, Access.BOT_ADMIN, in_menu=False),
+    CommandSpec(Command.REQUEUE, Conversation.requeue, Access.BOT_ADMIN, in_menu=False),
 )}
 MENU_COMMANDS: tuple[Command, ...] = tuple(spec.command for spec in COMMANDS.values() if spec.in_menu)

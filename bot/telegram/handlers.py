@@ -24,10 +24,11 @@ from telegram.ext import ContextTypes
 from bot.conversation.conversation import ButtonPress, Conversation, Workload
 from bot.conversation.incoming import Incoming, Post, article_of_buttons
 from bot.conversation.messages import MAX_NOTICE_CHARS, Reply
+from bot.db.engine import is_unavailable
 from bot.db.models import ChatKind
 from bot.i18n import I18n
 from bot.ingest.telegram_post import PostEntity
-from bot.logs import RedactingFilter
+from bot.logs import RedactingFilter, Throttle
 from bot.services.pushes import PushLoop
 from bot.telegram.ratelimit import Priority
 from bot.telegram.transport import reply_markup, send_message
@@ -324,25 +325,63 @@ async def migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await asyncio.to_thread(rt.services.chats.migrate, message.chat.id, message.migrate_to_chat_id)
 
 
+# Commands and buttons that change what is stored: during a database outage they say "not saved".
+_SAVING_COMMANDS = frozenset({"follow", "unfollow", "lang"})
+_SAVING_BUTTONS = ("unf:",)
+_errors = Throttle(60.0)
+
+
+def _changes_state(update: object) -> bool:
+    """Whether the update is a command or button press that would have saved something."""
+    if not isinstance(update, Update):
+        return False
+    if update.callback_query is not None:
+        return (update.callback_query.data or "").startswith(_SAVING_BUTTONS)
+    message = update.effective_message
+    text = (message.text or message.caption or "") if message is not None else ""
+    if not text.startswith("/"):
+        return False
+    command = text.split(maxsplit=1)[0][1:].partition("@")[0].lower()
+    return command in _SAVING_COMMANDS
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the error (token redacted by the log filter), apologise to the chat, tell admins briefly."""
+    """Log the error (token redacted by the log filter), apologise to the chat, tell admins briefly.
+
+    Nothing here touches the database, which may be what failed: the apology is in the user's
+    Telegram language. A database outage is one rate-limited line without a traceback, and the
+    user hears "not saved, try again" when the command would have changed something.
+    """
     error = context.error
-    log.error("error while handling an update", exc_info=error)
+    db_down = is_unavailable(error)
+    if db_down:
+        _errors.log(log, logging.WARNING, "db", "database unavailable while handling an update: %s: %s",
+                    type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+    else:
+        log.error("error while handling an update", exc_info=error)
     rt = context.bot_data.get(BOT_DATA_KEY)
     if not isinstance(rt, BotRuntime):
         return
     chat = update.effective_chat if isinstance(update, Update) else None
     message = update.effective_message if isinstance(update, Update) else None
     user = update.effective_user if isinstance(update, Update) else None
+    lang = user.language_code if user else None
+    key = "error.generic"
+    if db_down:
+        key = "error.not_saved" if _changes_state(update) else "error.unavailable"
+    query = update.callback_query if isinstance(update, Update) else None
+    if query is not None and db_down:
+        with contextlib.suppress(TelegramError):
+            await query.answer(text=rt.i18n.plain(lang, key)[:MAX_NOTICE_CHARS])
     # Apologise where someone asked something, never into a channel's public feed; in the user's
     # Telegram language, without the database (which may be what failed).
-    if chat is not None and chat.type != "channel" and message is not None:
+    elif chat is not None and chat.type != "channel" and message is not None:
         try:
-            await send_reply(context.bot, chat.id, Reply(rt.i18n.t(user.language_code if user else None, "error.generic")))
+            await send_reply(context.bot, chat.id, Reply(rt.i18n.t(lang, key)))
         except TelegramError:
-            log.warning("could not tell the chat about the error")
-    if not rt.reporter.admin_ids or not rt.reporter.due():
-        return
+            _errors.log(log, logging.WARNING, "apology", "could not tell the chat about the error")
+    if db_down or not rt.reporter.admin_ids or not rt.reporter.due():
+        return  # a database outage is in the logs (and /readyz); admins are not flooded with it
     description = rt.reporter.redact(f"{type(error).__name__}: {error}")[:ADMIN_REPORT_CHARS]
     for admin_id in rt.reporter.admin_ids:
         try:
