@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pgcluster
 import pytest
@@ -530,3 +530,71 @@ def test_newsbot_deliveries_lists_and_requeues_parked_ones(sqlite_url: str, tmp_
     bad = runner.invoke(cli, ["deliveries", "requeue", "--since", "yesterday"])
     assert bad.exit_code == 2
     db.dispose()
+
+
+async def test_get_updates_failing_is_one_line_not_a_traceback_each(caplog: pytest.LogCaptureFixture) -> None:
+    """run_polling hands getUpdates errors to the error handler (update None): while Telegram is
+    away that is one line, then one a minute, and no admin report."""
+    from telegram.error import NetworkError
+
+    from bot.telegram import handlers
+
+    class Context:
+        error = NetworkError("Bad Gateway")
+        bot_data: ClassVar[dict[str, Any]] = {}
+
+    with caplog.at_level(logging.INFO):
+        for _ in range(200):
+            await handlers.on_error(None, Context())  # type: ignore[arg-type]
+    records = [r for r in caplog.records if r.name.startswith("bot.")]
+    assert len(records) == 1 and records[0].exc_info is None
+    assert "getUpdates failed" in records[0].getMessage()
+
+
+def test_database_errors_that_mean_wait_are_told_apart_from_bugs() -> None:
+    from sqlalchemy.exc import IntegrityError, InternalError, ProgrammingError
+
+    from bot.db import is_unavailable
+
+    refused = OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+    read_only = InternalError("UPDATE x", {}, Exception("cannot execute UPDATE in a read-only transaction"))
+    assert is_unavailable(refused) and is_unavailable(read_only)
+    try:
+        try:
+            raise refused
+        except OperationalError as error:
+            raise RuntimeError("render failed") from error
+    except RuntimeError as wrapped:
+        assert is_unavailable(wrapped)
+    assert not is_unavailable(ProgrammingError("SELEC", {}, Exception("syntax error")))
+    assert not is_unavailable(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not is_unavailable(ConnectionError("a feed server went away"))
+    assert not is_unavailable(None)
+
+
+def test_apologies_pick_not_saved_for_changes_during_a_database_outage() -> None:
+    from bot.conversation.conversation import apology_key
+
+    down = OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+    assert apology_key(down, "/follow Rusia") == "error.not_saved"
+    assert apology_key(down, "/LANG@newsbot_test_bot id") == "error.not_saved"
+    assert apology_key(down, "/unfollow Rusia") == "error.not_saved"
+    assert apology_key(down, "/latest") == "error.unavailable"
+    assert apology_key(down, "https://example.com/a") == "error.unavailable"
+    assert apology_key(down, button="unf:3:12") == "error.not_saved"
+    assert apology_key(down, button="tr:12:en") == "error.unavailable"
+    assert apology_key(ValueError("bug"), "/follow Rusia") == "error.generic"
+
+
+async def test_parked_notices_are_held_while_telegram_fails(sqlite_url: str, tmp_path: Path) -> None:
+    with FakeBotApi() as server:
+        upgrade(Database(sqlite_url).engine)
+        async with push_rig(server, sqlite_url, tmp_path) as rig:
+            loop = rig.loop
+            loop.telegram.begin("500")
+            loop._notices.append(ParkedNotice(1, 2, 3, 5, "Internal Server Error"))
+            await loop._flush_notices()
+            assert rig.notices == []
+            loop.telegram.end()
+            await loop._flush_notices()
+            assert [n.delivery_id for n in rig.notices] == [1]

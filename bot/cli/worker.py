@@ -126,7 +126,8 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     from bot.jobs.celery_app import CeleryJobs
     from bot.jobs.watchdog import ConsumerWatchdog
 
-    watchdog = ConsumerWatchdog(CeleryJobs(app, settings.job_queue).depth).start()
+    watchdog = ConsumerWatchdog(CeleryJobs(app, settings.job_queue).depth, stall_after=settings.worker_stall_timeout,
+                                interval=min(15.0, settings.worker_stall_timeout / 4)).start()
     signals.task_prerun.connect(watchdog.started, weak=False)
     signals.task_postrun.connect(watchdog.finished, weak=False)
     health: HealthServer | None = None

@@ -628,6 +628,27 @@ class Conversation:
         return Reply(text)
 
 
+# Commands and buttons that change what is stored: during a database outage they say "not saved".
+SAVING_COMMANDS = frozenset({Command.FOLLOW, Command.UNFOLLOW, Command.LANG})
+SAVING_BUTTONS = ("unf:",)
+
+
+def apology_key(error: BaseException | None, text: str = "", *, button: str | None = None) -> str:
+    """The locale key of the apology for a message (or button `button`) whose handling failed:
+    "not saved, try again" for a change during a database outage, "cannot reach my database" for
+    anything else then, "something went wrong" otherwise. Touches no database."""
+    from bot.db.engine import is_unavailable
+
+    if not is_unavailable(error):
+        return "error.generic"
+    if button is not None:
+        saving = button.startswith(SAVING_BUTTONS)
+    else:
+        head = text.strip().split(maxsplit=1)[0] if text.strip().startswith("/") else ""
+        saving = head[1:].partition("@")[0].lower() in {command.value for command in SAVING_COMMANDS}
+    return "error.not_saved" if saving else "error.unavailable"
+
+
 # The command table: every command, who may use it, where it runs, and whether the menu shows it.
 COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.START, Conversation.start),

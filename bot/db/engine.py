@@ -116,7 +116,7 @@ def is_unavailable(error: BaseException | None) -> bool:
             return True
         if isinstance(error, sa_exc.DBAPIError) and is_read_only_error(error):
             return True
-        if isinstance(error, DatabaseUnavailable | ConnectionError):
+        if isinstance(error, DatabaseUnavailable):
             return True
         error = error.__cause__ or error.__context__
         seen += 1

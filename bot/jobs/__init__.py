@@ -167,7 +167,7 @@ class QueuedSummaryProvider:
         stall_after: float = JOB_STALL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from bot.logs import Outage
+        from bot.logs import Outage, Throttle
 
         self._jobs = jobs
         self._lookup = lookup
@@ -177,6 +177,7 @@ class QueuedSummaryProvider:
         self._stall_after = stall_after
         self._clock = clock
         self._pending_since: OrderedDict[tuple[int, str], float] = OrderedDict()
+        self._broker_errors = Throttle(60.0)
         # One line when the bot starts computing summaries itself, one when workers drain again.
         self.workers = Outage(log, "summary workers", clock=clock)
         self._submitted: OrderedDict[tuple[int, str], float] = OrderedDict()
@@ -199,7 +200,16 @@ class QueuedSummaryProvider:
             while len(self._submitted) > REMEMBERED_SUBMISSIONS:
                 self._submitted.popitem(last=False)
         if todo:
-            self._jobs.submit([article_id], todo)
+            try:
+                self._jobs.submit([article_id], todo)
+            except Exception as error:
+                # The broker is away (restarting): not the delivery's fault. Forget the submission,
+                # so the next ask sends it again; the push is deferred (SummaryNotReady), no attempt spent.
+                with self._lock:
+                    for lang in todo:
+                        self._submitted.pop((article_id, lang), None)
+                self._broker_errors.log(log, logging.WARNING, "submit", "cannot queue a summary job (%s: %s)",
+                                        type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
 
     def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
         missing = [lang for lang in dict.fromkeys(langs) if self._lookup(article_id, lang) is None]
@@ -312,6 +322,7 @@ def build_summary_provider(ctx: AppContext) -> SummaryProvider:
         wait=settings.summary_wait,
         description=f"summaries computed by `newsbot worker` on queue {settings.job_queue!r}",
         fallback=_LazyLocalSummaries(ctx),
+        stall_after=settings.summary_stall_timeout,
     )
 
 

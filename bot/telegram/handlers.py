@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from telegram import Bot, Message, MessageEntity, MessageOriginChannel, Update
 from telegram.constants import ChatMemberStatus
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 from telegram.ext import ContextTypes
 
-from bot.conversation.conversation import ButtonPress, Conversation, Workload
+from bot.conversation.conversation import ButtonPress, Conversation, Workload, apology_key
 from bot.conversation.incoming import Incoming, Post, article_of_buttons
 from bot.conversation.messages import MAX_NOTICE_CHARS, Reply
 from bot.db.engine import is_unavailable
@@ -325,24 +325,7 @@ async def migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await asyncio.to_thread(rt.services.chats.migrate, message.chat.id, message.migrate_to_chat_id)
 
 
-# Commands and buttons that change what is stored: during a database outage they say "not saved".
-_SAVING_COMMANDS = frozenset({"follow", "unfollow", "lang"})
-_SAVING_BUTTONS = ("unf:",)
 _errors = Throttle(60.0)
-
-
-def _changes_state(update: object) -> bool:
-    """Whether the update is a command or button press that would have saved something."""
-    if not isinstance(update, Update):
-        return False
-    if update.callback_query is not None:
-        return (update.callback_query.data or "").startswith(_SAVING_BUTTONS)
-    message = update.effective_message
-    text = (message.text or message.caption or "") if message is not None else ""
-    if not text.startswith("/"):
-        return False
-    command = text.split(maxsplit=1)[0][1:].partition("@")[0].lower()
-    return command in _SAVING_COMMANDS
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -353,6 +336,12 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     user hears "not saved, try again" when the command would have changed something.
     """
     error = context.error
+    if update is None and isinstance(error, NetworkError | TimedOut):
+        # getUpdates failing while Telegram is away (PTB retries by itself): one line, then one a
+        # minute with the count; no traceback per request, no admin report (it could not arrive).
+        _errors.log(log, logging.WARNING, "getUpdates", "getUpdates failed (%s: %s); retrying",
+                    type(error).__name__, error.message)
+        return
     db_down = is_unavailable(error)
     if db_down:
         _errors.log(log, logging.WARNING, "db", "database unavailable while handling an update: %s: %s",
@@ -366,10 +355,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message if isinstance(update, Update) else None
     user = update.effective_user if isinstance(update, Update) else None
     lang = user.language_code if user else None
-    key = "error.generic"
-    if db_down:
-        key = "error.not_saved" if _changes_state(update) else "error.unavailable"
     query = update.callback_query if isinstance(update, Update) else None
+    text = (message.text or message.caption or "") if message is not None else ""
+    key = apology_key(error, text, button=(query.data or "") if query is not None else None)
     if query is not None and db_down:
         with contextlib.suppress(TelegramError):
             await query.answer(text=rt.i18n.plain(lang, key)[:MAX_NOTICE_CHARS])
