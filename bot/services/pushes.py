@@ -5,6 +5,15 @@ articles) with claiming due deliveries and sending them as bounded concurrent ta
 rate limiter paces the sends, so the global rate is reached while each chat stays within its
 own limit. A new article is noticed within `poll_interval` seconds. Any exception is logged and
 counted and the loop goes on. On stop it lets in-flight sends finish (up to `drain_timeout`).
+
+Outages (docs/pushes.md, docs/reliability.md):
+- Telegram failing for every chat (5xx, timeouts, connection errors: ServiceUnavailable on several
+  chats, or with getMe failing too) pauses all sends; failed deliveries go back without spending
+  an attempt; `Transport.probe()` is retried with a capped backoff, then one real send (the canary)
+  shows sendMessage works; one log line at the start and one at the end.
+- The database failing: outcome writes it refused are kept and retried before anything else; a
+  completed send is also journaled (SentJournal in DATA_DIR), so a restart records it before
+  `recover_orphans` re-queues `sending` rows. A completed send is never sent again.
 """
 
 from __future__ import annotations
