@@ -65,6 +65,9 @@ def database_check(db: Database) -> Check:
                 current = None  # no alembic_version table: never migrated
             if current is not None:
                 connection.rollback()
+                if db.engine.dialect.name == "postgresql":
+                    # A migration holding the row must not make the probe hang.
+                    connection.execute(text("SET LOCAL lock_timeout = '2s'"))
                 connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
                 connection.rollback()
         if current != head:
