@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     job_visibility_timeout: float = Field(default=3600.0, gt=0)
     job_max_retries: int = Field(default=10, ge=0)
     summary_wait: float = Field(default=5.0, ge=0)
+    worker_stall_timeout: float = Field(default=120.0, gt=0, description="a worker idle this long while jobs wait exits")
+    summary_stall_timeout: float = Field(default=300.0, gt=0, description="the bot computes a summary queued this long itself")
 
     @field_validator("data_dir")
     @classmethod

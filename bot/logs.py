@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REDACTED = "[REDACTED]"
@@ -105,3 +106,86 @@ def setup_logging(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # Alembic says "Context impl ..." at INFO on every start; bot.db.migrate logs real upgrades.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class Throttle:
+    """Rate-limited repeats: the first occurrence of a key is logged, then at most one line per
+    `interval` seconds, saying how many were held back in between.
+
+        throttle = Throttle(60)
+        throttle.log(log, logging.WARNING, "db", "cannot record delivery %s: %s", 12, error)
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def due(self, key: str) -> int | None:
+        """None while `key` must stay quiet (counted), else how many were held back since its last line."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+    def log(self, logger: logging.Logger, level: int, key: str, msg: str, *args: object) -> bool:
+        """Log one line (never a traceback) unless `key` logged less than `interval` ago."""
+        held = self.due(key)
+        if held is None:
+            return False
+        if held:
+            msg += f" ({held} more like this in the last {self._interval:.0f} s)"
+        logger.log(level, msg, *args)
+        return True
+
+    def forget(self, key: str) -> None:
+        """The condition ended: the next occurrence logs at once."""
+        self._last.pop(key, None)
+        self._held.pop(key, None)
+
+
+class Outage:
+    """One line when something we depend on goes away, one when it is back (with how long and what
+    was held), nothing in between but `note`d counts."""
+
+    def __init__(self, logger: logging.Logger, what: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = logger
+        self._what = what
+        self._clock = clock
+        self.since: float | None = None
+        self.held = 0  # things that waited during this outage
+        self.count = 0  # outages so far
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def begin(self, reason: str, held: int = 0) -> bool:
+        """Note a failure; True (and one WARNING line) if it starts an outage."""
+        self.held += held
+        if self.since is not None:
+            return False
+        self.since = self._clock()
+        self.count += 1
+        self._log.warning("%s unavailable (%s); waiting for it to come back", self._what, _one_line(reason))
+        return True
+
+    def end(self, detail: str = "") -> float | None:
+        """Note a success; the outage's length in seconds (and one line) if one was going on."""
+        if self.since is None:
+            return None
+        length = self._clock() - self.since
+        extra = f"; {detail}" if detail else ""
+        self._log.warning("%s back after %.1f s (%d held during the outage%s)", self._what, length, self.held, extra)
+        self.since = None
+        self.held = 0
+        return length
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from sqlalchemy import func, select
 
 from bot.context import AppContext
-from bot.conversation.conversation import ButtonPress, Conversation
+from bot.conversation.conversation import ButtonPress, Conversation, apology_key
 from bot.conversation.incoming import Incoming
 from bot.conversation.messages import Buttons, CallbackResult, Reply
 from bot.db.models import Article, ChatKind, Delivery, DeliveryStatus
@@ -106,9 +106,13 @@ class ShellSession:
                                 user_lang=self.user_lang, chat_title="shell", bot_admin=True)
             for reply in self.conversation.handle(incoming):
                 self.printer.reply(reply)
-        except Exception:  # the shell keeps running; the log has the details
-            log.exception("command failed: %s", text[:80])
-            self.printer.reply(Reply(self.conversation.i18n.t(self.user_lang, "error.generic")))
+        except Exception as error:  # the shell keeps running; the log has the details
+            key = apology_key(error, text, button=text[1:] if text.startswith("@") else None)
+            if key == "error.generic":
+                log.exception("command failed: %s", text[:80])
+            else:  # the database is away: no traceback, the answer says what happened
+                log.warning("command failed, database unavailable: %s", text[:80])
+            self.printer.reply(Reply(self.conversation.i18n.t(self.user_lang, key)))
 
     def _show_callback(self, result: CallbackResult) -> None:
         if result.edit is not None:
@@ -165,6 +169,10 @@ class ShellTransport:
         self._printer.reply(message, prefix="🔔 ")
         message_id, self._next_id = self._next_id, self._next_id + 1
         return message_id
+
+    async def probe(self) -> bool:
+        """The terminal is always there."""
+        return True
 
 
 def undelivered(services: Services, chat_id: int) -> int:

@@ -29,7 +29,7 @@ from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
 from bot.services.fanout import FanoutService
 from bot.services.follows import FollowService
-from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
+from bot.services.pushes import ParkedHook, PushLoop, PushRenderer, SentJournal
 from bot.services.sending import SendPacer, Transport
 from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
@@ -132,8 +132,19 @@ def build_push_loop(
     on_parked: ParkedHook | None = None,
     poll_interval: float = 0.5,
     drain_timeout: float = 10.0,
+    journal: SentJournal | None = None,
+    **outage_options: float,
 ) -> PushLoop:
-    """Fan-out and outbox sender for the chats of `kinds`, sending through `transport`."""
+    """Fan-out and outbox sender for the chats of `kinds`, sending through `transport`.
+
+    Sends the database could not record yet are journaled in DATA_DIR (one file per chat-kind set:
+    the bot's and the shell's loops never share one). `outage_options`: PushLoop's probe_first,
+    probe_max, canary_strikes, notice_interval, error_backoff_max (tests shorten them).
+    """
+    if journal is None:
+        suffix = "" if kinds == TELEGRAM_CHAT_KINDS else "-" + "-".join(sorted(str(k) for k in kinds))
+        name = f"sent-journal{suffix}.txt"
+        journal = SentJournal(services.settings.data_dir / name)
     return PushLoop(
         fanout=services.fanout,
         deliveries=services.deliveries,
@@ -148,4 +159,6 @@ def build_push_loop(
         concurrency=max(8, int(services.settings.send_rate_global * 2)),
         drain_timeout=drain_timeout,
         on_parked=on_parked,
+        journal=journal,
+        **outage_options,  # type: ignore[arg-type]
     )

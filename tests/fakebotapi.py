@@ -77,8 +77,13 @@ class FaultKind:
     KICKED = "kicked"  # 403 Forbidden: bot was kicked from the group chat
     CHAT_NOT_FOUND = "chat_not_found"  # 400 Bad Request: chat not found
     SERVER_ERROR = "server_error"  # 500 Internal Server Error
+    BAD_GATEWAY = "bad_gateway"  # 502 Bad Gateway
     BAD_REQUEST = "bad_request"  # 400 with a custom description
     MIGRATED = "migrated"  # 400 with parameters.migrate_to_chat_id (group became a supergroup)
+    STALL = "stall"  # no answer until `until`; then answered normally if the client is still there
+
+
+ALL_METHODS = ["*"]  # Fault.methods: every Bot API method, getMe and getUpdates included
 
 
 @dataclass
@@ -92,12 +97,15 @@ class Fault:
     description: str | None = None
     methods: list[str] | None = None  # None: every method in SEND_METHODS
     migrate_to: int | None = None
+    until: float | None = None  # time.time() after which the fault is over (None: by `times`)
 
     def matches(self, method: str, chat_id: int | None) -> bool:
         """Whether this fault applies to a call."""
         if self.times is not None and self.times <= 0:
             return False
-        if method not in (self.methods or SEND_METHODS):
+        if self.until is not None and time.time() >= self.until:
+            return False
+        if self.methods != ALL_METHODS and method not in (self.methods or SEND_METHODS):
             return False
         return self.chat_id is None or self.chat_id == chat_id
 
@@ -119,6 +127,8 @@ class Fault:
             )
         if self.kind == FaultKind.SERVER_ERROR:
             return _error_body(500, "Internal Server Error")
+        if self.kind == FaultKind.BAD_GATEWAY:
+            return _error_body(502, "Bad Gateway")
         return _error_body(400, self.description or "Bad Request")
 
 
@@ -332,6 +342,16 @@ class _Scripting:
     def migrate_chat(self, chat_id: int, new_chat_id: int) -> None:
         """Group `chat_id` became supergroup `new_chat_id`: sends to the old id fail from now on."""
         self.add_fault(Fault(FaultKind.MIGRATED, chat_id=chat_id, times=None, migrate_to=new_chat_id))
+
+    def server_outage(self, seconds: float, *, methods: list[str] | None = ALL_METHODS, status: int = 500) -> None:
+        """Every call (of `methods`; None: the send methods) answers 500 (or 502) for `seconds`."""
+        kind = FaultKind.SERVER_ERROR if status == 500 else FaultKind.BAD_GATEWAY
+        self.add_fault(Fault(kind, times=None, methods=methods, until=time.time() + seconds))
+
+    def stall(self, seconds: float, *, methods: list[str] | None = ALL_METHODS) -> None:
+        """Calls hang for `seconds` (like an unreachable server); one whose client gave up by then
+        has no effect, the others are answered normally."""
+        self.add_fault(Fault(FaultKind.STALL, times=None, methods=methods, until=time.time() + seconds))
 
     def fail_server_error(self, *, chat_id: int | None = None, times: int | None = 1) -> None:
         """Answer 500 for `chat_id` (None: every chat) `times` times (None: always)."""
@@ -659,6 +679,15 @@ def build_app(state: _State, new_update: asyncio.Event, *, control: bool) -> web
         if method in SEND_METHODS and state.latency > 0:
             await asyncio.sleep(state.latency)
         fault = state.fault_for(method, chat_id)
+        if fault is not None and fault.kind == FaultKind.STALL:
+            while fault.until is not None and time.time() < fault.until:
+                await asyncio.sleep(0.05)
+            if request.transport is None or request.transport.is_closing():
+                call.status = 499  # the client gave up: nothing happened
+                return web.Response(status=499)
+            fault = state.fault_for(method, chat_id)
+            if fault is not None and fault.kind == FaultKind.STALL:
+                fault = None
         if fault is not None:
             status, body = fault.response()
             call.status = status

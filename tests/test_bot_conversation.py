@@ -396,7 +396,7 @@ def test_the_command_table_is_the_one_source_of_access_and_menu() -> None:
 
     assert set(COMMANDS) == set(Command)
     assert {c for c, spec in COMMANDS.items() if spec.access is Access.BOT_ADMIN} == {
-        Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}
+        Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS, Command.REQUEUE}
     assert {c for c, spec in COMMANDS.items() if spec.access is Access.CHAT_ADMIN} == {
         Command.FOLLOW, Command.UNFOLLOW, Command.LANG}
     assert not set(MENU_COMMANDS) & {Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}

@@ -422,3 +422,32 @@ async def test_blocked_removed_and_migrated_chats(bot: Bot, i18n: I18n) -> None:
                                         "migrate_to_chat_id": supergroup}})
     assert await eventually(lambda: not services.chats.get(group).active)
     assert await bot.ask(42, "/following", chat_id=supergroup) == following_text(i18n, "id", [("Rusia", 0)])
+
+
+async def test_commands_during_a_database_outage_are_answered_without_the_database(
+    bot: Bot, i18n: I18n, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is away: every command still gets an answer in the user's Telegram language,
+    and those that would have saved something say it was not saved; admins are not flooded."""
+    from sqlalchemy.exc import OperationalError
+
+    services = bot.application.bot_data["newsbot"].services
+
+    def away() -> Any:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(services.db, "session", away)
+    assert await bot.ask(USER, "/follow Rusia", lang="id") == i18n.t("id", "error.not_saved")
+    assert await bot.ask(USER, "/lang en", lang="id") == i18n.t("id", "error.not_saved")
+    assert await bot.ask(USER + 1, "/unfollow Rusia") == i18n.t("en", "error.not_saved")
+    assert await bot.ask(USER + 1, "/tags") == i18n.t("en", "error.unavailable")
+    assert bot.server.sent_messages(ADMIN) == []
+    monkeypatch.undo()
+    assert await bot.ask(USER, "/follow Rusia", lang="id") == i18n.t("id", "follow.added", tags="Rusia")
+
+
+async def test_admins_requeue_parked_deliveries(bot: Bot, i18n: I18n) -> None:
+    assert await bot.ask(USER, "/requeue") == i18n.t("en", "admin_only", command="/requeue")
+    assert await bot.ask(ADMIN, "/requeue") == i18n.t("en", "requeue.done", count=0)
+    assert await bot.ask(ADMIN, "/requeue 1001") == i18n.t("en", "requeue.done", count=0)
+    assert await bot.ask(ADMIN, "/requeue everyone") == i18n.t("en", "requeue.usage")

@@ -250,3 +250,78 @@ def test_an_unreachable_broker_is_reported(tmp_path: Path, sqlite_url: str) -> N
     with pytest.raises(Exception):  # noqa: B017 - kombu raises OperationalError subclasses
         jobs.ping()
     assert time.monotonic() - started < 15
+
+
+def test_a_worker_whose_consumer_is_gone_exits_and_an_idle_one_stays() -> None:
+    from bot.jobs.watchdog import EXIT_STALLED, ConsumerWatchdog
+
+    now = [0.0]
+    depth: list[int | None] = [0]
+    exits: list[int] = []
+    watchdog = ConsumerWatchdog(lambda: depth[0], stall_after=120, clock=lambda: now[0], exit=exits.append)
+    now[0] = 500
+    assert not watchdog.check() and exits == []  # idle because nothing waits
+    watchdog.started()
+    depth[0] = 3
+    now[0] = 1000
+    assert not watchdog.check()  # a long job is running: not stalled
+    watchdog.finished()
+    now[0] = 1100
+    assert not watchdog.check()  # took a job 100 s ago
+    now[0] = 1121
+    assert watchdog.check() and exits == [EXIT_STALLED]
+
+    def unreachable() -> int:
+        raise ConnectionError("broker restarting")
+
+    quiet = ConsumerWatchdog(unreachable, stall_after=1, clock=lambda: now[0], exit=exits.append)
+    now[0] = 5000
+    assert not quiet.check() and exits == [EXIT_STALLED]  # the broker is away: Celery reconnects
+
+
+def test_the_bot_computes_summaries_itself_when_workers_do_not_drain_the_queue(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from bot.jobs import QueuedSummaryProvider, SummaryNotReady
+    from bot.services.contracts import ArticleSummary
+
+    now = [0.0]
+    stored: dict[tuple[int, str], ArticleSummary] = {}
+    submitted: list[tuple[list[int], list[str]]] = []
+
+    class Jobs:
+        def submit(self, article_ids: list[int], langs: list[str]) -> None:
+            submitted.append((list(article_ids), list(langs)))
+
+        def depth(self) -> int:
+            return len(submitted)
+
+        def ping(self) -> str:
+            return "ok"
+
+        def close(self) -> None:
+            pass
+
+    from bot.db.models import SummaryMethod
+
+    local = ArticleSummary(article_id=1, lang="en", title="t", text="computed by the bot",
+                           method=next(iter(SummaryMethod)), model=None, translated_from=None, translation_model=None)
+    provider = QueuedSummaryProvider(Jobs(), lambda a, lang: stored.get((a, lang)), wait=0.0,
+                                     fallback=lambda a, lang: local, stall_after=300, clock=lambda: now[0])
+    with pytest.raises(SummaryNotReady):
+        provider.summary(1, "en")
+    now[0] = 299
+    with pytest.raises(SummaryNotReady):
+        provider.summary(1, "en")
+    assert provider.oldest_pending_age() == 299 and "oldest pending summary 299 s" in provider.status_line()
+    now[0] = 301
+    with caplog.at_level(logging.WARNING, logger="bot.jobs"):
+        assert provider.summary(1, "en") is local
+        with pytest.raises(SummaryNotReady):
+            provider.summary(2, "en")  # a new one gets STALLED_RECHECK_S first
+        stored[(2, "en")] = local
+        now[0] = 310
+        assert provider.summary(2, "en") is local  # a worker stored it: workers drain again
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("summary workers unavailable") and messages[1].startswith("summary workers back")

@@ -15,9 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -310,3 +311,168 @@ def test_sigterm_lets_the_running_job_finish(scaleout_url: str, queue: str, tmp_
     finally:
         worker.stop()
         database.dispose()
+
+
+class OwnRedis:
+    """redis-server on a spare port with an append-only file, which the test stops and starts again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = _free_port()
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=1).ping()
+                return
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: the append-only file is flushed, queued jobs kept
+            self.process.wait(20)
+
+
+class Supervisor:
+    """Restarts a worker that exited, as Docker's `restart: unless-stopped` would."""
+
+    def __init__(self, make: Callable[[int], WorkerProcess], count: int) -> None:
+        self._make = make
+        self.workers = [make(number) for number in range(count)]
+        self.retired: list[WorkerProcess] = []
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            for index, worker in enumerate(self.workers):
+                if worker.process.poll() is not None:
+                    self.retired.append(worker)
+                    self.restarts += 1
+                    self.workers[index] = self._make(100 + self.restarts)
+
+    def logs(self) -> str:
+        return "".join(worker.log() for worker in self.retired + self.workers)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for worker in self.retired + self.workers:
+            worker.stop()
+
+
+async def test_redis_restart_with_jobs_in_flight_loses_and_doubles_nothing(
+    scaleout_url: str, fake_bot_api: object, tmp_path: Path
+) -> None:
+    """Redis restarts (3 s down) while workers hold jobs: every follower still gets each article once,
+    without an operator (a worker whose consumer did not come back exits and is restarted)."""
+    from telegram.ext import ExtBot
+
+    from bot.context import AppContext
+    from bot.i18n import I18n
+    from bot.ingest.service import ArticleInput, IngestService
+    from bot.jobs import QueuedSummaryProvider, build_summary_provider
+    from bot.services.chats import ChatService
+    from bot.services.subscriptions import SubscriptionService
+    from bot.tags import TagService
+    from bot.telegram.ratelimit import build_rate_limiter
+    from bot.telegram.transport import TelegramTransport
+    from bot.wiring import build_push_loop, build_services
+
+    from tinymodels import article as tiny_article
+
+    # NEWSBOT_OUTAGE_FOLLOWERS=300 for the full-size run of docs/reliability.md.
+    followers, articles = int(os.environ.get("NEWSBOT_OUTAGE_FOLLOWERS", "60")), 4
+    server = fake_bot_api
+    broker = OwnRedis(tmp_path)
+    broker.start()
+    queue = f"newsbot-redis-{uuid.uuid4().hex[:8]}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("NEWSBOT_", "TELEGRAM_"))} | {
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": scaleout_url,
+        "BROKER_URL": broker.url,
+        "JOB_QUEUE": queue,
+        "JOB_VISIBILITY_TIMEOUT": "5",
+        "WORKER_STALL_TIMEOUT": "8",
+        "SUMMARY_MODEL": "none",
+        "TRANSLATION_MODEL": "none",
+        "LOG_LEVEL": "INFO",
+    }
+    workdir = tmp_path / "workers"
+    workdir.mkdir()
+    supervisor = Supervisor(
+        lambda n: WorkerProcess(f"worker-{n}", env, tmp_path / f"worker-{n}.log", workdir, job_delay=2.0), 2)
+    settings = make_settings(scaleout_url, tmp_path, broker_url=broker.url, job_queue=queue, summary_wait=0.5,
+                             near_duplicate_distance=0, telegram_base_url=server.base_url)  # type: ignore[attr-defined]
+    ctx = AppContext(settings=settings, db=Database(scaleout_url))
+    stop = asyncio.Event()
+    bot = ExtBot(server.token, base_url=server.base_url, rate_limiter=build_rate_limiter(settings))  # type: ignore[attr-defined]
+    pushing: asyncio.Task[None] | None = None
+    try:
+        await _await(lambda: all(worker.ready() for worker in supervisor.workers), 120, "both workers ready")
+        provider = build_summary_provider(ctx)
+        assert isinstance(provider, QueuedSummaryProvider)
+        tags = TagService(ctx.db, settings)
+        chats, subscriptions = ChatService(ctx.db), SubscriptionService(ctx.db, settings, tags)
+        for chat_id in range(7000, 7000 + followers):
+            chats.ensure(chat_id, ChatKind.PRIVATE, user_lang="en")
+            assert subscriptions.follow(chat_id, ["Rusia"])
+        await bot.initialize()
+        services = build_services(ctx, I18n.load(), summaries=provider)
+        loop = build_push_loop(services, TelegramTransport(bot), poll_interval=0.2)
+        pushing = asyncio.create_task(loop.run(stop))
+        ingest = IngestService(ctx.db, settings, tags)
+        for number in range(articles):
+            await asyncio.to_thread(ingest.ingest, ArticleInput(
+                body=tiny_article(seed=300 + number, sentences=5), title=f"Kabar {number} dari Moskow",
+                tags=["Rusia"], lang="en"))
+        # Redis goes away while a job is running (it finishes, and acks, while Redis is down).
+        await _await(lambda: STARTED.search(supervisor.logs()) is not None, 60, "a job to start")
+        broker.stop()
+        await asyncio.sleep(3)
+        broker.start()
+
+        def all_sent() -> bool:
+            with ctx.db.session() as session:
+                return session.scalar(select(func.count()).select_from(Delivery).where(
+                    Delivery.status == DeliveryStatus.SENT)) == followers * articles
+
+        faulted = time.monotonic()
+        await _await(all_sent, 240, "every delivery to be sent")
+        print(f"\nredis restart: {followers} followers x {articles} articles sent {time.monotonic() - faulted:.1f} s "
+              f"after Redis came back; worker restarts {supervisor.restarts}")
+        received = server.sent_messages()  # type: ignore[attr-defined]
+        per_chat: dict[int, int] = {}
+        for message in received:
+            per_chat[message.chat_id] = per_chat.get(message.chat_id, 0) + 1
+        assert set(per_chat.values()) == {articles} and len(per_chat) == followers
+        with ctx.db.session() as session:
+            rows = session.execute(select(Summary.article_id, func.count()).group_by(Summary.article_id)).all()
+        assert len(rows) == articles and all(count == 1 for _, count in rows)
+        # Workers left consuming nothing ("Couldn't ack …" while Redis was down) exited through the
+        # watchdog and were restarted; no worker exited for another reason.
+        logs = supervisor.logs()
+        assert supervisor.restarts == logs.count("its broker consumer is gone")
+    finally:
+        stop.set()
+        if pushing is not None:
+            await asyncio.wait_for(pushing, 30)
+        supervisor.stop()
+        broker.stop()
+        await bot.shutdown()
+        ctx.close()

@@ -13,6 +13,7 @@ import click
 # name -> "module:attribute"; each module owns its command.
 SUBCOMMANDS: dict[str, str] = {
     "db": "bot.cli.db:db",
+    "deliveries": "bot.cli.deliveries:deliveries",
     "ingest": "bot.cli.ingest:ingest",
     "feeds": "bot.cli.feeds:feeds",
     "summarize": "bot.cli.summarize:summarize",

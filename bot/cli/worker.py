@@ -124,6 +124,16 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
         app, ctx.db, service.get, settings,
         on_done=lambda outcome: metrics.jobs.labels(outcome=outcome).inc(),
     )
+    # A worker whose broker consumer died (Redis restarted while a job finished) exits to be restarted.
+    from celery import signals
+
+    from bot.jobs.celery_app import CeleryJobs
+    from bot.jobs.watchdog import ConsumerWatchdog
+
+    watchdog = ConsumerWatchdog(CeleryJobs(app, settings.job_queue).depth, stall_after=settings.worker_stall_timeout,
+                                interval=min(15.0, settings.worker_stall_timeout / 4)).start()
+    signals.task_prerun.connect(watchdog.started, weak=False)
+    signals.task_postrun.connect(watchdog.finished, weak=False)
     health: HealthServer | None = None
     if settings.health_port:
         health = HealthServer(settings.health_listen, settings.health_port, checks, metrics).start()
@@ -144,6 +154,7 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
     try:
         app.worker_main(argv)
     finally:
+        watchdog.stop()
         if health is not None:
             health.stop()
         ctx.close()

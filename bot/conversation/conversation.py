@@ -88,6 +88,7 @@ class Command(enum.StrEnum):
     FEEDS = "feeds"
     REMOVEFEED = "removefeed"
     STATS = "stats"
+    REQUEUE = "requeue"
 
 
 class Access(enum.Enum):
@@ -690,6 +691,18 @@ class Conversation:
                             active_chats=stats.active_chats, subscriptions=stats.subscriptions,
                             summaries=stats.summaries, deliveries=deliveries or self.i18n.plain(lang, "stats.none"))]
 
+    def requeue(self, request: Request) -> list[Reply]:
+        """/requeue [CHAT_ID]: give parked deliveries (all, or one chat's) a fresh set of tries."""
+        target = request.args.strip()
+        chat_id: int | None = None
+        if target:
+            try:
+                chat_id = int(target)
+            except ValueError:
+                return [self._reply(request.lang, "requeue.usage")]
+        count = self.s.deliveries.requeue_parked(chat_id=chat_id)
+        return [self._reply(request.lang, "requeue.done", count=count)]
+
     def addfeed(self, request: Request) -> list[Reply]:
         """/addfeed URL [TAG...]: poll a feed."""
         lang = request.lang
@@ -756,6 +769,27 @@ class Conversation:
         return Reply(text)
 
 
+# Commands and buttons that change what is stored: during a database outage they say "not saved".
+SAVING_COMMANDS = frozenset({Command.FOLLOW, Command.UNFOLLOW, Command.LANG})
+SAVING_BUTTONS = ("unf:",)
+
+
+def apology_key(error: BaseException | None, text: str = "", *, button: str | None = None) -> str:
+    """The locale key of the apology for a message (or button `button`) whose handling failed:
+    "not saved, try again" for a change during a database outage, "cannot reach my database" for
+    anything else then, "something went wrong" otherwise. Touches no database."""
+    from bot.db.engine import is_unavailable
+
+    if not is_unavailable(error):
+        return "error.generic"
+    if button is not None:
+        saving = button.startswith(SAVING_BUTTONS)
+    else:
+        head = text.strip().split(maxsplit=1)[0] if text.strip().startswith("/") else ""
+        saving = head[1:].partition("@")[0].lower() in {command.value for command in SAVING_COMMANDS}
+    return "error.not_saved" if saving else "error.unavailable"
+
+
 # The command table: every command, who may use it, where it runs, and whether the menu shows it.
 COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.START, Conversation.start),
@@ -774,5 +808,6 @@ COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.FEEDS, Conversation.feeds, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.REMOVEFEED, Conversation.removefeed, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.STATS, Conversation.stats, Access.BOT_ADMIN, in_menu=False),
+    CommandSpec(Command.REQUEUE, Conversation.requeue, Access.BOT_ADMIN, in_menu=False),
 )}
 MENU_COMMANDS: tuple[Command, ...] = tuple(spec.command for spec in COMMANDS.values() if spec.in_menu)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,6 +94,45 @@ def explain_database_error(database_url: str, error: BaseException) -> str:
     return f"DATABASE_URL: cannot connect to PostgreSQL at {server} ({reason}); is the server running?"
 
 
+# Errors after which a pooled PostgreSQL connection must not be used again: the server went
+# read-only (a standby after a failover, default_transaction_read_only) keeps that setting per
+# session, so only a fresh connection finds the writable primary again.
+_READ_ONLY_MARKERS = ("read-only transaction", "read only transaction", "in a read-only transaction")
+
+
+def is_read_only_error(error: BaseException) -> bool:
+    """Whether the server refused a write because it (or the session) is read-only."""
+    return any(marker in str(getattr(error, "orig", None) or error).lower() for marker in _READ_ONLY_MARKERS)
+
+
+def is_unavailable(error: BaseException | None) -> bool:
+    """Whether `error` means the database is out of reach (down, restarting, read-only, pool
+    exhausted) rather than a bug or a bad query: the caller waits and tries again."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.OperationalError | sa_exc.TimeoutError | sa_exc.DisconnectionError):
+            return True
+        if isinstance(error, sa_exc.DBAPIError) and is_read_only_error(error):
+            return True
+        if isinstance(error, DatabaseUnavailable):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _prepare_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A read-only answer is treated like a lost connection: SQLAlchemy then invalidates it
+        # and recycles the whole pool (every pooled connection may hold the same setting).
+        if not context.is_disconnect and is_read_only_error(context.original_exception):
+            context.is_disconnect = True
+            context.invalidate_pool_on_disconnect = True
+
+
 def _prepare_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -122,7 +162,15 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         _prepare_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # A connection attempt to a host that does not answer gives up after 10 s, not the OS's minutes.
+    if url.get_backend_name() == "postgresql":
+        connect_args = dict(kwargs.pop("connect_args", {}) or {})
+        connect_args.setdefault("connect_timeout", 10)
+        kwargs["connect_args"] = connect_args
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        _prepare_postgres(engine)
+    return engine
 
 
 class Database:

@@ -654,10 +654,20 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 async def run_feed_poller(feeds: FeedService, stop: asyncio.Event, interval: float) -> None:
-    """Poll due feeds every `interval` seconds in a worker thread until `stop` is set."""
+    """Poll due feeds every `interval` seconds in a worker thread until `stop` is set.
+
+    A database outage is one line when it starts and one when a round works again; other
+    failures are rate-limited (one line a minute, with the count of those held back).
+    """
+    from bot.db.engine import is_unavailable
+    from bot.logs import Outage, Throttle
+
+    database = Outage(log, "database (feed poller)")
+    throttle = Throttle(60.0)
     while not stop.is_set():
         try:
             results = await asyncio.to_thread(feeds.poll_due)
+            database.end()
             if results:
                 log.info(
                     "feeds polled: %d, new articles: %d, failed: %d",
@@ -665,8 +675,12 @@ async def run_feed_poller(feeds: FeedService, stop: asyncio.Event, interval: flo
                 )  # fmt: skip
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("feed poller round failed; trying again in %.0fs", interval)
+        except Exception as error:
+            if is_unavailable(error):
+                database.begin(f"{type(error).__name__}: {error}")
+            else:
+                throttle.log(log, logging.ERROR, type(error).__name__, "feed poller round failed (%s: %s); trying again in %.0fs",
+                             type(error).__name__, error, interval)
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:

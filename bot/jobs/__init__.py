@@ -41,6 +41,10 @@ POLL_INTERVAL_S = 0.1
 # After one full wait for a key ended empty-handed, further asks within this window only look once:
 # the push loop's few summary threads then never sit blocked on articles the workers haven't reached.
 NOT_READY_WINDOW_S = 30.0
+# A summary still not stored this long after it was first asked for: the workers are not draining
+# the queue (all down, or consumers lost after a broker restart). The bot computes it itself.
+JOB_STALL_S = 300.0
+STALLED_RECHECK_S = 30.0
 
 
 class SummaryNotReady(TimeoutError):
@@ -159,11 +163,23 @@ class QueuedSummaryProvider:
         *,
         wait: float,
         description: str = "summaries computed by workers",
+        fallback: Callable[[int, str], ArticleSummary] | None = None,
+        stall_after: float = JOB_STALL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        from bot.logs import Outage, Throttle
+
         self._jobs = jobs
         self._lookup = lookup
         self._wait = wait
         self._description = description
+        self._fallback = fallback
+        self._stall_after = stall_after
+        self._clock = clock
+        self._pending_since: OrderedDict[tuple[int, str], float] = OrderedDict()
+        self._broker_errors = Throttle(60.0)
+        # One line when the bot starts computing summaries itself, one when workers drain again.
+        self.workers = Outage(log, "summary workers", clock=clock)
         self._submitted: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._waited_in_vain: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._lock = threading.Lock()
@@ -184,17 +200,58 @@ class QueuedSummaryProvider:
             while len(self._submitted) > REMEMBERED_SUBMISSIONS:
                 self._submitted.popitem(last=False)
         if todo:
-            self._jobs.submit([article_id], todo)
+            try:
+                self._jobs.submit([article_id], todo)
+            except Exception as error:
+                # The broker is away (restarting): not the delivery's fault. Forget the submission,
+                # so the next ask sends it again; the push is deferred (SummaryNotReady), no attempt spent.
+                with self._lock:
+                    for lang in todo:
+                        self._submitted.pop((article_id, lang), None)
+                self._broker_errors.log(log, logging.WARNING, "submit", "cannot queue a summary job (%s: %s)",
+                                        type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
 
     def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
         missing = [lang for lang in dict.fromkeys(langs) if self._lookup(article_id, lang) is None]
         if missing:
             self._submit_once(article_id, missing)
 
+    def oldest_pending_age(self) -> float:
+        """Seconds the oldest summary asked for and not yet stored has been waiting (0: none)."""
+        with self._lock:
+            first = next(iter(self._pending_since.values()), None)
+        return 0.0 if first is None else self._clock() - first
+
     def summary(self, article_id: int, lang: str) -> ArticleSummary:
+        key = (article_id, lang)
         stored = self._lookup(article_id, lang)
         if stored is not None:
+            self._stored(key)
             return stored
+        with self._lock:
+            since = self._pending_since.setdefault(key, self._clock())
+            while len(self._pending_since) > REMEMBERED_SUBMISSIONS:
+                self._pending_since.popitem(last=False)
+        # Once workers were found not draining, new summaries get a shorter chance before the bot
+        # computes them (one delivered by a worker in time ends that mode).
+        stall_after = min(self._stall_after, STALLED_RECHECK_S) if self.workers.active else self._stall_after
+        if self._fallback is not None and self._clock() - since >= stall_after:
+            # Jobs are not being drained: compute it here rather than hold the push for ever.
+            self.workers.begin(f"a summary queued {self._clock() - since:.0f} s ago is still not stored; "
+                               "the bot computes waiting summaries itself", held=1)
+            summary = self._fallback(article_id, lang)
+            with self._lock:
+                self._pending_since.pop(key, None)
+            return summary
+        return self._queued(article_id, lang)
+
+    def _stored(self, key: tuple[int, str]) -> None:
+        with self._lock:
+            waited = self._pending_since.pop(key, None)
+        if waited is not None and self.workers.active:
+            self.workers.end()
+
+    def _queued(self, article_id: int, lang: str) -> ArticleSummary:
         self._submit_once(article_id, [lang])
         key = (article_id, lang)
         started = time.monotonic()
@@ -208,6 +265,7 @@ class QueuedSummaryProvider:
             if stored is not None:
                 with self._lock:
                     self._waited_in_vain.pop(key, None)
+                self._stored(key)
                 return stored
         with self._lock:
             self._waited_in_vain[key] = time.monotonic()
@@ -226,7 +284,10 @@ class QueuedSummaryProvider:
         except Exception as error:
             return f"{self._description}; queue unreachable ({type(error).__name__})"
         waiting = "unknown" if depth is None else str(depth)
-        return f"{self._description}; {waiting} jobs waiting"
+        age = self.oldest_pending_age()
+        oldest = f", oldest pending summary {age:.0f} s" if age >= 1 else ""
+        fallback = "; computing summaries in the bot (workers not draining)" if self.workers.active else ""
+        return f"{self._description}; {waiting} jobs waiting{oldest}{fallback}"
 
 
 def build_job_queue(ctx: AppContext, summarizer: BatchSummarizer | None = None) -> JobQueue:
@@ -260,7 +321,26 @@ def build_summary_provider(ctx: AppContext) -> SummaryProvider:
         stored_summary_lookup(ctx.db, settings),
         wait=settings.summary_wait,
         description=f"summaries computed by `newsbot worker` on queue {settings.job_queue!r}",
+        fallback=_LazyLocalSummaries(ctx),
+        stall_after=settings.summary_stall_timeout,
     )
+
+
+class _LazyLocalSummaries:
+    """The bot's own SummaryService, built (models loaded) only if workers stop draining jobs."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._service: SummaryProvider | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, article_id: int, lang: str) -> ArticleSummary:
+        with self._lock:
+            if self._service is None:
+                from bot.services.summaries import SummaryService
+
+                self._service = SummaryService(self._ctx.db, self._ctx.settings)
+        return self._service.summary(article_id, lang)
 
 
 __all__ = [

@@ -6,6 +6,8 @@ Reliability settings, and why:
   Redis: after JOB_VISIBILITY_TIMEOUT). The job is idempotent, so a redelivery is harmless.
 - prefetch multiplier 1: a worker holds one job at a time, so no jobs wait behind a busy or dying one.
 - autoretry with exponential backoff and jitter on errors (a database restart, a lock timeout).
+- the broker going away (a Redis restart): reconnect forever, Redis health checks and keepalive;
+  a worker whose consumer did not come back exits to be restarted (bot/jobs/watchdog.py).
 - routing: jobs go to JOB_QUEUE, which only `newsbot worker` consumes; the bot only sends (by task
   name) and never imports the models.
 """
@@ -30,6 +32,11 @@ BROKER_TIMEOUT_S = 5.0
 RETRY_BACKOFF_MAX_S = 300
 
 
+# Redis: notice a dead connection within seconds (a restarted server), not at the next command.
+_REDIS_OPTIONS: dict[str, Any] = {"health_check_interval": 10, "socket_keepalive": True, "socket_timeout": 30,
+                                  "retry_on_timeout": True}
+
+
 def build_celery_app(settings: Settings) -> Celery:
     """A Celery app for BROKER_URL with newsbot's reliability settings; no tasks registered yet."""
     if not settings.broker_url:
@@ -52,9 +59,15 @@ def build_celery_app(settings: Settings) -> Celery:
             # what decides (kombu's default sweep runs only about every 100 s).
             "unacked_restore_interval": restore_every,
             "unacked_restore_throttle": 1,
+            **(_REDIS_OPTIONS if settings.broker_url.startswith(("redis://", "rediss://")) else {}),
         },
         broker_connection_timeout=BROKER_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
+        # The broker going away is waited out, however long: reconnect forever, and give up the
+        # job in hand (acks_late redelivers it) instead of finishing it into a dead connection.
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         # Keep newsbot's own logging (JSON option, token redaction) instead of Celery's.
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

@@ -49,7 +49,8 @@ class Check:
 
 
 def database_check(db: Database) -> Check:
-    """Ready when the database answers and its schema is at the newest migration."""
+    """Ready when the database answers, its schema is at the newest migration and it takes a write
+    (a no-op UPDATE of alembic_version, rolled back: a read-only server or session fails it)."""
 
     head = _newest_revision()
 
@@ -63,9 +64,16 @@ def database_check(db: Database) -> Check:
                 current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             except (ProgrammingError, OperationalError):
                 current = None  # no alembic_version table: never migrated
+            if current is not None:
+                connection.rollback()
+                if db.engine.dialect.name == "postgresql":
+                    # A migration holding the row must not make the probe hang.
+                    connection.execute(text("SET LOCAL lock_timeout = '2s'"))
+                connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+                connection.rollback()
         if current != head:
             raise RuntimeError(f"schema at {current or 'nothing'}, newest is {head}: run `newsbot db upgrade`")
-        return f"{db.engine.dialect.name} at {current}"
+        return f"{db.engine.dialect.name} at {current}, writable"
 
     return Check("database", run)
 

@@ -41,6 +41,15 @@ def backoff_seconds(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: floa
     return min(cap, base * (2 ** max(0, attempts - 1)))
 
 
+def _parked_condition(chat_id: int | None, since: datetime | None) -> Any:
+    condition = Delivery.status == DeliveryStatus.PARKED
+    if chat_id is not None:
+        condition = and_(condition, Delivery.chat_id == chat_id)
+    if since is not None:
+        condition = and_(condition, Delivery.updated_at >= since)
+    return condition
+
+
 @dataclass(frozen=True)
 class ClaimedDelivery:
     """A delivery this process is now sending."""
@@ -236,13 +245,21 @@ class DeliveryService:
         return count
 
     # --- outcomes ----------------------------------------------------------------------------
-    def mark_sent(self, delivery_id: int, message_id: int) -> bool:
-        """Record a successful send; False if the row was no longer ours (already re-queued)."""
+    def mark_sent(self, delivery_id: int, message_id: int, *, late: bool = False) -> bool:
+        """Record a successful send; False if the row was no longer ours (already re-queued).
+
+        late=True: a send recorded after the fact (the database was away, or the process restarted
+        in between, see bot/services/pushes.py SentJournal): the row may have been put back to
+        pending or retry meanwhile, and is marked sent all the same so it is not sent again.
+        """
         now = self._now()
+        statuses = [DeliveryStatus.SENDING]
+        if late:
+            statuses += [DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.PARKED]
         with self._db.session() as session:
             result = session.execute(
                 update(Delivery)
-                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                .where(Delivery.id == delivery_id, Delivery.status.in_(statuses))
                 .values(
                     status=DeliveryStatus.SENT,
                     message_id=message_id,
@@ -300,10 +317,17 @@ class DeliveryService:
                 )
             )
 
-    def requeue_parked(self, delivery_ids: Sequence[int] | None = None) -> int:
-        """Give parked deliveries (some, or all) a fresh set of attempts."""
+    def requeue_parked(
+        self,
+        delivery_ids: Sequence[int] | None = None,
+        *,
+        chat_id: int | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """Give parked deliveries (some, those of one chat, those parked since a time, or all)
+        a fresh set of attempts; how many."""
         now = self._now()
-        condition = Delivery.status == DeliveryStatus.PARKED
+        condition = _parked_condition(chat_id, since)
         if delivery_ids is not None:
             condition = and_(condition, Delivery.id.in_(list(delivery_ids)))
         with self._db.session() as session:
@@ -324,12 +348,14 @@ class DeliveryService:
             counts[DeliveryStatus(status)] = count
         return counts
 
-    def parked(self, limit: int = 20) -> list[ParkedDelivery]:
-        """The most recently parked deliveries, for admins."""
+    def parked(
+        self, limit: int = 20, *, chat_id: int | None = None, since: datetime | None = None
+    ) -> list[ParkedDelivery]:
+        """The most recently parked deliveries (of one chat, parked since a time), for admins."""
         with self._db.session() as session:
             rows = session.scalars(
                 select(Delivery)
-                .where(Delivery.status == DeliveryStatus.PARKED)
+                .where(_parked_condition(chat_id, since))
                 .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
                 .limit(limit)
             ).all()

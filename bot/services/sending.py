@@ -40,14 +40,26 @@ class ChatMoved(SendError):
 
 
 class TransientSendError(SendError):
-    """Any other failure (network, server error, unexpected answer); retried with backoff."""
+    """A failure specific to this message or chat (an unexpected 400 …); retried with backoff."""
+
+
+class ServiceUnavailable(TransientSendError):
+    """The service itself failed (5xx, timeout, connection error): it would fail for every chat.
+
+    The push loop treats it as an outage of the whole transport, not as a failed attempt of this
+    delivery: it pauses every send and probes the service until it answers (docs/pushes.md).
+    """
 
 
 class Transport(Protocol):
     """Sends one message to a chat and returns its message id."""
 
     async def send(self, chat_id: int, message: Reply) -> int:
-        """Raises RetryAfter, ChatGone, ChatMoved or TransientSendError."""
+        """Raises RetryAfter, ChatGone, ChatMoved, ServiceUnavailable or TransientSendError."""
+        ...
+
+    async def probe(self) -> bool:
+        """Whether the service answers now (Telegram: getMe); never raises."""
         ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,13 +25,13 @@ from bot.config import Settings
 from bot.context import AppContext
 from bot.conversation.conversation import COMMANDS, MENU_COMMANDS
 from bot.conversation.messages import Reply
-from bot.i18n import DEFAULT_LANG, I18n
+from bot.i18n import DEFAULT_LANG, Html, I18n
 from bot.ops.health import health_task
 from bot.services.pushes import ParkedNotice
 from bot.telegram import handlers
 from bot.telegram.handlers import ADMIN_REPORT_CHARS, BOT_DATA_KEY, BotRuntime, ErrorReporter, send_reply
 from bot.telegram.ratelimit import build_rate_limiter
-from bot.telegram.transport import TelegramTransport, send_defaults
+from bot.telegram.transport import SEND_TIMEOUT, TelegramTransport, send_defaults
 from bot.wiring import Services, build_conversation, build_push_loop, build_services
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,12 @@ def build_application(
         .defaults(send_defaults())
         .concurrent_updates(True)
         .rate_limiter(limiter)
+        # A slow Telegram (answers after 8 s) must not look like a failed send: a timed-out send
+        # that Telegram did process is sent again (docs/pushes.md). PTB's default is 5 s.
+        .read_timeout(SEND_TIMEOUT)
+        .write_timeout(SEND_TIMEOUT)
+        .connect_timeout(10.0)
+        .pool_timeout(SEND_TIMEOUT)
     )
     runtime = BotRuntime(
         services=services,
@@ -143,13 +149,17 @@ def default_background(application: Application, runtime: BotRuntime) -> list[Ba
     services = runtime.services
     bot = application.bot
 
-    async def on_parked(notice: ParkedNotice) -> None:
-        # Parked deliveries are visible to admins: one short message, rate-limited like errors.
-        if not runtime.reporter.admin_ids or not runtime.reporter.due():
+    async def on_parked(notices: Sequence[ParkedNotice]) -> None:
+        # Parked deliveries are visible to admins: one short message per batch (the push loop
+        # calls this at most once a minute and never while Telegram fails; raising keeps them).
+        if not runtime.reporter.admin_ids or not notices:
             return
+        notice = notices[0]
         text = services.i18n.t(None, "error.parked", delivery_id=notice.delivery_id, article_id=notice.article_id,
                                chat_id=notice.chat_id, attempts=notice.attempts,
                                error=runtime.reporter.redact(notice.error)[:ADMIN_REPORT_CHARS])
+        if len(notices) > 1:
+            text = Html(f"{text}\n{services.i18n.t(None, 'error.parked_more', count=len(notices) - 1)}")
         for admin_id in runtime.reporter.admin_ids:
             await send_reply(bot, admin_id, Reply(text))
 

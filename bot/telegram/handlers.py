@@ -18,16 +18,17 @@ from typing import Any, TypeVar
 
 from telegram import Bot, CallbackQuery, Message, MessageEntity, MessageOriginChannel, Update
 from telegram.constants import ChatMemberStatus
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 from telegram.ext import ContextTypes
 
-from bot.conversation.conversation import ButtonPress, Conversation, Workload
+from bot.conversation.conversation import ButtonPress, Conversation, Workload, apology_key
 from bot.conversation.incoming import Incoming, Post, article_of_buttons
 from bot.conversation.messages import MAX_NOTICE_CHARS, Reply
+from bot.db.engine import is_unavailable
 from bot.db.models import ChatKind
 from bot.i18n import I18n
 from bot.ingest.telegram_post import PostEntity
-from bot.logs import RedactingFilter
+from bot.logs import RedactingFilter, Throttle
 from bot.services.pushes import PushLoop
 from bot.telegram.ratelimit import Priority
 from bot.telegram.transport import reply_markup, send_message
@@ -344,25 +345,51 @@ async def migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await asyncio.to_thread(rt.services.chats.migrate, message.chat.id, message.migrate_to_chat_id)
 
 
+_errors = Throttle(60.0)
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the error (token redacted by the log filter), apologise to the chat, tell admins briefly."""
+    """Log the error (token redacted by the log filter), apologise to the chat, tell admins briefly.
+
+    Nothing here touches the database, which may be what failed: the apology is in the user's
+    Telegram language. A database outage is one rate-limited line without a traceback, and the
+    user hears "not saved, try again" when the command would have changed something.
+    """
     error = context.error
-    log.error("error while handling an update", exc_info=error)
+    if update is None and isinstance(error, NetworkError | TimedOut):
+        # getUpdates failing while Telegram is away (PTB retries by itself): one line, then one a
+        # minute with the count; no traceback per request, no admin report (it could not arrive).
+        _errors.log(log, logging.WARNING, "getUpdates", "getUpdates failed (%s: %s); retrying",
+                    type(error).__name__, error.message)
+        return
+    db_down = is_unavailable(error)
+    if db_down:
+        _errors.log(log, logging.WARNING, "db", "database unavailable while handling an update: %s: %s",
+                    type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+    else:
+        log.error("error while handling an update", exc_info=error)
     rt = context.bot_data.get(BOT_DATA_KEY)
     if not isinstance(rt, BotRuntime):
         return
     chat = update.effective_chat if isinstance(update, Update) else None
     message = update.effective_message if isinstance(update, Update) else None
     user = update.effective_user if isinstance(update, Update) else None
+    lang = user.language_code if user else None
+    query = update.callback_query if isinstance(update, Update) else None
+    text = (message.text or message.caption or "") if message is not None else ""
+    key = apology_key(error, text, button=(query.data or "") if query is not None else None)
+    if query is not None and db_down:
+        with contextlib.suppress(TelegramError):
+            await query.answer(text=rt.i18n.plain(lang, key)[:MAX_NOTICE_CHARS])
     # Apologise where someone asked something, never into a channel's public feed; in the user's
     # Telegram language, without the database (which may be what failed).
-    if chat is not None and chat.type != "channel" and message is not None:
+    elif chat is not None and chat.type != "channel" and message is not None:
         try:
-            await send_reply(context.bot, chat.id, Reply(rt.i18n.t(user.language_code if user else None, "error.generic")))
+            await send_reply(context.bot, chat.id, Reply(rt.i18n.t(lang, key)))
         except TelegramError:
-            log.warning("could not tell the chat about the error")
-    if not rt.reporter.admin_ids or not rt.reporter.due():
-        return
+            _errors.log(log, logging.WARNING, "apology", "could not tell the chat about the error")
+    if db_down or not rt.reporter.admin_ids or not rt.reporter.due():
+        return  # a database outage is in the logs (and /readyz); admins are not flooded with it
     description = rt.reporter.redact(f"{type(error).__name__}: {error}")[:ADMIN_REPORT_CHARS]
     for admin_id in rt.reporter.admin_ids:
         try:

@@ -7,17 +7,18 @@ and maps PTB's errors to the loop's typed outcomes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.error import RetryAfter as PtbRetryAfter
 from telegram.ext import Defaults
 
 from bot.conversation.messages import Reply
-from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, TransientSendError
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, ServiceUnavailable, TransientSendError
 from bot.telegram.ratelimit import Priority, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,39 @@ def classify(error: TelegramError, secret: str = "") -> SendError:
         return ChatMoved(int(error.new_chat_id))
     if isinstance(error, BadRequest) and any(marker in error.message.lower() for marker in _GONE_MARKERS):
         return ChatGone(f"bad request: {error.message}")
-    if isinstance(error, NetworkError | TelegramError):
+    if isinstance(error, TimedOut) or (isinstance(error, NetworkError) and not isinstance(error, BadRequest)):
+        # 5xx answers, timeouts and connection errors: Telegram is failing, not this chat.
+        return ServiceUnavailable(f"{type(error).__name__}: {error.message}")
+    if isinstance(error, TelegramError):
         return TransientSendError(f"{type(error).__name__}: {error.message}")
     return TransientSendError(str(error))  # pragma: no cover - TelegramError covers all
+
+
+PROBE_TIMEOUT = 10.0  # seconds for one getMe while Telegram is failing
+SEND_TIMEOUT = 30.0  # read/write timeout of Bot API requests (bot/telegram/app.py sets it)
 
 
 class TelegramTransport:
     """Sends pushes through a PTB ExtBot; its rate limiter (if any) paces them as pushes."""
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: Any, *, probe_timeout: float = PROBE_TIMEOUT) -> None:
         self._bot = bot
+        self._probe_timeout = probe_timeout
+
+    async def probe(self) -> bool:
+        """getMe: whether the Bot API answers now (any answer but a network error or 5xx counts)."""
+        try:
+            await asyncio.wait_for(
+                self._bot.get_me(read_timeout=self._probe_timeout, connect_timeout=self._probe_timeout),
+                self._probe_timeout + 1,
+            )
+        except (TimeoutError, NetworkError):
+            return False
+        except TelegramError:
+            return True  # Telegram answered (e.g. 429): it is up
+        except Exception:  # a probe never raises
+            return False
+        return True
 
     async def send(self, chat_id: int, message: Reply) -> int:
         """sendMessage; typed errors on failure."""
