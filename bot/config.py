@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     feed_failing_after: int = Field(default=5, gt=0)
     tag_aliases_file: Path | None = None
     near_duplicate_distance: int = Field(default=6, ge=0, le=64)
+    story_window_days: float = Field(default=3.0, gt=0, description="a story older than this starts a new story")
 
     # --- models --------------------------------------------------------------------------
     summary_model: str = DEFAULT_SUMMARY_MODEL
