@@ -198,6 +198,8 @@ class IngestService:
         head = match.story_id if match is not None else None
         if head is None:
             head = self._find_story_head(session, prepared.simhash, prepared.submitted_by_chat_id)
+            if head is not None and not self._stories.story_open(session, head, at):
+                head = None  # the SimHash twin's story is older than the story window
         article = Article(
             source_id=source.id if source is not None else None,
             url=prepared.url,

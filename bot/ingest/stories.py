@@ -325,6 +325,11 @@ class StoryLinker:
                 best = StoryMatch(story_id=head, article_id=candidate.id, similarity=score)
         return best
 
+    def story_open(self, session: Session, story_id: int, at: datetime) -> bool:
+        """Whether the story (its first article) began within the window before `at`."""
+        row = session.execute(select(Article.published_at, Article.created_at).where(Article.id == story_id)).first()
+        return row is not None and article_time(row[0], row[1]) >= _aware(at) - self.window
+
     @staticmethod
     def index(session: Session, article_id: int, text: StoryText, at: datetime) -> None:
         """Store the article's band values (in the caller's transaction)."""
