@@ -142,7 +142,8 @@ def test_candidate_lookup_reads_the_band_index_not_the_table(database: Database)
     with database.session() as session:
         assert linker.find(session, probe, MONDAY) is None
         bands = ", ".join(str(value) for value in probe.bands)
-        query = f"SELECT article_id, count(*) FROM story_bands WHERE band_hash IN ({bands}) AND created_at >= '2026-11-27' GROUP BY article_id"
+        query = (f"SELECT article_id, count(*) FROM story_bands WHERE band_hash IN ({bands}) "
+                 "AND created_at >= '2026-11-27' GROUP BY article_id")
         if database.is_sqlite:
             plan = " ".join(str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {query}")))
             assert "USING INDEX ix_story_bands_band_hash_created_at" in plan or "USING COVERING INDEX" in plan, plan

@@ -59,16 +59,18 @@ FUTURE_SLACK = timedelta(days=1)
 
 # Time phrases outlets change freely between copies ("Sabtu (10/2) malam" -> "kemarin malam").
 TIME_WORDS = frozenset(
-    """
-    senin selasa rabu kamis jumat jum'at sabtu minggu ahad
-    monday tuesday wednesday thursday friday saturday sunday
-    januari februari maret april mei juni juli agustus september oktober november desember
-    january february march may june july august october december
-    jan feb mar apr jun jul agu agt ags aug sep sept okt oct nov des dec
-    kemarin hari ini tadi besok lusa pagi siang sore malam dini subuh petang pukul jam wib wita wit
-    lalu silam mendatang pekan minggu bulan tahun
-    yesterday today tomorrow morning afternoon evening night tonight am pm gmt utc last week ago
-    """.split()
+    word
+    for line in (
+        "senin selasa rabu kamis jumat jum'at sabtu minggu ahad",
+        "monday tuesday wednesday thursday friday saturday sunday",
+        "januari februari maret april mei juni juli agustus september oktober november desember",
+        "january february march may june july august october december",
+        "jan feb mar apr jun jul agu agt ags aug sep sept okt oct nov des dec",
+        "kemarin hari ini tadi besok lusa pagi siang sore malam dini subuh petang pukul jam wib wita wit",
+        "lalu silam mendatang pekan bulan tahun",
+        "yesterday today tomorrow morning afternoon evening night tonight am pm gmt utc last week ago",
+    )
+    for word in line.split()
 )
 _MONTHS = {
     name: number
