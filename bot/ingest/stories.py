@@ -185,9 +185,9 @@ def dates_in(text: str) -> frozenset[tuple[int, int]]:
         if 1 <= day <= 31 and 1 <= month <= 12:
             found.add((day, month))
     for match in _NAMED_DATE.finditer(text):
-        month = _MONTHS.get(match[2].casefold())
-        if month is not None and 1 <= int(match[1]) <= 31:
-            found.add((int(match[1]), month))
+        named = _MONTHS.get(match[2].casefold())
+        if named is not None and 1 <= int(match[1]) <= 31:
+            found.add((int(match[1]), named))
     return frozenset(found)
 
 
