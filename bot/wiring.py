@@ -29,6 +29,7 @@ from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDel
 from bot.services.fanout import FanoutService
 from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
 from bot.services.sending import SendPacer, Transport
+from bot.services.stories import StoryService
 from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
 from summarizer.config import is_disabled
@@ -51,6 +52,7 @@ class Services:
     feeds: FeedService
     deliveries: DeliveryService
     fanout: FanoutService
+    stories: StoryService
 
     @property
     def translation_enabled(self) -> bool:
@@ -93,6 +95,7 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         feeds=FeedService(db, settings, ingest),
         deliveries=DeliveryService(db, settings),
         fanout=FanoutService(db, summaries),
+        stories=StoryService(db),
     )
 
 
@@ -107,7 +110,8 @@ def push_renderer(services: Services) -> PushRenderer:
 
     def render(delivery: ClaimedDelivery, article: ArticleView, summary: ArticleSummary) -> Reply:
         return render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
-                           followed_tag_ids=delivery.followed_tag_ids, translation=translation)
+                           followed_tag_ids=delivery.followed_tag_ids, translation=translation,
+                           also_reported_by=article.also_reported_by)
 
     return render
 
@@ -137,4 +141,5 @@ def build_push_loop(
         concurrency=max(8, int(services.settings.send_rate_global * 2)),
         drain_timeout=drain_timeout,
         on_parked=on_parked,
+        stories=services.stories,
     )

@@ -44,10 +44,17 @@ class TransientSendError(SendError):
 
 
 class Transport(Protocol):
-    """Sends one message to a chat and returns its message id."""
+    """Sends one message to a chat and returns its message id; edits a message it sent."""
 
     async def send(self, chat_id: int, message: Reply) -> int:
         """Raises RetryAfter, ChatGone, ChatMoved or TransientSendError."""
+        ...
+
+    async def edit(self, chat_id: int, message_id: int, message: Reply) -> None:
+        """Replace a sent message's text and buttons (an unchanged text is no error).
+
+        Raises RetryAfter, ChatGone, ChatMoved or TransientSendError.
+        """
         ...
 
 

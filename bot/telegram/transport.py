@@ -77,6 +77,19 @@ def classify(error: TelegramError, secret: str = "") -> SendError:
     return TransientSendError(str(error))  # pragma: no cover - TelegramError covers all
 
 
+async def edit_message(bot: Any, chat_id: int, message_id: int, message: Reply, priority: Priority) -> None:
+    """editMessageText with the message's buttons, paced like a send; "not modified" is success."""
+    kwargs: dict[str, Any] = {}
+    if getattr(bot, "rate_limiter", None) is not None:
+        kwargs["rate_limit_args"] = int(priority)
+    try:
+        await bot.edit_message_text(chat_id=chat_id, message_id=message_id, text=message.text,
+                                    reply_markup=reply_markup(message), **kwargs)
+    except BadRequest as error:
+        if "not modified" not in error.message.lower():
+            raise
+
+
 class TelegramTransport:
     """Sends pushes through a PTB ExtBot; its rate limiter (if any) paces them as pushes."""
 
@@ -91,4 +104,13 @@ class TelegramTransport:
             raise  # not a delivery problem: the whole bot is misconfigured
         except TelegramError as error:
             # The token must never reach logs or the database through an error text.
+            raise classify(error, secret=getattr(self._bot, "token", "")) from error
+
+    async def edit(self, chat_id: int, message_id: int, message: Reply) -> None:
+        """editMessageText (a story's footer gained an outlet); typed errors on failure."""
+        try:
+            await edit_message(self._bot, chat_id, message_id, message, Priority.PUSH)
+        except InvalidToken:
+            raise
+        except TelegramError as error:
             raise classify(error, secret=getattr(self._bot, "token", "")) from error
