@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, update
 
 from bot.db import Database
 from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, StoryEdit, Subscription
@@ -74,7 +74,7 @@ class StoryService:
             story_id = session.scalar(select(Article.story_id).where(Article.id == article_id))
             if story_id is None:
                 return article_id
-            visible = Article.submitted_by_chat_id.is_(None)
+            visible: ColumnElement[bool] = Article.submitted_by_chat_id.is_(None)
             if viewer_chat_id is not None:
                 visible = or_(visible, Article.submitted_by_chat_id == viewer_chat_id)
             best = session.scalar(
@@ -143,7 +143,7 @@ class StoryService:
                     lang=normalize_lang(row[4]) or DEFAULT_LANG, attempts=row[5],
                     followed_tag_ids=frozenset(followed.get(row[0], ())),
                 ),
-                message_id=int(row[6]),
+                message_id=int(row[6] or 0),  # never 0: the query asks for a message id
             )
             for row in rows
         ]
@@ -159,8 +159,8 @@ class StoryService:
             if again_in is not None:
                 session.execute(update(StoryEdit).where(StoryEdit.story_id == request.story_id).values(due_at=now + again_in))
                 return
-            deleted = session.execute(
+            result = session.execute(
                 delete(StoryEdit).where(StoryEdit.story_id == request.story_id, StoryEdit.requested_at <= request.requested_at)
-            ).rowcount
-            if not deleted:
+            )
+            if not (result.rowcount if isinstance(result, CursorResult) else 0):
                 session.execute(update(StoryEdit).where(StoryEdit.story_id == request.story_id).values(due_at=now))
