@@ -116,3 +116,18 @@ def world_kinds() -> frozenset:  # type: ignore[type-arg]
     from bot.db.models import ChatKind
 
     return frozenset({ChatKind.PRIVATE, ChatKind.SUPERGROUP})
+
+
+async def test_the_shell_prints_an_edited_push_as_a_new_version() -> None:
+    import io
+
+    from bot.conversation.messages import Reply
+    from bot.i18n import Html
+    from bot.shell import ShellPrinter, ShellTransport
+
+    out = io.StringIO()
+    transport = ShellTransport(ShellPrinter(out))
+    message_id = await transport.send(1, Reply(Html("<b>Banjir</b>\n\nSource: Kompas")))
+    await transport.edit(1, message_id, Reply(Html("<b>Banjir</b>\n\nSource: Kompas\nAlso reported by: Antara")))
+    printed = out.getvalue()
+    assert printed.index("🔔 Banjir") < printed.index("✏️ Banjir") and printed.rstrip().endswith("Also reported by: Antara")
