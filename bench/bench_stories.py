@@ -73,6 +73,12 @@ def open_backend(backend: str, folder: str) -> Iterator[str]:
         yield url
 
 
+def _sqlite_time(value: object) -> str:
+    """A UTC datetime as SQLAlchemy stores it in SQLite (naive ISO text)."""
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 class Builder:
     """Grows one database to the requested number of stored articles."""
 
@@ -131,9 +137,9 @@ class Builder:
             cursor = raw.cursor()
             if self.db.is_sqlite:
                 cursor.executemany(f"INSERT INTO articles ({columns_a}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                   [(*row[:6], *(value.isoformat(" ") for value in row[6:])) for row in articles])  # type: ignore[union-attr]
+                                   [(*row[:6], *(_sqlite_time(value) for value in row[6:])) for row in articles])
                 cursor.executemany("INSERT INTO story_bands (band_hash, article_id, created_at) VALUES (?, ?, ?)",
-                                   [(value, article_id, at.isoformat(" ")) for value, article_id, at in bands])  # type: ignore[union-attr]
+                                   [(value, article_id, _sqlite_time(at)) for value, article_id, at in bands])
             else:
                 with cursor.copy(f"COPY articles ({columns_a}) FROM STDIN") as copy:  # type: ignore[attr-defined]
                     for row in articles:
