@@ -183,6 +183,8 @@ class IngestService:
                 # (it was marked fanned out without deliveries while private).
                 existing.submitted_by_chat_id = None
                 existing.fanned_out_at = None
+                if existing.story_id not in (None, existing.id):
+                    request_story_edit(session, existing.story_id, datetime.now(UTC))  # a new outlet to name
             elif submitter is not None and existing.submitted_by_chat_id != submitter:
                 # A user's submission never changes a public article or another chat's
                 # private one (no tags added to what others see); it just gets that article.
