@@ -96,6 +96,7 @@ class Settings(BaseSettings):
         default=48.0, ge=0, description="articles published longer ago are stored, not pushed; 0: no limit"
     )
     near_duplicate_distance: int = Field(default=6, ge=0, le=64)
+    story_window_days: float = Field(default=3.0, gt=0, description="a story older than this starts a new story")
 
     # --- models --------------------------------------------------------------------------
     summary_model: str = DEFAULT_SUMMARY_MODEL

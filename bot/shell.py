@@ -174,6 +174,10 @@ class ShellTransport:
         """The terminal is always there."""
         return True
 
+    async def edit(self, chat_id: int, message_id: int, message: Reply) -> None:
+        """Print the new version of an earlier push (a terminal cannot change what it printed)."""
+        self._printer.reply(message, prefix="✏️ ")
+
 
 def undelivered(services: Services, chat_id: int) -> int:
     """Articles not yet fanned out plus this chat's deliveries not yet sent (pending or sending)."""

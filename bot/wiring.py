@@ -31,6 +31,7 @@ from bot.services.fanout import FanoutService
 from bot.services.follows import FollowService
 from bot.services.pushes import ParkedHook, PushLoop, PushRenderer, SentJournal
 from bot.services.sending import SendPacer, Transport
+from bot.services.stories import StoryService
 from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
 from summarizer.config import is_disabled
@@ -54,6 +55,7 @@ class Services:
     deliveries: DeliveryService
     fanout: FanoutService
     follows: FollowService
+    stories: StoryService
 
     @property
     def translation_enabled(self) -> bool:
@@ -98,6 +100,7 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         deliveries=DeliveryService(db, settings),
         fanout=FanoutService(db, summaries, max_age=push_max_age(settings)),
         follows=FollowService(db, settings, tags, subscriptions),
+        stories=StoryService(db),
     )
 
 
@@ -118,7 +121,8 @@ def push_renderer(services: Services) -> PushRenderer:
     def render(delivery: ClaimedDelivery, article: ArticleView, summary: ArticleSummary) -> Reply:
         return render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
                            followed_tag_ids=delivery.followed_tag_ids, translation=translation,
-                           matched_follow=delivery.matched_follow)
+                           matched_follow=delivery.matched_follow,
+                           also_reported_by=article.also_reported_by)
 
     return render
 
@@ -160,5 +164,6 @@ def build_push_loop(
         drain_timeout=drain_timeout,
         on_parked=on_parked,
         journal=journal,
+        stories=services.stories,
         **outage_options,  # type: ignore[arg-type]
     )

@@ -15,6 +15,12 @@ from bot.services.fanout import FanoutService
 
 from test_fanout import BODY_EN, World
 
+# Other stories than BODY_EN (a copy of it with a sentence added would join its story).
+FLOODS_EN = ("Heavy rain flooded several districts of Jakarta overnight, the disaster agency said, and police "
+             "closed two toll roads while volunteers evacuated residents from the riverbanks by boat.")
+STRIKE_EN = ("Dock workers in the northern port walked out for a second week over pay, union leaders said, "
+             "leaving hundreds of containers stranded and shipping companies counting the cost of delays.")
+
 
 class Clock:
     """A settable clock for the service (timestamps are stored, so they must be real datetimes)."""
@@ -61,7 +67,7 @@ def statuses(world: World) -> dict[int, DeliveryStatus]:
 def test_claim_marks_sending_one_per_chat_and_skips_excluded_chats(world: World, clock: Clock) -> None:
     service = make_service(world, clock)
     article = fan_out(world, {1: "en", 2: "id", 3: "en"})
-    second = fan_out(world, {}, body=BODY_EN + " Second story with different words entirely, about floods in Jakarta and rain.")
+    second = fan_out(world, {}, body=FLOODS_EN)
     claimed = service.claim_due(10, exclude_chats={3})
     assert [(c.chat_id, c.article_id, c.lang, c.attempts) for c in claimed] == [(1, article, "en", 1), (2, article, "id", 1)]
     again = service.claim_due(10)  # chats 1 and 2 have their second story due; 3 its first
@@ -117,7 +123,7 @@ def test_retry_after_reschedules_without_using_an_attempt(world: World, clock: C
 def test_deactivated_chat_has_its_deliveries_cancelled(world: World, clock: Clock) -> None:
     service = make_service(world, clock)
     fan_out(world, {1: "en", 2: "en"})
-    fan_out(world, {}, body=BODY_EN + " Another different story about rain, floods and the city police today.")
+    fan_out(world, {}, body=STRIKE_EN)
     [first, _other] = service.claim_due(2)
     assert first.chat_id == 1
     assert world.chats.deactivate(1, "forbidden: bot was blocked by the user") == 2

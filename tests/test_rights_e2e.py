@@ -157,6 +157,13 @@ async def test_only_a_channels_admins_can_press_its_unfollow_button(bot: Bot, i1
     assert len(bot.server.sent_messages(channel)) == 2
 
 
+# Other stories (a copy of BODY with a sentence added, or another weekday, joins BODY's story).
+OTHER_STORY = ("Russian and Ukrainian officials exchanged two hundred prisoners of war at the Belarusian border, "
+               "the defence ministry said, the largest such swap since the spring talks collapsed.")
+THIRD_STORY = ("Gas deliveries through the pipeline resumed after a week of repairs, the operator announced, "
+               "and prices on European exchanges dropped by almost a tenth in early trading.")
+
+
 def _article(tags: list[str], body: str = BODY) -> Any:
     from bot.ingest.service import ArticleInput
 
@@ -220,13 +227,13 @@ async def test_blocked_chat_loses_its_unsent_deliveries_and_comes_back(quiet_bot
     assert await eventually(lambda: _deliveries(bot) == {FOLLOWER: [DeliveryStatus.CANCELLED]})
     assert not (await asyncio.to_thread(services.chats.get, FOLLOWER)).active
     # An inactive chat gets nothing new, and no send is ever attempted for it.
-    await asyncio.to_thread(services.ingest.ingest, _article(["Rusia"], body=BODY.replace("Monday", "Friday") + " More."))
+    await asyncio.to_thread(services.ingest.ingest, _article(["Rusia"], body=OTHER_STORY))
     await asyncio.to_thread(services.fanout.run_once)
     assert await asyncio.to_thread(services.deliveries.claim_due, 10) == []
     # Unblocking (Telegram says "member" again) reactivates the chat; the next article reaches it.
     bot.server.push_update(_member_update({"id": FOLLOWER, "type": "private", "first_name": "U"}, "member"))
     assert await eventually(lambda: services.chats.get(FOLLOWER).active)
-    await asyncio.to_thread(services.ingest.ingest, _article(["Rusia"], body="Kyiv said on Tuesday it would talk. " * 3 + BODY))
+    await asyncio.to_thread(services.ingest.ingest, _article(["Rusia"], body=THIRD_STORY))
     await asyncio.to_thread(services.fanout.run_once)
     [claimed] = await asyncio.to_thread(services.deliveries.claim_due, 10)
     assert claimed.chat_id == FOLLOWER

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "bot.cli.run:run",
     "shell": "bot.cli.shell:shell",
     "stats": "bot.cli.stats:stats",
+    "stories": "bot.cli.stories:stories",
     "worker": "bot.cli.worker:worker",
 }
 

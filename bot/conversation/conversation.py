@@ -378,13 +378,15 @@ class Conversation:
         if article is None:
             return self._reply(chat.lang, "summary.not_found", id=article_id), None
         try:
-            summary = self.s.summaries.summary(article_id, lang)
+            # One story, one summary: the story's fullest member is summarised (bot/services/stories.py).
+            summary = self.s.summaries.summary(self.s.stories.best_member(article_id, viewer_chat_id), lang)
         except SummaryNotReady:
             return self._reply(chat.lang, "summary.not_ready"), None  # workers are busy (BROKER_URL set)
         following = {tag.id for tag in self.s.subscriptions.following(chat.id)}
         # The same message as a push of this article, so buttons and edits behave alike.
         reply = render_push(article, article.tags, article.source_name, summary, chat.lang, self.i18n,
-                            followed_tag_ids=following, requested_lang=lang, translation=self.s.translation_enabled)
+                            followed_tag_ids=following, requested_lang=lang, translation=self.s.translation_enabled,
+                            also_reported_by=self.s.stories.also_reported_by(article_id))
         return reply, summary
 
     def _translated(self, chat: ChatInfo, article_id: int, target: str) -> CallbackResult:

@@ -110,18 +110,23 @@ def render_push(
     requested_lang: str | None = None,
     translation: bool = True,
     matched_follow: tuple[int, str] | None = None,
+    also_reported_by: Sequence[str] = (),
 ) -> Reply:
     """The message of `article` for a chat in `chat_lang`, showing `summary`.
 
     `followed_tag_ids`: tags of the article the chat follows (unfollow buttons); None: all.
     `requested_lang`: the language the reader asked for (default: the chat's); `translation`:
     whether a translation model is configured (else no translate buttons are offered).
+    `also_reported_by`: the other outlets of the article's story, named in the footer.
     """
     requested = requested_lang or chat_lang
     title = summary.title.strip() if summary.title and summary.title.strip() else article.title
     note = f"<i>{_esc(summary_note(summary, chat_lang, requested, i18n))}</i>"
     tag_line = _esc(" ".join(hashtag(tag.name) for tag in tags))
     raw_source = i18n.plain(chat_lang, "push.source", source=source_name) if source_name else ""
+    if also_reported_by:
+        also = i18n.plain(chat_lang, "push.also_reported", sources=", ".join(also_reported_by))
+        raw_source = f"{raw_source}\n{also}" if raw_source else also
     source_line = _esc(raw_source)
     if matched_follow is not None:  # a keyword follow matched: say which (tags show in the tag line)
         source_line = "\n".join(part for part in (source_line, _esc(i18n.plain(

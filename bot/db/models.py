@@ -288,3 +288,34 @@ class Delivery(Base):
     # foreign key: a follow removed before the send just goes unnamed (and SQLite adds the column in place).
     follow_id: Mapped[int | None] = mapped_column(BigInteger)
 
+
+
+class StoryBand(Base):
+    """One MinHash LSH band of an article (or its title's hash): the story linker's candidate index.
+
+    Articles sharing a band value are candidates for the same story; `created_at` is the
+    article's time (published, else stored), so the lookup only reads bands inside the window.
+    """
+
+    __tablename__ = "story_bands"
+    __table_args__ = (Index("ix_story_bands_band_hash_created_at", "band_hash", "created_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    band_hash: Mapped[int] = mapped_column(BigInteger)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+
+
+class StoryEdit(Base):
+    """Outbox of stories whose sent pushes need their "Also reported by" footer refreshed.
+
+    `requested_at` moves on every new member, so an edit pass that started before a member joined
+    does not delete the request; `due_at` debounces bursts and leases a claimed row.
+    """
+
+    __tablename__ = "story_edits"
+
+    story_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    requested_at: Mapped[datetime]
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

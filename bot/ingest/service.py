@@ -16,6 +16,7 @@ from bot.db import Database
 from bot.db.models import Article, Source, Tag
 from bot.ingest.fingerprint import clean_text, fingerprint, hamming, simhash, words
 from bot.ingest.rawtext import word_count
+from bot.ingest.stories import StoryLinker, StoryText, article_time, request_story_edit, story_text
 from bot.ingest.urls import InvalidUrl, canonical_url
 from bot.tags import TagError, TagService
 
@@ -90,15 +91,17 @@ class _Prepared:
     simhash: int
     tag_names: list[str]
     submitted_by_chat_id: int | None
+    story: StoryText
 
 
 class IngestService:
     """Stores articles once, merges tags of duplicates, links near-duplicates as one story."""
 
-    def __init__(self, db: Database, settings: Settings, tags: TagService) -> None:
+    def __init__(self, db: Database, settings: Settings, tags: TagService, stories: StoryLinker | None = None) -> None:
         self._db = db
         self._settings = settings
         self._tags = tags
+        self._stories = stories or StoryLinker(timedelta(days=settings.story_window_days))
 
     def ingest(self, item: ArticleInput) -> IngestResult:
         """Store `item` in one transaction, or report the article it duplicates."""
@@ -159,6 +162,7 @@ class IngestService:
             simhash=simhash(body, tokens),
             tag_names=list(item.tags),
             submitted_by_chat_id=item.submitted_by_chat_id,
+            story=story_text(title, body),  # the MinHash work happens outside the transaction
         )
 
     # --- storage ------------------------------------------------------------------------
@@ -179,6 +183,8 @@ class IngestService:
                 # (it was marked fanned out without deliveries while private).
                 existing.submitted_by_chat_id = None
                 existing.fanned_out_at = None
+                if existing.story_id not in (None, existing.id):
+                    request_story_edit(session, existing.story_id, datetime.now(UTC))  # a new outlet to name
             elif submitter is not None and existing.submitted_by_chat_id != submitter:
                 # A user's submission never changes a public article or another chat's
                 # private one (no tags added to what others see); it just gets that article.
@@ -188,7 +194,14 @@ class IngestService:
             session.flush()
             return _result(existing, created=False, duplicate_of=existing.id)
 
-        head = self._find_story_head(session, prepared.simhash, prepared.submitted_by_chat_id)
+        now = datetime.now(UTC)
+        at = article_time(prepared.published_at, now)
+        match = self._stories.find(session, prepared.story, at, prepared.submitted_by_chat_id)
+        head = match.story_id if match is not None else None
+        if head is None:
+            head = self._find_story_head(session, prepared.simhash, prepared.submitted_by_chat_id)
+            if head is not None and not self._stories.story_open(session, head, at):
+                head = None  # the SimHash twin's story is older than the story window
         article = Article(
             source_id=source.id if source is not None else None,
             url=prepared.url,
@@ -208,6 +221,10 @@ class IngestService:
         if article.story_id is None:
             article.story_id = article.id
             session.flush()
+        elif article.submitted_by_chat_id is None:
+            # Pushes of the story already out get "Also reported by" in their footer (bot/services/stories.py).
+            request_story_edit(session, article.story_id, now)
+        self._stories.index(session, article.id, prepared.story, at)
         return _result(article, created=True, duplicate_of=None)
 
     def _tags_for(self, session: Session, names: list[str]) -> list[Tag]:
@@ -243,7 +260,7 @@ class IngestService:
         otherwise bury a story by submitting a near-copy before the feeds bring it.
         """
         limit = self._settings.near_duplicate_distance
-        since = datetime.now(UTC) - NEAR_DUPLICATE_WINDOW
+        since = datetime.now(UTC) - min(NEAR_DUPLICATE_WINDOW, self._stories.window)
         visible: ColumnElement[bool] = Article.submitted_by_chat_id.is_(None)
         if submitter is not None:
             visible = or_(visible, Article.submitted_by_chat_id == submitter)

@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, Follow, Source, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
+from bot.services.outlets import also_reported_by
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class ArticleView:
     lang: str | None
     source_name: str | None
     tags: tuple[TagView, ...]  # by name
+    also_reported_by: tuple[str, ...] = ()  # the story's other outlets (bot/services/outlets.py)
 
 
 @dataclass(frozen=True)
@@ -385,4 +387,5 @@ class DeliveryService:
                 lang=article.lang,
                 source_name=source.name if source is not None else None,
                 tags=tuple(TagView(tag.id, tag.name) for tag in article.tags),
+                also_reported_by=also_reported_by(session, article.id),
             )

@@ -40,6 +40,7 @@ from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
 from bot.services.fanout import FanoutService
 from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, ServiceUnavailable, Transport
+from bot.services.stories import EDIT_RECHECK, EditRequest, StoryService
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ CANARY_STRIKES = 2  # a lone delivery failing while getMe answers: an attempt is
 NOTICE_INTERVAL_SECONDS = 60.0  # parked notices to admins: at most one message per interval
 LOG_REPEAT_SECONDS = 60.0
 JOURNAL_NAME = "sent-journal.txt"
+MAX_STORY_EDITS = 4  # stories whose footers are being edited at once
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class PushStats:
     telegram_outages: int = 0
     database_outages: int = 0
     recorded_late: int = 0  # sends recorded after the database came back (or from the journal)
+    edited: int = 0  # sent pushes whose footer was refreshed (bot/services/stories.py)
 
 
 class SentJournal:
@@ -159,8 +162,11 @@ class PushLoop:
         canary_strikes: int = CANARY_STRIKES,
         notice_interval: float = NOTICE_INTERVAL_SECONDS,
         error_backoff_max: float = ERROR_BACKOFF_MAX,
+        stories: StoryService | None = None,
     ) -> None:
         self.stats = PushStats()
+        self._stories = stories
+        self._edit_tasks: set[asyncio.Task[None]] = set()
         self._transport = transport
         self._render_push = render
         self._summaries = summaries
@@ -261,6 +267,7 @@ class PushLoop:
                         last_fanout = now
                         self._kicked = False
                         await self._fan_out()
+                        await self._edit_stories()
                     if now - last_lease_check >= LEASE_CHECK_SECONDS and not self._owed:
                         last_lease_check = now
                         self.stats.requeued += await self._db(self._deliveries.recover_orphans, kinds=self._kinds)
@@ -321,6 +328,64 @@ class PushLoop:
         if result.articles:
             self.stats.articles_fanned_out += len(result.articles)
             self.stats.deliveries_created += result.deliveries
+            if any(item.story_id != item.article_id for item in result.articles):
+                self._articles.clear()  # a story gained an outlet: cached footers are stale
+
+    # --- "Also reported by": footers of sent pushes ----------------------------------------------
+    async def _edit_stories(self) -> None:
+        if self._stories is None or len(self._edit_tasks) >= MAX_STORY_EDITS:
+            return
+        requests = await self._db(self._stories.claim_edits, MAX_STORY_EDITS - len(self._edit_tasks))
+        for request in requests:
+            task = asyncio.create_task(self._edit_story(request), name=f"story-edit-{request.story_id}")
+            self._edit_tasks.add(task)
+            task.add_done_callback(self._edit_done)
+
+    def _edit_done(self, task: asyncio.Task[None]) -> None:
+        self._edit_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.stats.loop_errors += 1
+            log.error("story edit task failed", exc_info=task.exception())
+
+    async def _edit_story(self, request: EditRequest) -> None:
+        """Re-render the story's sent pushes with the current footer and edit them in place."""
+        assert self._stories is not None
+        again = None
+        try:
+            plan = await self._db(self._stories.plan, request, self._kinds)
+            if plan.wait:
+                again = EDIT_RECHECK
+            views: dict[int, ArticleView] = {}
+            for target in plan.targets:
+                delivery = target.delivery
+                if self._limiter is not None and delivery.chat_id in self._limiter.cooling_chats():
+                    again = EDIT_RECHECK
+                    continue
+                view = views.get(delivery.article_id)
+                if view is None:  # fresh, not from the cache: it must name the new outlet
+                    view = await self._db(self._deliveries.article_view, delivery.article_id)
+                    if view is None:
+                        continue
+                    views[delivery.article_id] = self._articles[delivery.article_id] = view
+                summary = await self._summary(delivery.article_id, delivery.lang)
+                message = self._render_push(delivery, view, summary)
+                try:
+                    await self._transport.edit(delivery.chat_id, target.message_id, message)
+                    self.stats.edited += 1
+                except RetryAfter as error:
+                    self.stats.rate_limited += 1
+                    if self._limiter is not None:
+                        self._limiter.note_retry_after(delivery.chat_id, error.seconds)
+                    again = EDIT_RECHECK
+                except SendError as error:  # gone, moved, deleted message: that footer stays as it is
+                    log.info("cannot edit push %s in chat %s: %s", target.message_id, delivery.chat_id, error)
+        except SummaryNotReady:
+            again = EDIT_RECHECK
+        except Exception:
+            self.stats.loop_errors += 1
+            log.warning("story edit of %s failed; retrying", request.story_id, exc_info=True)
+            again = EDIT_RECHECK
+        await self._db(self._stories.finish, request, again)
 
     async def _claim(self) -> int:
         free = self._concurrency - len(self._tasks)
@@ -363,9 +428,9 @@ class PushLoop:
                 log.error("push task failed", exc_info=error)
 
     async def _drain(self) -> None:
-        if not self._tasks:
+        if not self._tasks and not self._edit_tasks:
             return
-        pending = list(self._tasks)
+        pending = [*self._tasks, *self._edit_tasks]
         log.info("push loop stopping: waiting for %d sends", len(pending))
         _, still = await asyncio.wait(pending, timeout=self._drain_timeout)
         for task in still:

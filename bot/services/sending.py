@@ -52,7 +52,7 @@ class ServiceUnavailable(TransientSendError):
 
 
 class Transport(Protocol):
-    """Sends one message to a chat and returns its message id."""
+    """Sends one message to a chat and returns its message id; edits a message it sent."""
 
     async def send(self, chat_id: int, message: Reply) -> int:
         """Raises RetryAfter, ChatGone, ChatMoved, ServiceUnavailable or TransientSendError."""
@@ -60,6 +60,13 @@ class Transport(Protocol):
 
     async def probe(self) -> bool:
         """Whether the service answers now (Telegram: getMe); never raises."""
+        ...
+
+    async def edit(self, chat_id: int, message_id: int, message: Reply) -> None:
+        """Replace a sent message's text and buttons (an unchanged text is no error).
+
+        Raises RetryAfter, ChatGone, ChatMoved or TransientSendError.
+        """
         ...
 
 

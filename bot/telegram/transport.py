@@ -85,6 +85,19 @@ PROBE_TIMEOUT = 10.0  # seconds for one getMe while Telegram is failing
 SEND_TIMEOUT = 30.0  # read/write timeout of Bot API requests (bot/telegram/app.py sets it)
 
 
+async def edit_message(bot: Any, chat_id: int, message_id: int, message: Reply, priority: Priority) -> None:
+    """editMessageText with the message's buttons, paced like a send; "not modified" is success."""
+    kwargs: dict[str, Any] = {}
+    if getattr(bot, "rate_limiter", None) is not None:
+        kwargs["rate_limit_args"] = int(priority)
+    try:
+        await bot.edit_message_text(chat_id=chat_id, message_id=message_id, text=message.text,
+                                    reply_markup=reply_markup(message), **kwargs)
+    except BadRequest as error:
+        if "not modified" not in error.message.lower():
+            raise
+
+
 class TelegramTransport:
     """Sends pushes through a PTB ExtBot; its rate limiter (if any) paces them as pushes."""
 
@@ -115,4 +128,13 @@ class TelegramTransport:
             raise  # not a delivery problem: the whole bot is misconfigured
         except TelegramError as error:
             # The token must never reach logs or the database through an error text.
+            raise classify(error, secret=getattr(self._bot, "token", "")) from error
+
+    async def edit(self, chat_id: int, message_id: int, message: Reply) -> None:
+        """editMessageText (a story's footer gained an outlet); typed errors on failure."""
+        try:
+            await edit_message(self._bot, chat_id, message_id, message, Priority.PUSH)
+        except InvalidToken:
+            raise
+        except TelegramError as error:
             raise classify(error, secret=getattr(self._bot, "token", "")) from error
