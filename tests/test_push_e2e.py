@@ -66,7 +66,13 @@ class Bot:
 
 
 def pushes_in(server: FakeBotApi, chat_id: int | None = None) -> list[SentMessage]:
-    return [m for m in server.sent_messages(chat_id) if any(data.startswith("unf:") for _, data in m.buttons())]
+    """Messages about an article that came from a follow: an unfollow button naming the article."""
+    return [m for m in server.sent_messages(chat_id) if any(_is_push_button(data) for _, data in m.buttons())]
+
+
+def _is_push_button(data: str) -> bool:
+    kind, *parts = data.split(":")
+    return kind == "unf" or (kind == "unq" and len(parts) == 2)  # a keyword follow's button names the article
 
 
 @asynccontextmanager

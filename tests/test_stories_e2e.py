@@ -46,6 +46,8 @@ def ingest(bot: Bot, body: str, url: str, source_id: int | None = None) -> int:
 
 async def test_three_outlets_one_push_whose_footer_names_the_other_two(bot: Bot) -> None:
     kompas, antara, poros = (add_source(bot, name) for name in ("Kompas", "Antara", "Poros"))
+    with bot.db.session() as session:  # a known tag, so /follow Aceh follows the tag (not the word)
+        TagService(bot.db, bot.settings).get_or_create(session, "Aceh")
     await follow(bot, FOLLOWER, "/follow Aceh")
     first = ingest(bot, WIRE_KOMPAS, "https://kompas.example/jengkol", kompas)
     [push] = await bot.pushes_to(FOLLOWER, 1)

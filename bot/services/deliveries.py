@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, case, func, select, update
+from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.db import Database
@@ -35,6 +36,49 @@ DEFAULT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 3600.0
 MAX_ERROR_CHARS = 1000
+
+
+def delivery_views(session: Session, delivery_ids: Collection[int]) -> dict[int, ClaimedDelivery]:
+    """Deliveries as the push renders them, by id: chat, language, and what the chat follows now.
+
+    The one place that decides a push's buttons: the article's tags the chat still follows
+    (unfollow buttons) and the query follow that matched (its remove button). Used when claiming
+    a send and when re-rendering a sent push (story footer edits), so both show the same message.
+    """
+    ids = list(delivery_ids)
+    rows = session.execute(
+        select(Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts)
+        .join(Chat, Chat.id == Delivery.chat_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    ).all()
+    followed: dict[int, set[int]] = {}
+    for delivery_id, tag_id in session.execute(
+        select(Delivery.id, Subscription.tag_id)
+        .join(ArticleTag, ArticleTag.article_id == Delivery.article_id)
+        .join(Subscription, and_(Subscription.chat_id == Delivery.chat_id, Subscription.tag_id == ArticleTag.tag_id))
+        .where(Delivery.id.in_(ids))
+    ):
+        followed.setdefault(delivery_id, set()).add(tag_id)
+    matched: dict[int, tuple[int, str]] = {
+        delivery_id: (follow_id, text) for delivery_id, follow_id, text in session.execute(
+            select(Delivery.id, Follow.id, Follow.text).join(Follow, Follow.id == Delivery.follow_id)
+            .where(Delivery.id.in_(ids)))
+    }
+    return {
+        row[0]: ClaimedDelivery(
+            id=row[0],
+            article_id=row[1],
+            story_id=row[2],
+            chat_id=row[3],
+            chat_kind=ChatKind(row[4]),
+            lang=normalize_lang(row[5]) or DEFAULT_LANG,
+            attempts=row[6],
+            followed_tag_ids=frozenset(followed.get(row[0], ())),
+            matched_follow=matched.get(row[0]),
+        )
+        for row in rows
+    }
 
 
 def backoff_seconds(attempts: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_MAX_SECONDS) -> float:
@@ -186,42 +230,7 @@ class DeliveryService:
                     updated_at=now,
                 )
             )
-            rows = session.execute(
-                select(
-                    Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts
-                )
-                .join(Chat, Chat.id == Delivery.chat_id)
-                .where(Delivery.id.in_(chosen))
-                .order_by(Delivery.id)
-            ).all()
-            # Which of the article's tags each chat still follows (for its unfollow buttons).
-            followed: dict[int, set[int]] = {}
-            for delivery_id, tag_id in session.execute(
-                select(Delivery.id, Subscription.tag_id)
-                .join(ArticleTag, ArticleTag.article_id == Delivery.article_id)
-                .join(Subscription, and_(Subscription.chat_id == Delivery.chat_id, Subscription.tag_id == ArticleTag.tag_id))
-                .where(Delivery.id.in_(chosen))
-            ):
-                followed.setdefault(delivery_id, set()).add(tag_id)
-            matched: dict[int, tuple[int, str]] = {
-                delivery_id: (follow_id, text) for delivery_id, follow_id, text in session.execute(
-                    select(Delivery.id, Follow.id, Follow.text).join(Follow, Follow.id == Delivery.follow_id)
-                    .where(Delivery.id.in_(chosen)))
-            }
-        return [
-            ClaimedDelivery(
-                id=row[0],
-                article_id=row[1],
-                story_id=row[2],
-                chat_id=row[3],
-                chat_kind=ChatKind(row[4]),
-                lang=normalize_lang(row[5]) or DEFAULT_LANG,
-                attempts=row[6],
-                followed_tag_ids=frozenset(followed.get(row[0], ())),
-                matched_follow=matched.get(row[0]),
-            )
-            for row in rows
-        ]
+            return list(delivery_views(session, chosen).values())
 
     def recover_orphans(self, *, kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS, all_sending: bool = False) -> int:
         """Put `sending` rows whose claim lapsed (or all, at start-up) back to pending.

@@ -15,12 +15,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, or_, select, update
 
 from bot.db import Database
-from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, StoryEdit, Subscription
-from bot.i18n import DEFAULT_LANG, normalize_lang
-from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ClaimedDelivery
+from bot.db.models import Article, Chat, ChatKind, Delivery, DeliveryStatus, StoryEdit
+from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ClaimedDelivery, delivery_views
 from bot.services.outlets import also_reported_by
 
 log = logging.getLogger(__name__)
@@ -120,33 +119,15 @@ class StoryService:
             requested = request.requested_at if request.requested_at.tzinfo else request.requested_at.replace(tzinfo=UTC)
             if unsent and self._now() - requested < EDIT_MAX_WAIT:
                 return EditPlan(targets=[], wait=True)
-            rows = session.execute(
-                select(Delivery.id, Delivery.article_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts,
-                       Delivery.message_id)
+            sent = dict(session.execute(
+                select(Delivery.id, Delivery.message_id)
                 .join(Chat, Chat.id == Delivery.chat_id)
                 .where(Delivery.story_id == request.story_id, Delivery.status == DeliveryStatus.SENT,
                        Delivery.message_id.is_not(None), Chat.kind.in_(kind_values), Chat.active.is_(True))
-                .order_by(Delivery.id)
-            ).all()
-            followed: dict[int, set[int]] = {}
-            for delivery_id, tag_id in session.execute(
-                select(Delivery.id, Subscription.tag_id)
-                .join(ArticleTag, ArticleTag.article_id == Delivery.article_id)
-                .join(Subscription, and_(Subscription.chat_id == Delivery.chat_id, Subscription.tag_id == ArticleTag.tag_id))
-                .where(Delivery.id.in_([row[0] for row in rows]))
-            ):
-                followed.setdefault(delivery_id, set()).add(tag_id)
-        targets = [
-            EditTarget(
-                ClaimedDelivery(
-                    id=row[0], article_id=row[1], story_id=request.story_id, chat_id=row[2], chat_kind=ChatKind(row[3]),
-                    lang=normalize_lang(row[4]) or DEFAULT_LANG, attempts=row[5],
-                    followed_tag_ids=frozenset(followed.get(row[0], ())),
-                ),
-                message_id=int(row[6] or 0),  # never 0: the query asks for a message id
-            )
-            for row in rows
-        ]
+            ).tuples().all())
+            # The same chat, language and buttons as when the push was claimed.
+            views = delivery_views(session, sent)
+        targets = [EditTarget(view, message_id=int(sent[delivery_id] or 0)) for delivery_id, view in views.items()]
         return EditPlan(targets=targets, wait=False)
 
     def finish(self, request: EditRequest, again_in: timedelta | None = None) -> None:
