@@ -84,7 +84,7 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
     tags = TagService(db, settings)
     ingest = IngestService(db, settings, tags)
     summaries = summaries if summaries is not None else build_summary_provider(context)
-    subscriptions = SubscriptionService(db, settings, tags)
+    subscriptions = SubscriptionService(db)
     return Services(
         settings=settings,
         db=db,

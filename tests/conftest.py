@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +163,25 @@ def following_text(i18n: Any, lang: str, items: list[tuple[str, int]]) -> str:
     lines += [i18n.t(lang, "following.item", query=query, count=count) for query, count in items]
     lines.append(i18n.t(lang, "following.remove_hint"))
     return "\n".join(lines)
+
+
+def follow_tags(db: Database, settings: Settings, chat_id: int, names: Sequence[str]) -> list[int]:
+    """Test set-up: the chat follows these tags (created when new, aliases resolved), as /follow of
+    known tags does through FollowService; returns the tag ids."""
+    from sqlalchemy import select
+
+    from bot.db.models import Subscription
+    from bot.tags import TagService
+
+    tags = TagService(db, settings)
+    ids: list[int] = []
+    with db.session() as session:
+        present = set(session.scalars(select(Subscription.tag_id).where(Subscription.chat_id == chat_id)))
+        for name in names:
+            tag = tags.get_or_create(session, name)
+            session.flush()
+            if tag.id not in present:
+                session.add(Subscription(chat_id=chat_id, tag_id=tag.id))
+                present.add(tag.id)
+            ids.append(tag.id)
+    return ids

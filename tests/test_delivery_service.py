@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.db.models import Chat, ChatKind, Delivery, DeliveryStatus
 from bot.services.deliveries import SHELL_CHAT_KINDS, DeliveryService, backoff_seconds
 from bot.services.fanout import FanoutService
+from bot.services.subscriptions import SubscriptionService
 
 from test_fanout import BODY_EN, World
 
@@ -197,11 +198,11 @@ def test_claim_tells_which_of_the_article_tags_the_chat_still_follows(world: Wor
     world.chat(2, "Ukraina")
     article = world.ingest(["Rusia", "Ukraina"], body=BODY_EN, lang="en")
     FanoutService(world.db).run_once()
-    world.subscriptions.unfollow(2, ["Ukraina"])  # after the fan-out, before the send
-    claimed = {c.chat_id: c for c in service.claim_due(5)}
     with world.db.session() as session:
         from bot.db.models import Tag
 
         ids = dict(session.execute(select(Tag.name, Tag.id)).all())
+    SubscriptionService(world.db).unfollow_tag(2, ids["Ukraina"])  # after the fan-out, before the send
+    claimed = {c.chat_id: c for c in service.claim_due(5)}
     assert claimed[1].followed_tag_ids == {ids["Rusia"], ids["Ukraina"]} and claimed[1].article_id == article.article_id
     assert claimed[2].followed_tag_ids == frozenset()  # the push loop cancels this one

@@ -15,8 +15,9 @@ from bot.db.models import Article, Chat, ChatKind, Delivery, DeliveryStatus
 from bot.ingest.service import ArticleInput, IngestResult, IngestService
 from bot.services.chats import ChatService
 from bot.services.fanout import FanoutService
-from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
+
+from conftest import follow_tags
 
 BODY_ID = (
     "Menteri Luar Negeri Rusia Sergei Lavrov menyatakan Moskow meminta Barat memberikan garansi "
@@ -36,14 +37,13 @@ class World:
         self.settings = settings
         self.tags = TagService(db, settings)
         self.chats = ChatService(db)
-        self.subscriptions = SubscriptionService(db, settings, self.tags)
         self.ingest_service = IngestService(db, settings, self.tags)
 
     def chat(self, chat_id: int, *tags: str, lang: str = "en", kind: ChatKind | None = None) -> int:
         kind = kind or (ChatKind.PRIVATE if chat_id > 0 else ChatKind.SUPERGROUP)
         self.chats.ensure(chat_id, kind, title=None if chat_id > 0 else f"G{chat_id}", user_lang=lang)
         if tags:
-            self.subscriptions.follow(chat_id, list(tags))
+            follow_tags(self.db, self.settings, chat_id, tags)
         return chat_id
 
     def ingest(

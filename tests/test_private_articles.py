@@ -15,8 +15,9 @@ from bot.ingest.service import ArticleInput, IngestResult, IngestService
 from bot.services.articles import ArticleQueries
 from bot.services.chats import ChatService
 from bot.services.fanout import FanoutService
-from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
+
+from conftest import follow_tags
 
 BODY = (
     "Menteri Luar Negeri Rusia Sergei Lavrov menyatakan Moskow meminta Barat memberikan garansi "
@@ -48,14 +49,13 @@ class World:
         self.db = db
         self.tags = TagService(db, settings)
         self.chats = ChatService(db)
-        self.subscriptions = SubscriptionService(db, settings, self.tags)
         self.service = IngestService(db, settings, self.tags)
         self.queries = ArticleQueries(db, self.tags)
         self.summaries = RecordingSummaries()
         self.fanout = FanoutService(db, self.summaries)  # type: ignore[arg-type]  # a recording test double
         for chat_id in (SUBMITTER, STRANGER, FOLLOWER):
             self.chats.ensure(chat_id, ChatKind.PRIVATE, title=None, user_lang="en")
-        self.subscriptions.follow(FOLLOWER, ["Rusia"])
+        follow_tags(db, settings, FOLLOWER, ["Rusia"])
 
     def ingest(
         self, body: str = BODY, *, by: int | None = None, tags: Sequence[str] = ("Rusia",), **fields: object

@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.models import ChatKind, Delivery, DeliveryStatus, Summary, SummaryKind
 
-from conftest import POSTGRES_ADMIN_URL, make_settings
+from conftest import POSTGRES_ADMIN_URL, follow_tags, make_settings
 from pgscratch import scratch_postgres
 
 pytestmark = pytest.mark.slow
@@ -133,7 +133,6 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
     from bot.jobs import QueuedSummaryProvider, build_summary_provider
     from bot.jobs.celery_app import CeleryJobs, build_celery_app
     from bot.services.chats import ChatService
-    from bot.services.subscriptions import SubscriptionService
     from bot.tags import TagService
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
@@ -188,10 +187,10 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
         assert isinstance(provider, QueuedSummaryProvider)
 
         tags = TagService(ctx.db, settings)
-        chats, subscriptions = ChatService(ctx.db), SubscriptionService(ctx.db, settings, tags)
+        chats = ChatService(ctx.db)
         for chat_id, lang in CHATS.items():
             chats.ensure(chat_id, ChatKind.PRIVATE, user_lang=lang)
-            assert subscriptions.follow(chat_id, ["Rusia"])
+            follow_tags(ctx.db, settings, chat_id, ["Rusia"])
         await bot.initialize()
         services = build_services(ctx, I18n.load(), summaries=provider)
         loop = build_push_loop(services, TelegramTransport(bot), poll_interval=0.2)
@@ -388,7 +387,6 @@ async def test_redis_restart_with_jobs_in_flight_loses_and_doubles_nothing(
     from bot.ingest.service import ArticleInput, IngestService
     from bot.jobs import QueuedSummaryProvider, build_summary_provider
     from bot.services.chats import ChatService
-    from bot.services.subscriptions import SubscriptionService
     from bot.tags import TagService
     from bot.telegram.ratelimit import build_rate_limiter
     from bot.telegram.transport import TelegramTransport
@@ -428,10 +426,10 @@ async def test_redis_restart_with_jobs_in_flight_loses_and_doubles_nothing(
         provider = build_summary_provider(ctx)
         assert isinstance(provider, QueuedSummaryProvider)
         tags = TagService(ctx.db, settings)
-        chats, subscriptions = ChatService(ctx.db), SubscriptionService(ctx.db, settings, tags)
+        chats = ChatService(ctx.db)
         for chat_id in range(7000, 7000 + followers):
             chats.ensure(chat_id, ChatKind.PRIVATE, user_lang="en")
-            assert subscriptions.follow(chat_id, ["Rusia"])
+            follow_tags(ctx.db, settings, chat_id, ["Rusia"])
         await bot.initialize()
         services = build_services(ctx, I18n.load(), summaries=provider)
         loop = build_push_loop(services, TelegramTransport(bot), poll_interval=0.2)

@@ -12,8 +12,10 @@ from bot.services.articles import ArticleQueries
 from bot.services.chats import ChatService
 from bot.services.follows import FollowService
 from bot.services.stats import collect_stats
-from bot.services.subscriptions import SubscriptionService, split_tag_args
+from bot.services.subscriptions import SubscriptionService, TagRef, split_tag_args
 from bot.tags import TagService
+
+from conftest import follow_tags
 
 BODY = (
     "The city council approved a new budget for public transport on Tuesday evening after a long debate. "
@@ -60,18 +62,14 @@ def test_chats_default_language_reactivation_and_channel_source(database: Databa
     assert chats.get(404) is None
 
 
-def test_subscriptions_alias_limit_and_unfollow_by_id(database: Database, settings: Settings) -> None:
-    tags = TagService(database, settings)
+def test_subscriptions_list_count_and_unfollow_by_id(database: Database, settings: Settings) -> None:
     chats = ChatService(database)
     chats.ensure(7, ChatKind.PRIVATE)
-    subscriptions = SubscriptionService(database, settings.model_copy(update={"max_follows_per_chat": 2}), tags)
-    result = subscriptions.follow(7, ["Russia", "Rusia", "x" * 65, "Ekonomi", "Politik"])
-    assert [t.name for t in result.added] == ["Rusia", "Ekonomi"]
-    assert [t.name for t in result.already] == ["Rusia"]
-    assert result.invalid == ["x" * 65]
-    assert result.over_limit == ["Politik"]
+    subscriptions = SubscriptionService(database)
+    rusia_id, _ekonomi_id = follow_tags(database, settings, 7, ["Russia", "Ekonomi"])  # an alias of Rusia
+    assert [t.name for t in subscriptions.following(7)] == ["Ekonomi", "Rusia"]
     assert subscriptions.count(7) == 2
-    rusia = result.added[0]
+    rusia = TagRef(rusia_id, "Rusia")
     assert subscriptions.unfollow_tag(7, rusia.id) == rusia
     assert [t.name for t in subscriptions.following(7)] == ["Ekonomi"]
     assert subscriptions.unfollow_tag(7, 999_999) is None
@@ -118,11 +116,11 @@ def test_stats_counts_every_delivery_status(database: Database, settings: Settin
 def test_chat_migration_moves_follows_and_language(database: Database, settings: Settings) -> None:
     tags = TagService(database, settings)
     chats = ChatService(database)
-    subscriptions = SubscriptionService(database, settings, tags)
+    subscriptions = SubscriptionService(database)
     chats.ensure(-42, ChatKind.GROUP, "Readers", "id")
-    subscriptions.follow(-42, ["Rusia", "Ekonomi"])
+    follow_tags(database, settings, -42, ["Rusia", "Ekonomi"])
     chats.ensure(-10042, ChatKind.SUPERGROUP, "Readers", "en")
-    subscriptions.follow(-10042, ["Rusia"])  # already there: not duplicated
+    follow_tags(database, settings, -10042, ["Rusia"])  # already there: not duplicated
     follows = FollowService(database, settings, tags, subscriptions)
     follows.follow(-42, follows.parse("gandum -iklan, kedelai").follows)
     follows.follow(-10042, follows.parse("kedelai").follows)  # already there: not duplicated

@@ -110,11 +110,11 @@ class FanoutService:
             # Query follows (keywords, exclusions): one delivery per chat all the same, naming the follow.
             matched = self._query_followers(session, article_id, story_id, {chat_id for chat_id, _ in followers})
             followers += [(chat_id, lang) for chat_id, (_, lang) in matched.items()]
-            self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers],
-                         {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()})
-            langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for _, lang in followers}))
-        log.info("fan-out of article %s: %d deliveries", article_id, len(followers))
-        return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(followers), langs=langs)
+            created = self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers],
+                                   {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()})
+            langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for chat_id, lang in followers if chat_id in created}))
+        log.info("fan-out of article %s: %d deliveries", article_id, len(created))
+        return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(created), langs=langs)
 
     def _is_stale(self, published: datetime | None, now: datetime) -> bool:
         if self._max_age is None or published is None:
@@ -151,10 +151,14 @@ class FanoutService:
         return matched
 
     def _insert(self, session: Session, article_id: int, story_id: int, chat_ids: list[int],
-                follow_ids: dict[int, int] | None = None) -> None:
-        """Insert pending deliveries; a concurrent fan-out of the same story wins silently."""
+                follow_ids: dict[int, int] | None = None) -> set[int]:
+        """Insert pending deliveries; a concurrent fan-out of the same story wins silently.
+
+        Returns the chats whose delivery this call created (not those another fan-out had).
+        """
+        created: set[int] = set()
         if not chat_ids:
-            return
+            return created
         now = datetime.now(UTC)
         insert = postgresql.insert if self._db.engine.dialect.name == "postgresql" else sqlite.insert
         for start in range(0, len(chat_ids), INSERT_CHUNK):
@@ -172,4 +176,5 @@ class FanoutService:
                 for chat_id in chat_ids[start : start + INSERT_CHUNK]
             ]
             statement = insert(Delivery).on_conflict_do_nothing(index_elements=["chat_id", "story_id"])
-            session.execute(statement, rows)
+            created.update(session.scalars(statement.returning(Delivery.chat_id), rows))
+        return created
