@@ -19,8 +19,10 @@ from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.db.models import Base
+from bot.i18n import I18n
 from bot.logs import RedactingFilter
 
+from fixtures.local_http import LocalServer
 from pgscratch import DEFAULT_ADMIN_URL, scratch_postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -185,3 +187,16 @@ def follow_tags(db: Database, settings: Settings, chat_id: int, names: Sequence[
                 present.add(tag.id)
             ids.append(tag.id)
     return ids
+
+
+@pytest.fixture(scope="module")
+def i18n() -> I18n:
+    """The locales as shipped."""
+    return I18n.load()
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    """A local HTTP server on 127.0.0.1 for pages and feeds (tests/fixtures/local_http.py)."""
+    with LocalServer() as running:
+        yield running

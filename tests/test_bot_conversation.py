@@ -36,11 +36,6 @@ ID_BODY = (
 USER = 1001
 
 
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
-
-
 def make_conversation(database: Database, settings: Settings, i18n: I18n) -> Conversation:
     """The real services, SummaryService included (extractive: SUMMARY_MODEL=none in tests)."""
     return Conversation(build_services(AppContext(settings=settings, db=database), i18n))

@@ -33,11 +33,6 @@ BODY = (
 )
 
 
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
-
-
 class Bot:
     """A running Application against the fake server, with helpers to talk to it."""
 

@@ -38,12 +38,6 @@ RSS = {"Content-Type": "application/rss+xml"}
 
 
 @pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as running:
-        yield running
-
-
-@pytest.fixture
 def feed_settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(
         database_url, tmp_path, fetch_allowed_hosts=["127.0.0.1"], fetch_timeout=1.0,

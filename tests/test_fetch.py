@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,6 @@ ARTICLE_HTML = (
     "<p>Fishing boats returned to their moorings and the ferry service will resume its normal timetable tomorrow.</p>"
     "</article><footer>© 2024 Coast News</footer></body></html>"
 )
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as running:
-        yield running
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:

@@ -46,11 +46,6 @@ THIRD = (
 )
 
 
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
-
-
 @pytest.fixture
 async def bot(database: Database, tmp_path: Path, i18n: I18n) -> AsyncIterator[Bot]:
     with FakeBotApi() as server:

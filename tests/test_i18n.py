@@ -37,11 +37,6 @@ def html_errors(text: str) -> list[str]:
     return checker.errors + [f"unclosed <{tag}>" for tag in checker.stack]
 
 
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
-
-
 def test_every_language_has_the_same_keys(i18n: I18n) -> None:
     assert set(i18n.langs) == set(SUPPORTED_LANGS)
     english = set(i18n.catalogs["en"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,11 +76,6 @@ def summary(text: str, *, lang: str = "id", title: str = "Judul", translated_fro
         translated_from=translated_from,
         translation_model="opus" if translated_from else None,
     )
-
-
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
 
 
 def test_push_has_linked_title_summary_note_tags_source_and_buttons(i18n: I18n) -> None:

@@ -39,20 +39,9 @@ PAGE = (
 )
 
 
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
-
-
-@pytest.fixture
-def pages() -> Iterator[LocalServer]:
-    with LocalServer() as server:
-        yield server
-
-
 @pytest.fixture
 async def bot(database: Database, tmp_path: Path, i18n: I18n) -> AsyncIterator[Bot]:
-    """The bot with its push loop, on SQLite and on PostgreSQL; pages may come from 127.0.0.1."""
+    """The bot with its push loop, on SQLite and on PostgreSQL; server may come from 127.0.0.1."""
     with FakeBotApi() as server:
         application = await start_bot(server, database, tmp_path, i18n, fetch_allowed_hosts=["127.0.0.1"],
                                       fetch_timeout=3.0)
@@ -109,17 +98,17 @@ async def test_a_users_reply_summary_is_private_and_an_admins_is_published(bot: 
 
 
 async def test_a_users_link_summary_is_private_and_an_admins_is_published(
-    bot: Bot, i18n: I18n, pages: LocalServer
+    bot: Bot, i18n: I18n, server: LocalServer
 ) -> None:
-    pages.add("/rusia", Response(body=PAGE.encode(), headers={"Content-Type": "text/html; charset=utf-8"}))
+    server.add("/rusia", Response(body=PAGE.encode(), headers={"Content-Type": "text/html; charset=utf-8"}))
     await follower_is_ready(bot, i18n)
-    reply = await bot.ask(STRANGER, f"/summary {pages.url('/rusia')}")
+    reply = await bot.ask(STRANGER, f"/summary {server.url('/rusia')}")
     assert "Rusia menyatakan pada hari Senin" in reply
     await no_push_for_follower(bot)
     # A link pasted as plain text is the same request, and stays private too.
-    assert "Rusia menyatakan pada hari Senin" in await bot.ask(STRANGER + 1, pages.url("/rusia"))
+    assert "Rusia menyatakan pada hari Senin" in await bot.ask(STRANGER + 1, server.url("/rusia"))
     await no_push_for_follower(bot)
-    assert "Rusia menyatakan pada hari Senin" in await bot.ask(ADMIN, f"/summary {pages.url('/rusia')}")
+    assert "Rusia menyatakan pada hari Senin" in await bot.ask(ADMIN, f"/summary {server.url('/rusia')}")
     messages = await bot.server.async_wait_for_messages(2, FOLLOWER, timeout=15)
     assert "Rusia menyatakan pada hari Senin" in messages[1].text
 
@@ -262,18 +251,18 @@ async def test_migrated_group_takes_its_unsent_deliveries_along(quiet_bot: Bot, 
     assert await eventually(lambda: services.chats.get(supergroup).active)
 
 
-async def test_a_slow_page_for_two_users_never_delays_a_third(bot: Bot, i18n: I18n, pages: LocalServer) -> None:
+async def test_a_slow_page_for_two_users_never_delays_a_third(bot: Bot, i18n: I18n, server: LocalServer) -> None:
     def drip() -> Iterator[bytes]:
         for _ in range(30):
             time.sleep(1)
             yield b" "
 
-    pages.add("/slow", Response(body=drip(), headers={"Content-Type": "text/html"}))
-    pages.add("/slow2", Response(body=drip(), headers={"Content-Type": "text/html"}))
+    server.add("/slow", Response(body=drip(), headers={"Content-Type": "text/html"}))
+    server.add("/slow2", Response(body=drip(), headers={"Content-Type": "text/html"}))
     article = await asyncio.to_thread(services_of(bot).ingest.ingest, _article(["Rusia"]))
-    bot.server.user_message(3001, f"/summary {pages.url('/slow')}")
-    bot.server.user_message(3002, f"/summary {pages.url('/slow2')}")
-    await bot.server.async_wait_for(lambda _s: len(pages.requests) == 2, 10)
+    bot.server.user_message(3001, f"/summary {server.url('/slow')}")
+    bot.server.user_message(3002, f"/summary {server.url('/slow2')}")
+    await bot.server.async_wait_for(lambda _s: len(server.requests) == 2, 10)
     started = time.monotonic()
     answer = await bot.ask(3003, f"/summary {article.article_id}")
     waited = time.monotonic() - started

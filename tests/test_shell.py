@@ -31,11 +31,6 @@ BODY = (
 )
 
 
-@pytest.fixture(scope="module")
-def i18n() -> I18n:
-    return I18n.load()
-
-
 def shell_env(database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "ADMIN_"))}
     env.update(DATABASE_URL=database_url, SUMMARY_MODEL="none", TRANSLATION_MODEL="none", LOG_LEVEL="WARNING",
