@@ -207,6 +207,11 @@ class Chat(Base):
     deactivated_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The reader's time zone as /timezone stored it ("Asia/Jakarta", "UTC+07:00"); NULL: the
+    # default of the chat's language (bot/services/schedule.py), so /lang id also moves it to WIB.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # /silent on: pushes arrive without a notification sound (disable_notification).
+    silent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class Subscription(Base):
@@ -288,3 +293,29 @@ class Delivery(Base):
     # foreign key: a follow removed before the send just goes unnamed (and SQLite adds the column in place).
     follow_id: Mapped[int | None] = mapped_column(BigInteger)
 
+
+
+class Snooze(Base):
+    """/snooze TAG DURATION: the chat's follow with this key pushes nothing until `until`.
+
+    `key` is the follow's FollowQuery.key (a plain tag follow's is "#<tag id>"), so one row
+    covers the follow whichever table holds it. Snoozed stories are skipped, not collected.
+    """
+
+    __tablename__ = "snoozes"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    text: Mapped[str] = mapped_column(String(1000))  # the follow as shown to the chat
+    until: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoryMute(Base):
+    """"Mute this story": the chat gets nothing more of this story (no push, no later update)."""
+
+    __tablename__ = "story_mutes"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    story_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
