@@ -6,9 +6,9 @@ services here; the push loop is assembled here too, with whatever transport the 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
 from bot.context import AppContext
@@ -30,6 +30,7 @@ from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDel
 from bot.services.fanout import FanoutService
 from bot.services.follows import FollowService
 from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
+from bot.services.schedule import ScheduleService
 from bot.services.sending import SendPacer, Transport
 from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
@@ -54,6 +55,7 @@ class Services:
     deliveries: DeliveryService
     fanout: FanoutService
     follows: FollowService
+    schedule: ScheduleService
 
     @property
     def translation_enabled(self) -> bool:
@@ -73,11 +75,14 @@ class Services:
             close()
 
 
-def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvider | None = None) -> Services:
+def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvider | None = None,
+                   clock: Callable[[], datetime] | None = None) -> Services:
     """Build every service once; models load lazily on first use.
 
     Summaries are computed in this process, or queued for `newsbot worker` when BROKER_URL is set.
+    `clock`: what "now" is for time zones, snoozes and the fan-out (tests move it instead of sleeping).
     """
+    now = clock or (lambda: datetime.now(UTC))
     settings, db = context.settings, context.db
     tags = TagService(db, settings)
     ingest = IngestService(db, settings, tags)
@@ -96,8 +101,9 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         ingest=ingest,
         feeds=FeedService(db, settings, ingest),
         deliveries=DeliveryService(db, settings),
-        fanout=FanoutService(db, summaries, max_age=push_max_age(settings)),
+        fanout=FanoutService(db, summaries, max_age=push_max_age(settings), clock=now),
         follows=FollowService(db, settings, tags, subscriptions),
+        schedule=ScheduleService(db, clock=now),
     )
 
 
@@ -116,9 +122,10 @@ def push_renderer(services: Services) -> PushRenderer:
     translation = services.translation_enabled
 
     def render(delivery: ClaimedDelivery, article: ArticleView, summary: ArticleSummary) -> Reply:
-        return render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
-                           followed_tag_ids=delivery.followed_tag_ids, translation=translation,
-                           matched_follow=delivery.matched_follow)
+        message = render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
+                              followed_tag_ids=delivery.followed_tag_ids, translation=translation,
+                              matched_follow=delivery.matched_follow, story_id=delivery.story_id)
+        return replace(message, silent=delivery.silent)
 
     return render
 

@@ -158,6 +158,8 @@ class SentMessage:
     time: float
     reply_to_message_id: int | None = None
     edits: list[str] = field(default_factory=list)  # earlier texts, oldest first
+    disable_notification: bool = False  # sent silently
+    message_thread_id: int | None = None  # the forum topic it went to
 
     def buttons(self) -> list[tuple[str, str]]:
         """(label, callback_data or url) of every inline button, row by row."""
@@ -718,6 +720,8 @@ def build_app(state: _State, new_update: asyncio.Event, *, control: bool) -> web
                 disable_preview=bool(preview.get("is_disabled") or params.get("disable_web_page_preview")),
                 time=time.time(),
                 reply_to_message_id=reply.get("message_id") or params.get("reply_to_message_id"),
+                disable_notification=params.get("disable_notification") in (True, "true", "True"),
+                message_thread_id=params.get("message_thread_id"),
             )
             state.sent.append(sent)
             state.by_key[(chat_id, message_id)] = sent

@@ -20,7 +20,7 @@ from bot.shell import html_to_text
 from bot.telegram.app import build_application
 from bot.wiring import build_services
 
-from conftest import following_text, make_settings
+from conftest import following_text, help_text, make_settings
 from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
 from test_i18n import html_errors
 
@@ -115,7 +115,7 @@ async def test_menus_are_set_in_english_and_indonesian(bot: Bot, i18n: I18n) -> 
     assert english["follow"] == i18n.plain("en", "cmd.follow")
     assert indonesian["follow"] == i18n.plain("id", "cmd.follow")
     assert set(english) == set(indonesian) == {"start", "help", "follow", "unfollow", "following", "preview", "tags", "latest",
-                                               "search", "summary", "lang", "settings"}
+                                               "search", "summary", "lang", "settings", "timezone", "silent", "snooze"}
 
 
 async def test_private_conversation(bot: Bot, i18n: I18n) -> None:
@@ -156,7 +156,7 @@ async def test_rate_limit_answers_once_then_ignores(sqlite_database: Database, t
         try:
             bot = Bot(server, application, i18n)
             assert await bot.ask(USER, "/start") == i18n.t("en", "start")
-            assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+            assert await bot.ask(USER, "/help") == help_text(i18n, "en")
             assert await bot.ask(USER, "/start") == i18n.t("en", "slow_down", limit=2)
             server.user_message(USER, "/start")
             server.user_message(USER, "/start")
@@ -224,7 +224,7 @@ async def test_token_never_in_logs(sqlite_database: Database, tmp_path: Path, i1
                 [apology] = await bot.said(USER, 1)
                 assert apology.text == i18n.t("en", "error.generic")
                 assert any(c.status == 500 for c in server.calls("sendMessage"))
-                assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+                assert await bot.ask(USER, "/help") == help_text(i18n, "en")
                 # Admins hear about the error once, briefly, without the token.
                 [report] = await bot.said(ADMIN, 1)
                 assert report.text.startswith(i18n.t("en", "error.admin_report", error="NetworkError"))

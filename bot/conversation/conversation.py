@@ -15,11 +15,22 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.conversation.incoming import Incoming, Post, is_url, parse_id
-from bot.conversation.messages import Button, Buttons, CallbackKind, CallbackResult, Reply, fit_lines, parse_callback, truncate
-from bot.conversation.render import escape_attr, render_push
+from bot.conversation.messages import (
+    MAX_NOTICE_CHARS,
+    Button,
+    Buttons,
+    CallbackKind,
+    CallbackResult,
+    Reply,
+    fit_lines,
+    parse_callback,
+    truncate,
+)
+from bot.conversation.render import escape_attr, follow_ref, render_push
 from bot.conversation.rights import may_publish, must_check_admin
 from bot.db.models import ChatKind, Source
 from bot.follows.query import MAX_WORD_CHARS, Dropped, DropReason, FollowQuery, ParsedQuery
@@ -35,6 +46,7 @@ from bot.services.articles import ArticleRef
 from bot.services.chats import ChatInfo
 from bot.services.contracts import ArticleSummary
 from bot.services.follows import FollowRef, tag_query
+from bot.services.schedule import OFF, ON, parse_duration, parse_zone, zone_of
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import TagRef, split_tag_args
 from bot.tags import TagError
@@ -58,6 +70,9 @@ MAX_LIST_BUTTONS = 50  # /following: one remove button per follow (MAX_FOLLOWS_P
 MAX_CALLBACK_BYTES = 64  # Telegram's limit on callback_data
 BUTTON_TITLE_CHARS = 40
 NAME_CHARS = 80
+CLOCK_FORMAT = "%H:%M"  # the chat's local time, as /timezone and /settings show it
+MOMENT_FORMAT = "%Y-%m-%d %H:%M"  # when a snooze ends, in the chat's zone
+SNOOZE_BUTTON_SPAN = timedelta(days=1)  # the "Snooze" button under a push
 _COUNT = re.compile(r"[+-]*[0-9]+")  # ASCII digits only: '²' or '٣' are words, not counts
 
 # Bad input whose answer is a localized sentence (the library's own text goes to the log only).
@@ -88,6 +103,9 @@ class Command(enum.StrEnum):
     FEEDS = "feeds"
     REMOVEFEED = "removefeed"
     STATS = "stats"
+    TIMEZONE = "timezone"
+    SILENT = "silent"
+    SNOOZE = "snooze"
 
 
 class Access(enum.Enum):
@@ -275,6 +293,10 @@ class Conversation:
                 if not press.chat_admin:
                     return CallbackResult(notice=self.i18n.plain(lang, "group_admin_only"))
                 return self._follow_button(chat, kind, parts)
+            if kind in (CallbackKind.MUTE, CallbackKind.SNOOZE, CallbackKind.UNSNOOZE, CallbackKind.UNMUTE):
+                if not press.chat_admin:
+                    return CallbackResult(notice=self.i18n.plain(lang, "group_admin_only"))
+                return self._feedback_button(chat, kind, parts)
         except ValueError:
             pass
         log.info("ignoring unknown callback data %r", press.data[:64])
@@ -462,8 +484,11 @@ class Conversation:
         return [self._reply(request.lang, "start")]
 
     def help(self, request: Request) -> list[Reply]:
-        """/help: the commands."""
-        return [Reply(self._help_text(request.lang, request.incoming.bot_admin))]
+        """/help: the commands, and when this chat's pushes arrive now."""
+        text = self._help_text(request.lang, request.incoming.bot_admin)
+        zone, silent = self.s.schedule.modes(request.chat.id)
+        state = self.i18n.plain(request.lang, "settings.on" if silent else "settings.off")
+        return [Reply(Html(f"{text}\n\n{self.i18n.t(request.lang, 'help.modes', zone=zone, silent=state)}"))]
 
     def follow(self, request: Request) -> list[Reply]:
         """/follow QUERY: follow tags and keyword rules (see bot/follows/query.py), then offer the
@@ -674,11 +699,120 @@ class Conversation:
         return [self._article_list(lang, self.i18n.t(lang, "search.header", query=query), found)]
 
     def settings(self, request: Request) -> list[Reply]:
-        """/settings: the chat's language and follows."""
+        """/settings: the chat's language, follows, time zone, silence, snoozes and muted stories
+        (with buttons to undo the last two)."""
         chat = request.chat
-        return [self._reply(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
-                            count=self.s.follows.count(chat.id), max=self.s.follows.max_follows,
-                            kind=chat.kind.value)]
+        lines = [self.i18n.t(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
+                             count=self.s.follows.count(chat.id), max=self.s.follows.max_follows,
+                             kind=chat.kind.value), self._modes_line(chat)]
+        snoozes, buttons = self._snooze_lines(chat)
+        lines += snoozes
+        muted = self.s.schedule.muted_stories(chat.id)
+        if muted:
+            lines.append(self.i18n.t(chat.lang, "settings.muted", count=len(muted)))
+            buttons += [(Button(self.i18n.plain(chat.lang, "btn.unmute", id=story_id), CallbackKind.UNMUTE.data(story_id)),)
+                        for story_id in muted[:MAX_LIST_BUTTONS - len(buttons)]]
+        if buttons:
+            lines.append(self.i18n.t(chat.lang, "settings.undo_hint"))
+        return [Reply(Html("\n".join(fit_lines(lines))), tuple(buttons))]
+
+    # --- when pushes arrive: time zone, silence, snoozes, story mutes (docs/delivery-modes.md) ----
+    def _clock_text(self, chat_id: int) -> str:
+        return self.s.schedule.local_time(chat_id).strftime(CLOCK_FORMAT)
+
+    def _until_text(self, chat_id: int, until: datetime) -> str:
+        """A moment in the chat's zone, the way its readers read their clocks."""
+        zone, _ = self.s.schedule.modes(chat_id)
+        return until.astimezone(zone_of(zone, None)).strftime(MOMENT_FORMAT) + f" {zone}"
+
+    def _modes_line(self, chat: ChatInfo) -> Html:
+        zone, silent = self.s.schedule.modes(chat.id)
+        state = self.i18n.plain(chat.lang, "settings.on" if silent else "settings.off")
+        return self.i18n.t(chat.lang, "settings.modes", zone=zone, time=self._clock_text(chat.id), silent=state)
+
+    def _snooze_lines(self, chat: ChatInfo) -> tuple[list[Html], list[tuple[Button, ...]]]:
+        """One line per running snooze and a button to wake each follow."""
+        lines: list[Html] = []
+        buttons: list[tuple[Button, ...]] = []
+        refs = {ref.query.key: ref for ref in self.s.follows.of_chat(chat.id)}
+        for snooze in self.s.schedule.snoozes(chat.id):
+            lines.append(self.i18n.t(chat.lang, "settings.snoozed", follow=snooze.text,
+                                     until=self._until_text(chat.id, snooze.until)))
+            ref = refs.get(snooze.key)
+            if ref is not None and len(buttons) < MAX_LIST_BUTTONS:
+                label = self.i18n.plain(chat.lang, "btn.unsnooze", follow=truncate(ref.text, BUTTON_TITLE_CHARS))
+                buttons.append((Button(label, CallbackKind.UNSNOOZE.data(self._ref_code(ref))),))
+        return lines, buttons
+
+    @staticmethod
+    def _ref_code(ref: FollowRef) -> str:
+        return follow_ref(tag_id=ref.query.anchor.tag_id) if ref.follow_id is None else follow_ref(follow_id=ref.follow_id)
+
+    def _ref_of_code(self, chat_id: int, code: str) -> FollowRef | None:
+        """The chat's follow a button names ('t12', 'q5'), if the chat still has it."""
+        for ref in self.s.follows.of_chat(chat_id):
+            if self._ref_code(ref) == code:
+                return ref
+        return None
+
+    def timezone(self, request: Request) -> list[Reply]:
+        """/timezone ZONE: the chat's time zone (IANA names, WIB/WITA/WIT, UTC, UTC+7)."""
+        chat, text = request.chat, request.args.strip()
+        if not text:
+            current, _ = self.s.schedule.modes(chat.id)
+            return [self._reply(chat.lang, "timezone.usage", zone=current, time=self._clock_text(chat.id))]
+        zone = parse_zone(text)
+        if zone is None:
+            return [self._reply(chat.lang, "timezone.unknown", zone=truncate(text, NAME_CHARS))]
+        self.s.schedule.set_timezone(chat.id, zone)
+        return [self._reply(chat.lang, "timezone.done", zone=zone, time=self._clock_text(chat.id))]
+
+    def silent(self, request: Request) -> list[Reply]:
+        """/silent on|off: pushes without a notification sound."""
+        chat, word = request.chat, request.args.strip().lower()
+        if word not in (ON, OFF):
+            _, silent = self.s.schedule.modes(chat.id)
+            state = self.i18n.plain(chat.lang, "settings.on" if silent else "settings.off")
+            return [self._reply(chat.lang, "silent.usage", state=state)]
+        self.s.schedule.set_silent(chat.id, word == ON)
+        return [self._reply(chat.lang, "silent.on" if word == ON else "silent.off")]
+
+    def snooze(self, request: Request) -> list[Reply]:
+        """/snooze TAG DURATION (8h, 1d, 1w) or /snooze TAG off: pause one follow; its stories are skipped."""
+        chat = request.chat
+        query, _, last = request.args.strip().rpartition(" ")
+        span = parse_duration(last)
+        if not query.strip() or (span is None and last.lower() != OFF):
+            return [self._reply(chat.lang, "snooze.usage")]
+        parsed = self.s.follows.parse(query)
+        wanted = {q.key for q in parsed.follows}
+        ref = next((ref for ref in self.s.follows.of_chat(chat.id) if ref.query.key in wanted), None)
+        if ref is None:
+            return [self._reply(chat.lang, "snooze.not_following", follow=truncate(query.strip(), NAME_CHARS))]
+        if span is None:
+            key = "snooze.off" if self.s.schedule.unsnooze(chat.id, ref.query.key) else "snooze.not_snoozed"
+            return [self._reply(chat.lang, key, follow=ref.text)]
+        until = self.s.schedule.snooze(chat.id, ref.query.key, ref.text, span)
+        return [self._reply(chat.lang, "snooze.done", follow=ref.text, until=self._until_text(chat.id, until))]
+
+    def _feedback_button(self, chat: ChatInfo, kind: CallbackKind, parts: list[str]) -> CallbackResult:
+        """Mute this story, snooze a follow for a day (pushes); wake a follow, unmute a story (/settings)."""
+        lang = chat.lang
+        if kind is CallbackKind.MUTE:
+            self.s.schedule.mute_story(chat.id, parse_id(parts[0]))
+            return CallbackResult(notice=self.i18n.plain(lang, "mute.done"))
+        if kind is CallbackKind.UNMUTE:
+            self.s.schedule.unmute_story(chat.id, parse_id(parts[0]))
+            return CallbackResult(notice=self.i18n.plain(lang, "mute.undone"))
+        ref = self._ref_of_code(chat.id, parts[0])
+        if ref is None:
+            return CallbackResult(notice=self.i18n.plain(lang, "unfollow.gone"))
+        if kind is CallbackKind.UNSNOOZE:
+            self.s.schedule.unsnooze(chat.id, ref.query.key)
+            return CallbackResult(notice=self.i18n.plain(lang, "snooze.off", follow=truncate(ref.text, 100)))
+        until = self.s.schedule.snooze(chat.id, ref.query.key, ref.text, SNOOZE_BUTTON_SPAN)
+        text = self.i18n.plain(lang, "snooze.done", follow=truncate(ref.text, 60), until=self._until_text(chat.id, until))
+        return CallbackResult(notice=truncate(text, MAX_NOTICE_CHARS))
 
     # --- admin commands -------------------------------------------------------------------------
     def stats(self, request: Request) -> list[Reply]:
@@ -770,6 +904,9 @@ COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.SUMMARY, Conversation.summary, workload=Workload.SUMMARY),
     CommandSpec(Command.LANG, Conversation.lang, Access.CHAT_ADMIN),
     CommandSpec(Command.SETTINGS, Conversation.settings),
+    CommandSpec(Command.TIMEZONE, Conversation.timezone, Access.CHAT_ADMIN),
+    CommandSpec(Command.SILENT, Conversation.silent, Access.CHAT_ADMIN),
+    CommandSpec(Command.SNOOZE, Conversation.snooze, Access.CHAT_ADMIN),
     CommandSpec(Command.ADDFEED, Conversation.addfeed, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.FEEDS, Conversation.feeds, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.REMOVEFEED, Conversation.removefeed, Access.BOT_ADMIN, in_menu=False),

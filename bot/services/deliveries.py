@@ -54,6 +54,7 @@ class ClaimedDelivery:
     attempts: int  # including this one
     followed_tag_ids: frozenset[int] = frozenset()  # the article's tags the chat follows now
     matched_follow: tuple[int, str] | None = None  # the query follow that matched (id, text), if it still exists
+    silent: bool = False  # the chat's /silent: no notification sound
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,8 @@ class DeliveryService:
             )
             rows = session.execute(
                 select(
-                    Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts
+                    Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang,
+                    Delivery.attempts, Chat.silent,
                 )
                 .join(Chat, Chat.id == Delivery.chat_id)
                 .where(Delivery.id.in_(chosen))
@@ -208,6 +210,7 @@ class DeliveryService:
                 attempts=row[6],
                 followed_tag_ids=frozenset(followed.get(row[0], ())),
                 matched_follow=matched.get(row[0]),
+                silent=bool(row[7]),
             )
             for row in rows
         ]

@@ -56,6 +56,8 @@ async def send_message(bot: Any, chat_id: int, message: Reply, priority: Priorit
     kwargs: dict[str, Any] = {}
     if getattr(bot, "rate_limiter", None) is not None:
         kwargs["rate_limit_args"] = int(priority)
+    if message.silent:
+        kwargs["disable_notification"] = True
     sent = await bot.send_message(chat_id=chat_id, text=message.text, reply_markup=reply_markup(message), **kwargs)
     return int(sent.message_id)
 
