@@ -75,10 +75,11 @@ async def eventually(predicate: Any, timeout: float = 10.0) -> bool:
 
 
 async def start_bot(server: FakeBotApi, database: Database, tmp_path: Path, i18n: I18n, **overrides: Any) -> Application:
+    clock = overrides.pop("clock", None)  # an injected "now" (time zones, snoozes), else the real one
     settings = make_settings(database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
                              telegram_base_url=server.base_url, admin_ids=[ADMIN], **overrides)
     context = AppContext(settings=settings, db=database)
-    application = build_application(context, i18n, services=build_services(context, i18n))
+    application = build_application(context, i18n, services=build_services(context, i18n, clock=clock))
     await application.initialize()
     assert application.post_init is not None
     await application.post_init(application)
