@@ -6,13 +6,14 @@ services here; the push loop is assembled here too, with whatever transport the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
 from bot.context import AppContext
 from bot.conversation.conversation import Conversation
+from bot.conversation.digest_render import DigestItem, render_digest
 from bot.conversation.messages import Reply
 from bot.conversation.render import render_push
 from bot.db import Database
@@ -27,6 +28,8 @@ from bot.services.articles import ArticleQueries
 from bot.services.chats import ChatService
 from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
+from bot.services.digest_sender import DigestLane, DigestRenderer
+from bot.services.digests import ClaimedDigest, DigestService, DigestStory
 from bot.services.fanout import FanoutService
 from bot.services.follows import FollowService
 from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
@@ -56,6 +59,7 @@ class Services:
     fanout: FanoutService
     follows: FollowService
     schedule: ScheduleService
+    digests: DigestService
 
     @property
     def translation_enabled(self) -> bool:
@@ -104,6 +108,7 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         fanout=FanoutService(db, summaries, max_age=push_max_age(settings), clock=now),
         follows=FollowService(db, settings, tags, subscriptions),
         schedule=ScheduleService(db, clock=now),
+        digests=DigestService(db, clock=now),
     )
 
 
@@ -126,6 +131,17 @@ def push_renderer(services: Services) -> PushRenderer:
                               followed_tag_ids=delivery.followed_tag_ids, translation=translation,
                               matched_follow=delivery.matched_follow, story_id=delivery.story_id)
         return replace(message, silent=delivery.silent)
+
+    return render
+
+
+def digest_renderer(services: Services) -> DigestRenderer:
+    """Render a claimed digest: its stories grouped by follow, in the chat's language."""
+
+    def render(digest: ClaimedDigest, stories: Sequence[tuple[DigestStory, str, str | None, ArticleSummary]]) -> list[Reply]:
+        items = [DigestItem(story.article_id, story.follow, (summary.title or "").strip() or title, url, summary.text)
+                 for story, title, url, summary in stories]
+        return render_digest(items, digest.lang, services.i18n, silent=digest.silent)
 
     return render
 
@@ -155,4 +171,6 @@ def build_push_loop(
         concurrency=max(8, int(services.settings.send_rate_global * 2)),
         drain_timeout=drain_timeout,
         on_parked=on_parked,
+        digests=DigestLane(services.digests, services.chats, services.summaries, transport, digest_renderer(services),
+                           kinds=kinds, limiter=limiter),
     )

@@ -45,6 +45,7 @@ from bot.services.abuse import RateVerdict
 from bot.services.articles import ArticleRef
 from bot.services.chats import ChatInfo
 from bot.services.contracts import ArticleSummary
+from bot.services.digests import DAILY, HOURLY, format_times, parse_digest_times, parse_quiet
 from bot.services.follows import FollowRef, tag_query
 from bot.services.schedule import OFF, ON, parse_duration, parse_zone, zone_of
 from bot.services.stats import collect_stats
@@ -106,6 +107,9 @@ class Command(enum.StrEnum):
     TIMEZONE = "timezone"
     SILENT = "silent"
     SNOOZE = "snooze"
+    DIGEST = "digest"
+    QUIET = "quiet"
+    LIMIT = "limit"
 
 
 class Access(enum.Enum):
@@ -704,7 +708,7 @@ class Conversation:
         chat = request.chat
         lines = [self.i18n.t(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
                              count=self.s.follows.count(chat.id), max=self.s.follows.max_follows,
-                             kind=chat.kind.value), self._modes_line(chat)]
+                             kind=chat.kind.value), self._modes_line(chat), self._delivery_line(chat)]
         snoozes, buttons = self._snooze_lines(chat)
         lines += snoozes
         muted = self.s.schedule.muted_stories(chat.id)
@@ -755,6 +759,66 @@ class Conversation:
                 return ref
         return None
 
+    def _digest_mode(self, chat: ChatInfo, digest: str | None) -> str:
+        if digest is None:
+            return self.i18n.plain(chat.lang, "digest.instant")
+        if digest == HOURLY:
+            return self.i18n.plain(chat.lang, "digest.hourly")
+        zone, _ = self.s.schedule.modes(chat.id)
+        return self.i18n.plain(chat.lang, "digest.daily", times=digest.replace(",", ", "), zone=zone)
+
+    def _delivery_line(self, chat: ChatInfo) -> Html:
+        digest, quiet, limit = self.s.digests.modes(chat.id)
+        off = self.i18n.plain(chat.lang, "settings.off")
+        return self.i18n.t(chat.lang, "settings.delivery", mode=self._digest_mode(chat, digest), quiet=quiet or off,
+                           limit=off if limit is None else limit, waiting=self.s.digests.pending_count(chat.id))
+
+    def digest(self, request: Request) -> list[Reply]:
+        """/digest daily HH:MM[,HH:MM...], /digest hourly, /digest off: digests instead of instant pushes."""
+        chat = request.chat
+        word, _, rest = request.args.strip().partition(" ")
+        word = word.lower()
+        value: str | None
+        if word == OFF and not rest.strip():
+            value = None
+        elif word == HOURLY and not rest.strip():
+            value = HOURLY
+        elif word == DAILY and (times := parse_digest_times(rest)) is not None:
+            value = format_times(times)
+        else:
+            digest, _, _ = self.s.digests.modes(chat.id)
+            return [self._reply(chat.lang, "digest.usage", mode=self._digest_mode(chat, digest))]
+        self.s.digests.set_modes(chat.id, digest=value)
+        return [self._reply(chat.lang, "digest.done", mode=self._digest_mode(chat, value))]
+
+    def quiet(self, request: Request) -> list[Reply]:
+        """/quiet HH:MM-HH:MM or /quiet off: nothing is sent then; what arrives comes as one digest at the end."""
+        chat, text = request.chat, request.args.strip()
+        zone, _ = self.s.schedule.modes(chat.id)
+        if text.lower() == OFF:
+            self.s.digests.set_modes(chat.id, quiet=None)
+            return [self._reply(chat.lang, "quiet.off")]
+        span = parse_quiet(text) if text else None
+        if span is None:
+            _, quiet, _ = self.s.digests.modes(chat.id)
+            return [self._reply(chat.lang, "quiet.usage", zone=zone, quiet=quiet or self.i18n.plain(chat.lang, "settings.off"))]
+        value = f"{format_times(span[:1])}-{format_times(span[1:])}"
+        self.s.digests.set_modes(chat.id, quiet=value)
+        return [self._reply(chat.lang, "quiet.done", quiet=value, zone=zone)]
+
+    def limit(self, request: Request) -> list[Reply]:
+        """/limit N or /limit off: at most N pushes a local day; further stories roll into the next digest."""
+        chat, text = request.chat, request.args.strip().lower()
+        if text == OFF:
+            self.s.digests.set_modes(chat.id, daily_limit=None)
+            return [self._reply(chat.lang, "limit.off")]
+        if not (text.isdigit() and len(text) <= 4 and int(text) >= 1):
+            _, _, limit = self.s.digests.modes(chat.id)
+            shown = self.i18n.plain(chat.lang, "settings.off") if limit is None else limit
+            return [self._reply(chat.lang, "limit.usage", limit=shown)]
+        self.s.digests.set_modes(chat.id, daily_limit=int(text))
+        return [self._reply(chat.lang, "limit.done", limit=int(text))]
+
     def timezone(self, request: Request) -> list[Reply]:
         """/timezone ZONE: the chat's time zone (IANA names, WIB/WITA/WIT, UTC, UTC+7)."""
         chat, text = request.chat, request.args.strip()
@@ -765,6 +829,7 @@ class Conversation:
         if zone is None:
             return [self._reply(chat.lang, "timezone.unknown", zone=truncate(text, NAME_CHARS))]
         self.s.schedule.set_timezone(chat.id, zone)
+        self.s.digests.rescheduled(chat.id)  # waiting digests move to the new local times
         return [self._reply(chat.lang, "timezone.done", zone=zone, time=self._clock_text(chat.id))]
 
     def silent(self, request: Request) -> list[Reply]:
@@ -907,6 +972,9 @@ COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.TIMEZONE, Conversation.timezone, Access.CHAT_ADMIN),
     CommandSpec(Command.SILENT, Conversation.silent, Access.CHAT_ADMIN),
     CommandSpec(Command.SNOOZE, Conversation.snooze, Access.CHAT_ADMIN),
+    CommandSpec(Command.DIGEST, Conversation.digest, Access.CHAT_ADMIN),
+    CommandSpec(Command.QUIET, Conversation.quiet, Access.CHAT_ADMIN),
+    CommandSpec(Command.LIMIT, Conversation.limit, Access.CHAT_ADMIN),
     CommandSpec(Command.ADDFEED, Conversation.addfeed, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.FEEDS, Conversation.feeds, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.REMOVEFEED, Conversation.removefeed, Access.BOT_ADMIN, in_menu=False),

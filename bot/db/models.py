@@ -212,6 +212,12 @@ class Chat(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     # /silent on: pushes arrive without a notification sound (disable_notification).
     silent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # /digest: "hourly" or local times "07:00,19:00"; NULL: instant pushes.
+    digest: Mapped[str | None] = mapped_column(String(200))
+    # /quiet: local "22:00-06:00" (may cross midnight); NULL: none.
+    quiet: Mapped[str | None] = mapped_column(String(11))
+    # /limit: instant pushes per local day; past it stories roll into the next digest. NULL: no cap.
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
 
 
 class Subscription(Base):
@@ -292,6 +298,9 @@ class Delivery(Base):
     # The query follow that matched (the push names it); NULL when a plain tag follow did. No
     # foreign key: a follow removed before the send just goes unnamed (and SQLite adds the column in place).
     follow_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The digest that owns this story (digest mode, quiet hours, over the cap): never claimed as an
+    # instant push, sent inside exactly that digest. No foreign key: added in place on SQLite.
+    digest_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 
@@ -319,3 +328,23 @@ class StoryMute(Base):
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
     story_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Digest(Base):
+    """One digest message (or a few, when long) for a chat, due at a moment: it OWNS its stories
+    (deliveries.digest_id) and goes through the same outbox states as a delivery."""
+
+    __tablename__ = "digests"
+    __table_args__ = (Index("ix_digests_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[datetime]
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]  # the claim's lease while `sending`; the retry time while `retry`
+    message_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]

@@ -140,8 +140,9 @@ class DeliveryService:
             return (
                 select(Delivery.id, Delivery.chat_id)
                 .join(Chat, Chat.id == Delivery.chat_id)
-                # A chat that blocked or removed the bot gets no more send attempts.
-                .where(condition, Chat.kind.in_(kind_values), Chat.active.is_(True))
+                # A chat that blocked or removed the bot gets no more send attempts; a story a digest
+                # owns goes out inside that digest only (bot/services/digests.py).
+                .where(condition, Chat.kind.in_(kind_values), Chat.active.is_(True), Delivery.digest_id.is_(None))
                 .order_by(*order)
                 .limit(window)
                 .with_for_update(skip_locked=True, of=Delivery)

@@ -24,6 +24,7 @@ from bot.jobs import SummaryNotReady
 from bot.services.chats import ChatService
 from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
+from bot.services.digest_sender import DigestLane
 from bot.services.fanout import FanoutService
 from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, Transport
 
@@ -89,8 +90,10 @@ class PushLoop:
         concurrency: int = 60,
         drain_timeout: float = 10.0,
         on_parked: ParkedHook | None = None,
+        digests: DigestLane | None = None,
     ) -> None:
         self.stats = PushStats()
+        self._digests = digests  # due digests fill the slots instant pushes leave free
         self._transport = transport
         self._render_push = render
         self._summaries = summaries
@@ -136,6 +139,8 @@ class PushLoop:
                 try:
                     # Every `sending` row of our chat kinds was left by a process that died.
                     self.stats.requeued += await self._db(self._deliveries.recover_orphans, kinds=self._kinds, all_sending=True)
+                    if self._digests is not None:
+                        self.stats.requeued += await self._db(self._digests.recover, True)
                     break
                 except Exception:
                     failures += 1
@@ -155,6 +160,8 @@ class PushLoop:
                     if now - last_lease_check >= LEASE_CHECK_SECONDS:
                         last_lease_check = now
                         self.stats.requeued += await self._db(self._deliveries.recover_orphans, kinds=self._kinds)
+                        if self._digests is not None:
+                            self.stats.requeued += await self._db(self._digests.recover, False)
                     self._wake.clear()
                     claimed = await self._claim()
                     failures = 0
@@ -215,7 +222,18 @@ class PushLoop:
             task = asyncio.create_task(self._deliver(delivery), name=f"push-{delivery.id}")
             self._tasks[task] = delivery.chat_id
             task.add_done_callback(self._task_done)
-        return len(claimed)
+        return len(claimed) + await self._claim_digests(free - len(claimed), exclude | {d.chat_id for d in claimed})
+
+    async def _claim_digests(self, free: int, exclude: set[int]) -> int:
+        """Due digests, oldest due first, in the slots instant pushes left (breaking news first)."""
+        if self._digests is None or free <= 0:
+            return 0
+        digests = await self._db(self._digests.claim, free, exclude)
+        for digest in digests:
+            task = asyncio.create_task(self._digests.deliver(digest), name=f"digest-{digest.id}")
+            self._tasks[task] = digest.chat_id
+            task.add_done_callback(self._task_done)
+        return len(digests)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
