@@ -398,7 +398,8 @@ def test_the_command_table_is_the_one_source_of_access_and_menu() -> None:
     assert {c for c, spec in COMMANDS.items() if spec.access is Access.BOT_ADMIN} == {
         Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}
     assert {c for c, spec in COMMANDS.items() if spec.access is Access.CHAT_ADMIN} == {
-        Command.FOLLOW, Command.UNFOLLOW, Command.LANG, Command.TIMEZONE, Command.SILENT, Command.SNOOZE}
+        Command.FOLLOW, Command.UNFOLLOW, Command.LANG, Command.TIMEZONE, Command.SILENT, Command.SNOOZE,
+        Command.DIGEST, Command.QUIET, Command.LIMIT}
     assert not set(MENU_COMMANDS) & {Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}
 
 

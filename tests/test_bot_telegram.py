@@ -116,7 +116,8 @@ async def test_menus_are_set_in_english_and_indonesian(bot: Bot, i18n: I18n) -> 
     assert english["follow"] == i18n.plain("en", "cmd.follow")
     assert indonesian["follow"] == i18n.plain("id", "cmd.follow")
     assert set(english) == set(indonesian) == {"start", "help", "follow", "unfollow", "following", "preview", "tags", "latest",
-                                               "search", "summary", "lang", "settings", "timezone", "silent", "snooze"}
+                                               "search", "summary", "lang", "settings", "timezone", "silent", "snooze",
+                                               "digest", "quiet", "limit"}
 
 
 async def test_private_conversation(bot: Bot, i18n: I18n) -> None:

@@ -252,3 +252,115 @@ async def test_snoozed_keyword_follow_and_another_running_follow(bot: Bot, i18n:
     assert await deliveries_once_fanned_out(bot, READER) == [wheat, bread]
     [*_, push] = await bot.said(READER, 7)
     assert "Roti gandum Rusia" in push.text and i18n.plain("en", "push.matched", query="gandum") in push.text
+
+
+# --- digests, quiet hours, caps ---------------------------------------------------------------
+
+def digest_state(bot: Bot, chat_id: int) -> list[tuple[int, DeliveryStatus, bool]]:
+    """(article, status, owned by a digest) of every delivery to the chat."""
+    with services(bot).db.session() as session:
+        return [(article_id, DeliveryStatus(status), digest_id is not None) for article_id, status, digest_id in session.execute(
+            select(Delivery.article_id, Delivery.status, Delivery.digest_id).where(Delivery.chat_id == chat_id)
+            .order_by(Delivery.id))]
+
+
+async def no_message_after(bot: Bot, chat_id: int, count: int) -> None:
+    """Nothing more reaches the chat within a few push-loop rounds."""
+    await asyncio.sleep(1.2)  # the push loop polls every 0.5 s: two rounds that could have sent
+    assert len(bot.server.sent_messages(chat_id)) == count, [m.text for m in bot.server.sent_messages(chat_id)[count:]]
+
+
+async def test_daily_digest_at_local_time_across_a_zone_change(bot: Bot, i18n: I18n, clock: Clock) -> None:
+    await bot.ask(READER, "/follow Rusia, Ekonomi")
+    await bot.ask(READER, "/timezone WIT")  # 08:30 there: the next 07:00 is tomorrow
+    assert await bot.ask(READER, "/digest daily 07:00") == i18n.t("en", "digest.done", mode=i18n.plain(
+        "en", "digest.daily", times="07:00", zone="Asia/Jayapura"))
+    first = await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])
+    second = await store(bot, "Harga beras", OTHER, ["Ekonomi"])
+    assert await deliveries_once_fanned_out(bot, READER) == [first, second]
+    assert [owned for _, _, owned in digest_state(bot, READER)] == [True, True]
+    # In WIB it is 06:30: the waiting digest moves to 07:00 WIB, half an hour from now.
+    await bot.ask(READER, "/timezone WIB")
+    assert "Waiting for the next digest: 2" in await bot.ask(READER, "/settings")
+    clock.advance(timedelta(minutes=29))
+    await no_message_after(bot, READER, 5)
+    clock.advance(timedelta(minutes=2))
+    [*_, digest] = await bot.said(READER, 6)
+    assert digest.text.startswith(i18n.t("en", "digest.header", count=2))
+    assert "Rusia dan anggaran" in digest.text and "Harga beras" in digest.text
+    assert "<b>Rusia</b>" in digest.text and "<b>Ekonomi</b>" in digest.text  # grouped by follow
+    assert "<blockquote expandable>" in digest.text
+    assert [data for _, data in digest.buttons()] == [f"sum:{first}", f"sum:{second}"]
+    assert await eventually(lambda: [status for _, status, _ in digest_state(bot, READER)] == [DeliveryStatus.SENT] * 2)
+    # The next story waits for tomorrow's 07:00 WIB; nothing new: no message at all.
+    third = await store(bot, "Rusia dan sepak bola", THIRD, ["Rusia"])
+    assert await deliveries_once_fanned_out(bot, READER) == [first, second, third]
+    clock.advance(timedelta(hours=23, minutes=58))
+    await no_message_after(bot, READER, 6)
+    clock.advance(timedelta(minutes=2))
+    [*_, tomorrow] = await bot.said(READER, 7)
+    assert tomorrow.text.startswith(i18n.t("en", "digest.header", count=1)) and "Rusia dan sepak bola" in tomorrow.text
+    clock.advance(timedelta(days=1))
+    await no_message_after(bot, READER, 7)
+
+
+async def test_quiet_hours_across_midnight_end_in_one_digest(bot: Bot, i18n: I18n, clock: Clock) -> None:
+    await bot.ask(READER, "/follow Rusia")
+    assert await bot.ask(READER, "/quiet 22:00-06:00") == i18n.t("en", "quiet.done", quiet="22:00-06:00", zone="UTC")
+    await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])  # 23:30: quiet
+    clock.advance(timedelta(hours=1))  # 00:30, past midnight: still quiet
+    await store(bot, "Rusia dan hujan", OTHER, ["Rusia"])
+    await deliveries_once_fanned_out(bot, READER)
+    clock.advance(timedelta(hours=5, minutes=29))  # 05:59
+    await no_message_after(bot, READER, 2)
+    clock.advance(timedelta(minutes=2))  # 06:01: quiet hours are over
+    [*_, digest] = await bot.said(READER, 3)
+    assert digest.text.startswith(i18n.t("en", "digest.header", count=2))
+    # Outside quiet hours pushes are instant again.
+    await store(bot, "Rusia dan sepak bola", THIRD, ["Rusia"])
+    [*_, push] = await bot.said(READER, 4)
+    assert "Rusia dan sepak bola" in push.text and not push.text.startswith(i18n.t("en", "digest.header", count=1))
+    assert await bot.ask(READER, "/quiet off") == i18n.t("en", "quiet.off")
+
+
+async def test_cap_rolls_into_the_end_of_day_digest(bot: Bot, i18n: I18n, clock: Clock) -> None:
+    await bot.ask(READER, "/follow Rusia")
+    assert await bot.ask(READER, "/limit 1") == i18n.t("en", "limit.done", limit=1)
+    await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])
+    [*_, push] = await bot.said(READER, 3)
+    assert "Rusia dan anggaran" in push.text
+    await store(bot, "Rusia dan hujan", OTHER, ["Rusia"])  # past the cap: waits for 23:59
+    await deliveries_once_fanned_out(bot, READER)
+    await no_message_after(bot, READER, 3)
+    clock.advance(timedelta(minutes=30))
+    [*_, digest] = await bot.said(READER, 4)
+    assert digest.text.startswith(i18n.t("en", "digest.header", count=1)) and "Rusia dan hujan" in digest.text
+    # A new local day: the cap starts again.
+    await store(bot, "Rusia dan sepak bola", THIRD, ["Rusia"])
+    [*_, push] = await bot.said(READER, 5)
+    assert "Rusia dan sepak bola" in push.text and not push.text.startswith(i18n.t("en", "digest.header", count=1))
+
+
+async def test_switching_digest_off_sends_what_waits_as_pushes(bot: Bot, i18n: I18n) -> None:
+    await bot.ask(READER, "/follow Rusia")
+    assert await bot.ask(READER, "/digest hourly") == i18n.t("en", "digest.done", mode=i18n.plain("en", "digest.hourly"))
+    first = await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])
+    await deliveries_once_fanned_out(bot, READER)
+    await no_message_after(bot, READER, 2)
+    assert await bot.ask(READER, "/digest off") == i18n.t("en", "digest.done", mode=i18n.plain("en", "digest.instant"))
+    [*_, push] = await bot.said(READER, 4)
+    assert "Rusia dan anggaran" in push.text
+    assert await eventually(lambda: digest_state(bot, READER) == [(first, DeliveryStatus.SENT, False)])
+    assert await bot.ask(READER, "/digest weekly") == i18n.t("en", "digest.usage", mode=i18n.plain("en", "digest.instant"))
+    assert await bot.ask(READER, "/digest daily 25:00") == i18n.t("en", "digest.usage", mode=i18n.plain("en", "digest.instant"))
+
+
+async def test_a_digest_of_unfollowed_stories_sends_nothing(bot: Bot, clock: Clock) -> None:
+    await bot.ask(READER, "/follow Rusia")
+    await bot.ask(READER, "/digest hourly")
+    await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])
+    await deliveries_once_fanned_out(bot, READER)
+    await bot.ask(READER, "/unfollow Rusia")
+    clock.advance(timedelta(hours=1))
+    await no_message_after(bot, READER, 3)
+    assert await eventually(lambda: [status for _, status, _ in digest_state(bot, READER)] == [DeliveryStatus.CANCELLED])

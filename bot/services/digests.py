@@ -301,12 +301,15 @@ class DigestService:
 
     @staticmethod
     def _load(session: Session, digest_id: int) -> ClaimedDigest:
+        """The claimed digest with its stories; a story whose follow is gone is cancelled, as an
+        instant push of it would be."""
         digest = session.get_one(Digest, digest_id)
         chat = session.get_one(Chat, digest.chat_id)
         rows = session.execute(select(Delivery.id, Delivery.article_id, Delivery.follow_id)
                                .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING)
                                .order_by(Delivery.id)).all()
         stories = []
+        dropped: list[int] = []
         for delivery_id, article_id, follow_id in rows:
             follow = session.scalar(select(Follow.text).where(Follow.id == follow_id)) if follow_id is not None else None
             if follow is None:
@@ -315,7 +318,13 @@ class DigestService:
                                                                  Subscription.chat_id == digest.chat_id))
                                         .where(ArticleTag.article_id == article_id).order_by(Tag.name)).all()
                 follow = ", ".join(names)
+            if not follow:
+                dropped.append(delivery_id)
+                continue
             stories.append(DigestStory(delivery_id, article_id, follow))
+        if dropped:
+            session.execute(update(Delivery).where(Delivery.id.in_(dropped)).values(
+                status=DeliveryStatus.CANCELLED, last_error="the chat no longer follows the article's tags"))
         return ClaimedDigest(id=digest.id, chat_id=digest.chat_id, lang=normalize_lang(chat.lang) or DEFAULT_LANG,
                              silent=chat.silent, due_at=digest.due_at, attempts=digest.attempts, stories=tuple(stories))
 
