@@ -6,6 +6,8 @@ services here; the push loop is assembled here too, with whatever transport the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -32,12 +34,14 @@ from bot.services.digest_sender import DigestLane, DigestRenderer
 from bot.services.digests import ClaimedDigest, DigestService, DigestStory
 from bot.services.fanout import FanoutService
 from bot.services.follows import FollowService
-from bot.services.pushes import ParkedHook, PushLoop, PushRenderer
+from bot.services.pushes import ParkedHook, PushLoop, PushRenderer, TopicHook
 from bot.services.schedule import ScheduleService
-from bot.services.sending import SendPacer, Transport
+from bot.services.sending import SendError, SendPacer, Transport
 from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
 from summarizer.config import is_disabled
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -130,7 +134,7 @@ def push_renderer(services: Services) -> PushRenderer:
         message = render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
                               followed_tag_ids=delivery.followed_tag_ids, translation=translation,
                               matched_follow=delivery.matched_follow, story_id=delivery.story_id)
-        return replace(message, silent=delivery.silent)
+        return replace(message, silent=delivery.silent, thread_id=delivery.thread_id)
 
     return render
 
@@ -173,4 +177,23 @@ def build_push_loop(
         on_parked=on_parked,
         digests=DigestLane(services.digests, services.chats, services.summaries, transport, digest_renderer(services),
                            kinds=kinds, limiter=limiter),
+        on_topic_closed=topic_fallback(services, transport),
     )
+
+
+def topic_fallback(services: Services, transport: Transport) -> TopicHook:
+    """A closed or deleted forum topic: its follows fall back to General, and the chat's admins
+    are told there once (the second push to that topic finds no follow routed to it any more)."""
+
+    async def fallback(chat_id: int, thread_id: int | None) -> None:
+        moved = await asyncio.to_thread(services.schedule.drop_topic, chat_id, thread_id)
+        if not moved:
+            return
+        chat = await asyncio.to_thread(services.chats.get, chat_id)
+        lang = chat.lang if chat is not None else services.i18n.default
+        try:
+            await transport.send(chat_id, Reply(services.i18n.t(lang, "topic.closed", topic=thread_id or 0)))
+        except SendError:
+            log.warning("cannot tell chat %s that topic %s is closed", chat_id, thread_id, exc_info=True)
+
+    return fallback

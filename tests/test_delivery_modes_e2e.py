@@ -364,3 +364,37 @@ async def test_a_digest_of_unfollowed_stories_sends_nothing(bot: Bot, clock: Clo
     clock.advance(timedelta(hours=1))
     await no_message_after(bot, READER, 3)
     assert await eventually(lambda: [status for _, status, _ in digest_state(bot, READER)] == [DeliveryStatus.CANCELLED])
+
+
+# --- forum topics ------------------------------------------------------------------------------
+
+FORUM = -100888
+TOPIC = 42
+
+
+async def test_forum_topic_routing_and_closed_topic_fallback(bot: Bot, i18n: I18n) -> None:
+    bot.server.register_chat(FORUM, "supergroup", "Forum", admins=[READER])
+    # A follow made in a topic: answered in that topic, and its pushes go there.
+    assert await bot.ask(READER, "/follow Rusia", chat_id=FORUM, thread_id=TOPIC) == i18n.t("en", "follow.added", tags="Rusia")
+    assert bot.server.sent_messages(FORUM)[-1].message_thread_id == TOPIC
+    # /follow in General works as today.
+    assert await bot.ask(READER, "/follow Ekonomi", chat_id=FORUM) == i18n.t("en", "follow.added", tags="Ekonomi")
+    assert bot.server.sent_messages(FORUM)[-1].message_thread_id is None
+    await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])
+    [*_, push] = await bot.said(FORUM, 3)
+    assert "Rusia dan anggaran" in push.text and push.message_thread_id == TOPIC
+    await store(bot, "Harga beras", OTHER, ["Ekonomi"])
+    [*_, push] = await bot.said(FORUM, 4)
+    assert "Harga beras" in push.text and push.message_thread_id is None
+    # The topic is closed: the follow falls back to General and admins are told there, once.
+    bot.server.close_topic(FORUM, TOPIC)
+    await store(bot, "Rusia dan sepak bola", THIRD, ["Rusia"])
+    [*_, notice, push] = await bot.said(FORUM, 6)
+    assert notice.text == i18n.t("en", "topic.closed", topic=TOPIC) and notice.message_thread_id is None
+    assert "Rusia dan sepak bola" in push.text and push.message_thread_id is None
+    await store(bot, "Rusia dan hujan lagi", "Banjir besar melanda pesisir utara setelah hujan tiga hari. " + THIRD[:80],
+                ["Rusia"])
+    [*_, push] = await bot.said(FORUM, 7)
+    assert "Rusia dan hujan lagi" in push.text and push.message_thread_id is None
+    await no_message_after(bot, FORUM, 7)
+    assert sum(m.text == notice.text for m in bot.server.sent_messages(FORUM)) == 1

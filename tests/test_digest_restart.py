@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from test_push_e2e_restart import wait_until
 
 from bot.db import Database
 from bot.db.models import Chat, Delivery, DeliveryStatus, Digest
@@ -27,14 +28,14 @@ from bot.services.fanout import FanoutService
 from conftest import make_settings
 from fakebotapi import FakeBotApi
 from test_fanout import World
-from test_push_e2e_restart import wait_until
 
 READERS = [201, 202, 203]
 STORIES = 14  # about three messages per digest
-WORDS = ("harga beras jagung kedelai minyak listrik tarif kereta bandara pelabuhan sekolah guru rumah sakit dokter "
+_VOCABULARY = ("harga beras jagung kedelai minyak listrik tarif kereta bandara pelabuhan sekolah guru rumah sakit dokter "
          "petani nelayan hujan banjir gempa gunung pantai kota desa jalan tol jembatan pasar saham bank rupiah "
          "ekspor impor pajak anggaran menteri presiden gubernur bupati polisi hakim sidang partai pemilu suara "
-         "kampanye sepak bola pelatih pemain stadion tiket musik film buku teknologi internet telepon data").split()
+         "kampanye sepak bola pelatih pemain stadion tiket musik film buku teknologi internet telepon data")
+WORDS = _VOCABULARY.split()
 
 
 def body(seed: int) -> str:

@@ -504,7 +504,13 @@ class Conversation:
         suggestion = self._suggestion(lang, parsed)
         if suggestion is not None:
             return [suggestion]
-        return self._follow_queries(chat, parsed.follows, parsed.dropped)
+        replies = self._follow_queries(chat, parsed.follows, parsed.dropped)
+        if chat.kind is ChatKind.SUPERGROUP:
+            # In a forum topic the follow pushes to that topic; in General (or a plain group) to the chat.
+            wanted = {query.key for query in parsed.follows}
+            followed = [ref.query.key for ref in self.s.follows.of_chat(chat.id) if ref.query.key in wanted]
+            self.s.schedule.route_topic(chat.id, followed, request.incoming.thread_id)
+        return replies
 
     def _suggestion(self, lang: str, parsed: ParsedQuery) -> Reply | None:
         """"Did you mean Rusia?" when the whole query is one word that is no tag but close to one."""

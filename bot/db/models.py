@@ -301,6 +301,8 @@ class Delivery(Base):
     # The digest that owns this story (digest mode, quiet hours, over the cap): never claimed as an
     # instant push, sent inside exactly that digest. No foreign key: added in place on SQLite.
     digest_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # The forum topic the push goes to (the follow was made there); NULL: the chat itself / General.
+    message_thread_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 
@@ -348,3 +350,17 @@ class Digest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class FollowTopic(Base):
+    """A follow made inside a forum topic: its pushes go to that topic (message_thread_id).
+
+    Keyed like snoozes by the follow's FollowQuery.key, whichever table holds the follow.
+    """
+
+    __tablename__ = "follow_topics"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    thread_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -55,6 +55,7 @@ class ClaimedDelivery:
     followed_tag_ids: frozenset[int] = frozenset()  # the article's tags the chat follows now
     matched_follow: tuple[int, str] | None = None  # the query follow that matched (id, text), if it still exists
     silent: bool = False  # the chat's /silent: no notification sound
+    thread_id: int | None = None  # the forum topic of the follow that brought it
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class DeliveryService:
             rows = session.execute(
                 select(
                     Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang,
-                    Delivery.attempts, Chat.silent,
+                    Delivery.attempts, Chat.silent, Delivery.message_thread_id,
                 )
                 .join(Chat, Chat.id == Delivery.chat_id)
                 .where(Delivery.id.in_(chosen))
@@ -212,6 +213,7 @@ class DeliveryService:
                 followed_tag_ids=frozenset(followed.get(row[0], ())),
                 matched_follow=matched.get(row[0]),
                 silent=bool(row[7]),
+                thread_id=row[8],
             )
             for row in rows
         ]

@@ -28,7 +28,7 @@ from bot.i18n import DEFAULT_LANG, normalize_lang
 from bot.services.contracts import SummaryProvider
 from bot.services.digests import route_new
 from bot.services.follows import article_text, query_followers
-from bot.services.schedule import snoozed_follows, snoozed_tag_followers
+from bot.services.schedule import snoozed_follows, snoozed_tag_followers, topics_for
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,11 @@ class FanoutService:
             matched = self._query_followers(session, article_id, story_id, {chat_id for chat_id, _ in followers}, now)
             followers += [(chat_id, lang) for chat_id, (_, lang) in matched.items()]
             chat_ids = [chat_id for chat_id, _ in followers]
-            # Digest mode, quiet hours, over the cap: the story joins a digest in this same transaction.
-            self._insert(session, article_id, story_id, chat_ids,
-                         {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()}, route_new(session, chat_ids, now))
+            follow_ids = {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()}
+            # Digest mode, quiet hours, over the cap: the story joins a digest in this same transaction;
+            # a follow made in a forum topic sends it to that topic.
+            self._insert(session, article_id, story_id, chat_ids, follow_ids, route_new(session, chat_ids, now),
+                         topics_for(session, article_id, chat_ids, follow_ids))
             langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for _, lang in followers}))
         log.info("fan-out of article %s: %d deliveries", article_id, len(followers))
         return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(followers), langs=langs)
@@ -159,7 +161,8 @@ class FanoutService:
         return matched
 
     def _insert(self, session: Session, article_id: int, story_id: int, chat_ids: list[int],
-                follow_ids: dict[int, int] | None = None, digest_ids: dict[int, int] | None = None) -> None:
+                follow_ids: dict[int, int] | None = None, digest_ids: dict[int, int] | None = None,
+                thread_ids: dict[int, int] | None = None) -> None:
         """Insert pending deliveries; a concurrent fan-out of the same story wins silently."""
         if not chat_ids:
             return
@@ -177,6 +180,7 @@ class FanoutService:
                     "updated_at": now,
                     "follow_id": (follow_ids or {}).get(chat_id),
                     "digest_id": (digest_ids or {}).get(chat_id),
+                    "message_thread_id": (thread_ids or {}).get(chat_id),
                 }
                 for chat_id in chat_ids[start : start + INSERT_CHUNK]
             ]

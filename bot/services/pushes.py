@@ -26,7 +26,7 @@ from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
 from bot.services.digest_sender import DigestLane
 from bot.services.fanout import FanoutService
-from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, Transport
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, TopicClosed, Transport
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class ParkedNotice:
 ParkedHook = Callable[[ParkedNotice], Awaitable[None]]
 # Turns a claimed delivery, its article and the summary in the chat's language into the message.
 PushRenderer = Callable[[ClaimedDelivery, ArticleView, ArticleSummary], Reply]
+# A forum topic was closed or deleted under a push: (chat id, topic) -> fall back to General.
+TopicHook = Callable[[int, int | None], Awaitable[None]]
 
 
 @dataclass
@@ -91,9 +93,11 @@ class PushLoop:
         drain_timeout: float = 10.0,
         on_parked: ParkedHook | None = None,
         digests: DigestLane | None = None,
+        on_topic_closed: TopicHook | None = None,
     ) -> None:
         self.stats = PushStats()
         self._digests = digests  # due digests fill the slots instant pushes leave free
+        self._on_topic_closed = on_topic_closed
         self._transport = transport
         self._render_push = render
         self._summaries = summaries
@@ -283,6 +287,15 @@ class PushLoop:
             return
         except ChatMoved as error:
             await self._db(self._chats.migrate, delivery.chat_id, error.new_chat_id)
+            self.kick()
+            return
+        except TopicClosed as error:
+            if self._on_topic_closed is None:
+                await self._failed(delivery, str(error))
+                return
+            # The topic's follows and unsent pushes (this one too) fall back to General; sent again now.
+            await self._on_topic_closed(delivery.chat_id, delivery.thread_id)
+            await self._db(self._deliveries.reschedule, delivery.id, 0.0, str(error))
             self.kick()
             return
         except SendError as error:

@@ -23,7 +23,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.db.models import ArticleTag, Chat, Delivery, DeliveryStatus, Follow, Snooze, StoryMute, Subscription
+from bot.db.models import ArticleTag, Chat, Delivery, DeliveryStatus, Follow, FollowTopic, Snooze, StoryMute, Subscription
 from bot.i18n import normalize_lang
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,29 @@ class ScheduleService:
                                    .order_by(Snooze.until, Snooze.key)).all()
             return [SnoozeView(row.key, row.text, _aware(row.until)) for row in rows]
 
+    # --- forum topics -------------------------------------------------------------------------
+    def route_topic(self, chat_id: int, keys: Collection[str], thread_id: int | None) -> None:
+        """Follows made (or made again) in a forum topic push there; made in General, to General."""
+        with self._db.session() as session:
+            session.execute(delete(FollowTopic).where(FollowTopic.chat_id == chat_id, FollowTopic.key.in_(sorted(keys))))
+            if thread_id is not None:
+                now = self._now()
+                session.add_all(FollowTopic(chat_id=chat_id, key=key, thread_id=thread_id, created_at=now) for key in keys)
+
+    def drop_topic(self, chat_id: int, thread_id: int | None) -> int:
+        """The topic is closed or deleted: its follows and unsent pushes fall back to General.
+        Returns how many follows were routed there (0 the second time: admins are told once)."""
+        if thread_id is None:
+            return 0
+        with self._db.session() as session:
+            result = session.execute(delete(FollowTopic).where(FollowTopic.chat_id == chat_id,
+                                                               FollowTopic.thread_id == thread_id))
+            session.execute(update(Delivery).where(
+                Delivery.chat_id == chat_id, Delivery.message_thread_id == thread_id,
+                Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING)))
+                .values(message_thread_id=None))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     # --- story mutes ----------------------------------------------------------------------------
     def mute_story(self, chat_id: int, story_id: int) -> None:
         """No more of this story for the chat: recorded (for near-duplicates and later updates)
@@ -242,3 +265,29 @@ def snoozed_follows(session: Session, now: datetime) -> set[int]:
     return set(session.scalars(
         select(Follow.id).join(Snooze, and_(Snooze.chat_id == Follow.chat_id, Snooze.key == Follow.key))
         .where(Snooze.until > now)))
+
+
+def topics_for(session: Session, article_id: int, chat_ids: Collection[int], follow_ids: Mapping[int, int]) -> dict[int, int]:
+    """chat -> the forum topic of a follow that brought the article there (chats without topics left out)."""
+    if not chat_ids:
+        return {}
+    routed: dict[int, dict[str, int]] = {}
+    ordered = sorted(chat_ids)
+    for start in range(0, len(ordered), CHUNK):
+        for chat_id, key, thread_id in session.execute(select(FollowTopic.chat_id, FollowTopic.key, FollowTopic.thread_id)
+                                                       .where(FollowTopic.chat_id.in_(ordered[start:start + CHUNK]))):
+            routed.setdefault(chat_id, {})[key] = thread_id
+    if not routed:
+        return {}
+    tags = [f"#{tag_id}" for tag_id in session.scalars(select(ArticleTag.tag_id).where(ArticleTag.article_id == article_id)
+                                                        .order_by(ArticleTag.tag_id))]
+    follow_keys = dict(session.execute(select(Follow.id, Follow.key).where(
+        Follow.id.in_(sorted({follow_ids[c] for c in routed if c in follow_ids}))))) if follow_ids else {}
+    result: dict[int, int] = {}
+    for chat_id, keys in routed.items():
+        candidates = [follow_keys[follow_ids[chat_id]]] if chat_id in follow_ids and follow_ids[chat_id] in follow_keys else []
+        for key in [*candidates, *tags]:
+            if key in keys:
+                result[chat_id] = keys[key]
+                break
+    return result

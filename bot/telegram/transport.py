@@ -17,7 +17,7 @@ from telegram.error import RetryAfter as PtbRetryAfter
 from telegram.ext import Defaults
 
 from bot.conversation.messages import Reply
-from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, TransientSendError
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, TopicClosed, TransientSendError
 from bot.telegram.ratelimit import Priority, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ _GONE_MARKERS = (
     "group chat was deactivated",
     "peer_id_invalid",
 )
+
+
+# BadRequest descriptions that mean the forum topic is closed or gone (the chat itself is fine).
+_TOPIC_MARKERS = ("topic_closed", "topic_deleted", "message thread not found", "topic_id_invalid")
 
 
 def send_defaults() -> Defaults:
@@ -58,6 +62,8 @@ async def send_message(bot: Any, chat_id: int, message: Reply, priority: Priorit
         kwargs["rate_limit_args"] = int(priority)
     if message.silent:
         kwargs["disable_notification"] = True
+    if message.thread_id is not None:
+        kwargs["message_thread_id"] = message.thread_id
     sent = await bot.send_message(chat_id=chat_id, text=message.text, reply_markup=reply_markup(message), **kwargs)
     return int(sent.message_id)
 
@@ -72,6 +78,8 @@ def classify(error: TelegramError, secret: str = "") -> SendError:
         return ChatGone(f"forbidden: {error.message}")
     if isinstance(error, ChatMigrated):
         return ChatMoved(int(error.new_chat_id))
+    if isinstance(error, BadRequest) and any(marker in error.message.lower() for marker in _TOPIC_MARKERS):
+        return TopicClosed(f"bad request: {error.message}")
     if isinstance(error, BadRequest) and any(marker in error.message.lower() for marker in _GONE_MARKERS):
         return ChatGone(f"bad request: {error.message}")
     if isinstance(error, NetworkError | TelegramError):

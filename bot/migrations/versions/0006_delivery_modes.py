@@ -26,6 +26,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('daily_limit', sa.Integer(), nullable=True))
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('digest_id', sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column('message_thread_id', sa.BigInteger(), nullable=True))
         batch_op.create_index(batch_op.f('ix_deliveries_digest_id'), ['digest_id'], unique=False)
     op.create_table('digests',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -55,6 +56,14 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], name=op.f('fk_snoozes_chat_id_chats'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('chat_id', 'key', name=op.f('pk_snoozes'))
     )
+    op.create_table('follow_topics',
+    sa.Column('chat_id', sa.BigInteger(), nullable=False),
+    sa.Column('key', sa.String(length=1000), nullable=False),
+    sa.Column('thread_id', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], name=op.f('fk_follow_topics_chat_id_chats'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('chat_id', 'key', name=op.f('pk_follow_topics'))
+    )
     op.create_table('story_mutes',
     sa.Column('chat_id', sa.BigInteger(), nullable=False),
     sa.Column('story_id', sa.BigInteger(), nullable=False),
@@ -65,6 +74,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('follow_topics')
     op.drop_table('digests')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deliveries_digest_id'))
@@ -77,11 +87,13 @@ def downgrade() -> None:
 
         if sqlite3.sqlite_version_info < (3, 35):
             raise RuntimeError("downgrading 0006 needs SQLite 3.35 or newer (ALTER TABLE DROP COLUMN)")
+        op.execute("ALTER TABLE deliveries DROP COLUMN message_thread_id")
         op.execute("ALTER TABLE deliveries DROP COLUMN digest_id")
         for name in ("daily_limit", "quiet", "digest", "silent"):
             op.execute(f"ALTER TABLE chats DROP COLUMN {name}")
         op.execute("ALTER TABLE chats DROP COLUMN timezone")
     else:
+        op.drop_column('deliveries', 'message_thread_id')
         op.drop_column('deliveries', 'digest_id')
         for name in ("daily_limit", "quiet", "digest", "silent", "timezone"):
             op.drop_column('chats', name)
