@@ -53,7 +53,7 @@ def render_digest(items: Sequence[DigestItem], lang: str, i18n: I18n, *, silent:
 
     def flush() -> None:
         nonlocal lines, buttons, size
-        messages.append(Reply(Html("\n".join(lines)), tuple(buttons), silent=silent))
+        messages.append(Reply(Html("\n".join(lines)), tuple(buttons), silent=silent, bulk=True))
         lines, buttons = [i18n.t(lang, "digest.continued")], []
         size = telegram_length(lines[0])
 
@@ -75,5 +75,5 @@ def render_digest(items: Sequence[DigestItem], lang: str, i18n: I18n, *, silent:
             label = i18n.plain(lang, "btn.summary", id=item.article_id, title=truncate(item.title, BUTTON_TITLE_CHARS))
             buttons.append((Button(label, CallbackKind.SUMMARY.data(item.article_id)),))
     if len(lines) > 1:
-        messages.append(Reply(Html("\n".join(lines)), tuple(buttons), silent=silent))
+        messages.append(Reply(Html("\n".join(lines)), tuple(buttons), silent=silent, bulk=True))
     return messages

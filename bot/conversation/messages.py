@@ -75,6 +75,7 @@ class Reply:
     buttons: Buttons = ()
     silent: bool = False  # sent without a notification sound (the chat's /silent on)
     thread_id: int | None = None  # the forum topic it goes to (message_thread_id); None: the chat / General
+    bulk: bool = False  # a digest part: paced after instant pushes by the shared send limiter
 
     def callback_data(self) -> list[str]:
         return [button.callback_data for row in self.buttons for button in row if button.callback_data]

@@ -96,7 +96,7 @@ class TelegramTransport:
     async def send(self, chat_id: int, message: Reply) -> int:
         """sendMessage; typed errors on failure."""
         try:
-            return await send_message(self._bot, chat_id, message, Priority.PUSH)
+            return await send_message(self._bot, chat_id, message, Priority.DIGEST if message.bulk else Priority.PUSH)
         except InvalidToken:
             raise  # not a delivery problem: the whole bot is misconfigured
         except TelegramError as error:
