@@ -202,11 +202,14 @@ async def test_snooze_skips_stories_until_it_expires(bot: Bot, i18n: I18n, clock
         "en", "snooze.done", follow="Rusia", until="2026-12-03 06:30 Asia/Jakarta")
     settings = await bot.ask(READER, "/settings")
     assert i18n.t("en", "settings.snoozed", follow="Rusia", until="2026-12-03 06:30 Asia/Jakarta") in settings
+    assert i18n.t("en", "settings.snoozed", follow="Rusia", until="2026-12-03 06:30 Asia/Jakarta") in await bot.ask(
+        READER, "/following")
+    assert any(data.startswith("wake:") for _, data in bot.server.sent_messages(READER)[-1].buttons())
     await store(bot, "Rusia dan anggaran", BODY, ["Rusia"])
     assert await deliveries_once_fanned_out(bot, READER) == []  # skipped, not saved for later
     clock.advance(timedelta(days=1, minutes=1))
     later = await store(bot, "Rusia dan hujan", OTHER, ["Rusia"])
-    [*_, push] = await bot.said(READER, 8)
+    [*_, push] = await bot.said(READER, 9)
     assert "Rusia dan hujan" in push.text
     assert await deliveries_once_fanned_out(bot, READER) == [later]
     assert i18n.t("en", "settings.snoozed", follow="Rusia", until="2026-12-03 06:30 Asia/Jakarta") not in await bot.ask(

@@ -607,8 +607,12 @@ class Conversation:
         counts = self.s.follows.week_counts(refs)
         lines = [self.i18n.t(lang, "following.header", count=len(refs))]
         lines += [self.i18n.t(lang, "following.item", query=ref.text, count=counts.get(ref.query.key, 0)) for ref in refs]
-        buttons = tuple((self._remove_button(lang, ref),) for ref in refs[:MAX_LIST_BUTTONS])
+        buttons: Buttons = tuple((self._remove_button(lang, ref),) for ref in refs[:MAX_LIST_BUTTONS])
         lines.append(self.i18n.t(lang, "following.remove_hint"))
+        # Snoozed follows, each with a button to wake it (as in /settings).
+        snoozes, wake = self._snooze_lines(request.chat)
+        lines += snoozes
+        buttons += tuple(wake[:max(0, MAX_LIST_BUTTONS * 2 - len(buttons))])
         return [Reply(Html("\n".join(fit_lines(lines))), buttons)]
 
     def _remove_button(self, lang: str, ref: FollowRef) -> Button:
