@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 
 from bot.conversation.messages import Reply
@@ -22,6 +23,9 @@ from bot.services.digests import ClaimedDigest, DigestService, DigestStory
 from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, Transport
 
 log = logging.getLogger(__name__)
+
+CACHE_SECONDS = 60.0
+CACHE_SIZE = 1024
 
 # Renders a claimed digest (its stories with their summaries) as messages; [] for nothing to say.
 DigestRenderer = Callable[[ClaimedDigest, Sequence[tuple[DigestStory, str, str | None, ArticleSummary]]], list[Reply]]
@@ -41,6 +45,8 @@ class DigestLane:
         self._kinds = frozenset(kinds)
         self._limiter = limiter
         self.sent = 0
+        # 10,000 digests due at 07:00 hold the same few stories: each title and summary is read once.
+        self._cache: dict[tuple[int, str], tuple[float, str, str | None, ArticleSummary]] = {}
 
     def claim(self, limit: int, exclude_chats: Collection[int]) -> list[ClaimedDigest]:
         return self._digests.claim_due(limit, kinds=self._kinds, exclude_chats=exclude_chats)
@@ -49,13 +55,20 @@ class DigestLane:
         return self._digests.recover_orphans(kinds=self._kinds, all_sending=all_sending)
 
     def _messages(self, digest: ClaimedDigest) -> list[Reply]:
-        titles = self._digests.article_titles([story.article_id for story in digest.stories])
+        now = time.monotonic()
+        missing = [story.article_id for story in digest.stories
+                   if (cached := self._cache.get((story.article_id, digest.lang))) is None or cached[0] <= now]
+        titles = self._digests.article_titles(missing) if missing else {}
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.clear()
+        for article_id, (title, url) in titles.items():
+            summary = self._summaries.summary(article_id, digest.lang)
+            self._cache[(article_id, digest.lang)] = (now + CACHE_SECONDS, title, url, summary)
         items = []
         for story in digest.stories:
-            if story.article_id not in titles:
-                continue
-            title, url = titles[story.article_id]
-            items.append((story, title, url, self._summaries.summary(story.article_id, digest.lang)))
+            entry = self._cache.get((story.article_id, digest.lang))
+            if entry is not None:  # an article deleted meanwhile is left out
+                items.append((story, entry[1], entry[2], entry[3]))
         return self._render(digest, items)
 
     async def deliver(self, digest: ClaimedDigest) -> None:
@@ -66,8 +79,9 @@ class DigestLane:
             log.warning("cannot render digest %s", digest.id, exc_info=True)
             await asyncio.to_thread(self._digests.fail, digest.id, f"render: {type(error).__name__}: {error}")
             return
-        sent = list(await asyncio.to_thread(self._digests.parts_sent, digest.id))
-        for message in messages[len(sent):]:
+        # Parts recorded by an earlier attempt (a crash or a failure mid-digest) are not sent again.
+        sent = list(await asyncio.to_thread(self._digests.parts_sent, digest.id)) if digest.attempts > 1 else []
+        for index, message in enumerate(messages[len(sent):], start=len(sent) + 1):
             try:
                 sent.append(await self._transport.send(digest.chat_id, message))
             except RetryAfter as error:
@@ -84,7 +98,9 @@ class DigestLane:
             except SendError as error:
                 await asyncio.to_thread(self._digests.fail, digest.id, str(error))
                 return
-            # Each part is recorded at once: a crash from here on does not send it again.
-            await asyncio.to_thread(self._digests.record_part, digest.id, sent)
+            if index < len(messages):
+                # Each part is recorded at once: a crash from here on does not send it again (the
+                # last part is recorded by mark_sent).
+                await asyncio.to_thread(self._digests.record_part, digest.id, sent)
         await asyncio.to_thread(self._digests.mark_sent, digest.id, sent)
         self.sent += 1
