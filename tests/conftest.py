@@ -159,8 +159,10 @@ def fake_bot_api() -> Iterator[object]:
 
 def help_text(i18n: Any, lang: str, zone: str = "UTC", silent: bool = False) -> str:
     """/help's answer: the commands, then this chat's delivery modes."""
-    state = i18n.plain(lang, "settings.on" if silent else "settings.off")
-    return i18n.t(lang, "help") + "\n\n" + i18n.t(lang, "help.modes", zone=zone, silent=state)
+    off = i18n.plain(lang, "settings.off")
+    state = i18n.plain(lang, "settings.on") if silent else off
+    return i18n.t(lang, "help") + "\n\n" + i18n.t(lang, "help.modes", zone=zone, mode=i18n.plain(lang, "digest.instant"),
+                                                    quiet=off, limit=off, silent=state)
 
 
 def following_text(i18n: Any, lang: str, items: list[tuple[str, int]]) -> str:

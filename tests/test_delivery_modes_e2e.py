@@ -135,8 +135,17 @@ async def test_time_zone_per_chat_defaults_by_language_and_shows_in_settings(bot
     clock.advance(timedelta(minutes=45))
     settings = await bot.ask(READER, "/settings")
     assert i18n.t("en", "settings.modes", zone="UTC+07:00", time="07:15", silent=i18n.plain("en", "settings.off")) in settings
-    assert i18n.t("en", "help.modes", zone="UTC+07:00", silent=i18n.plain("en", "settings.off")) in await bot.ask(
-        READER, "/help")
+    off = i18n.plain("en", "settings.off")
+    assert i18n.t("en", "help.modes", zone="UTC+07:00", mode=i18n.plain("en", "digest.instant"), quiet=off, limit=off,
+                  silent=off) in await bot.ask(READER, "/help")
+    await bot.ask(READER, "/digest daily 07:00,19:00")
+    await bot.ask(READER, "/quiet 22:00-06:00")
+    await bot.ask(READER, "/limit 20")
+    assert i18n.t("en", "help.modes", zone="UTC+07:00", mode=i18n.plain("en", "digest.daily", times="07:00, 19:00",
+                                                                        zone="UTC+07:00"),
+                  quiet="22:00-06:00", limit=20, silent=off) in await bot.ask(READER, "/help")
+    assert i18n.t("en", "settings.delivery", mode=i18n.plain("en", "digest.daily", times="07:00, 19:00", zone="UTC+07:00"),
+                  quiet="22:00-06:00", limit=20, waiting=0) in await bot.ask(READER, "/settings")
     # Only a group's admins change its zone.
     group = -100777
     bot.server.register_chat(group, "supergroup", "Group", admins=[READER])

@@ -490,9 +490,13 @@ class Conversation:
     def help(self, request: Request) -> list[Reply]:
         """/help: the commands, and when this chat's pushes arrive now."""
         text = self._help_text(request.lang, request.incoming.bot_admin)
-        zone, silent = self.s.schedule.modes(request.chat.id)
-        state = self.i18n.plain(request.lang, "settings.on" if silent else "settings.off")
-        return [Reply(Html(f"{text}\n\n{self.i18n.t(request.lang, 'help.modes', zone=zone, silent=state)}"))]
+        chat, lang = request.chat, request.lang
+        zone, silent = self.s.schedule.modes(chat.id)
+        digest, quiet, limit = self.s.digests.modes(chat.id)
+        off = self.i18n.plain(lang, "settings.off")
+        modes = self.i18n.t(lang, "help.modes", zone=zone, mode=self._digest_mode(chat, digest), quiet=quiet or off,
+                            limit=off if limit is None else limit, silent=self.i18n.plain(lang, "settings.on") if silent else off)
+        return [Reply(Html(f"{text}\n\n{modes}"))]
 
     def follow(self, request: Request) -> list[Reply]:
         """/follow QUERY: follow tags and keyword rules (see bot/follows/query.py), then offer the
