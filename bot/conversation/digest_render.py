@@ -7,11 +7,12 @@ deterministic for the same stories: a digest resumed after a crash skips the par
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.conversation.messages import MAX_MESSAGE_CHARS, Button, CallbackKind, Reply, telegram_length, trim_text, truncate
-from bot.conversation.render import _esc, escape_attr
+from bot.conversation.render import escape_attr
 from bot.i18n import Html, I18n
 
 DIGEST_SUMMARY_CHARS = 600  # each story's summary inside the digest (the button opens the whole)
@@ -29,6 +30,10 @@ class DigestItem:
     title: str
     url: str | None
     summary: str
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=False)
 
 
 def _block(item: DigestItem) -> str:
