@@ -6,13 +6,16 @@ services here; the push loop is assembled here too, with whatever transport the 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+import logging
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
 from bot.context import AppContext
 from bot.conversation.conversation import Conversation
+from bot.conversation.digest_render import DigestItem, render_digest
 from bot.conversation.messages import Reply
 from bot.conversation.render import render_push
 from bot.db import Database
@@ -27,14 +30,19 @@ from bot.services.articles import ArticleQueries
 from bot.services.chats import ChatService
 from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
+from bot.services.digest_sender import DigestLane, DigestRenderer
+from bot.services.digests import ClaimedDigest, DigestService, DigestStory
 from bot.services.fanout import FanoutService
 from bot.services.follows import FollowService
-from bot.services.pushes import ParkedHook, PushLoop, PushRenderer, SentJournal
-from bot.services.sending import SendPacer, Transport
+from bot.services.pushes import ParkedHook, PushLoop, PushRenderer, SentJournal, TopicHook
+from bot.services.schedule import ScheduleService
+from bot.services.sending import SendError, SendPacer, Transport
 from bot.services.stories import StoryService
 from bot.services.subscriptions import SubscriptionService
 from bot.tags import TagService
 from summarizer.config import is_disabled
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +64,8 @@ class Services:
     fanout: FanoutService
     follows: FollowService
     stories: StoryService
+    schedule: ScheduleService
+    digests: DigestService
 
     @property
     def translation_enabled(self) -> bool:
@@ -75,11 +85,14 @@ class Services:
             close()
 
 
-def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvider | None = None) -> Services:
+def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvider | None = None,
+                   clock: Callable[[], datetime] | None = None) -> Services:
     """Build every service once; models load lazily on first use.
 
     Summaries are computed in this process, or queued for `newsbot worker` when BROKER_URL is set.
+    `clock`: what "now" is for time zones, snoozes and the fan-out (tests move it instead of sleeping).
     """
+    now = clock or (lambda: datetime.now(UTC))
     settings, db = context.settings, context.db
     tags = TagService(db, settings)
     ingest = IngestService(db, settings, tags)
@@ -98,9 +111,11 @@ def build_services(context: AppContext, i18n: I18n, *, summaries: SummaryProvide
         ingest=ingest,
         feeds=FeedService(db, settings, ingest),
         deliveries=DeliveryService(db, settings),
-        fanout=FanoutService(db, summaries, max_age=push_max_age(settings)),
+        fanout=FanoutService(db, summaries, max_age=push_max_age(settings), clock=now),
         follows=FollowService(db, settings, tags, subscriptions),
         stories=StoryService(db),
+        schedule=ScheduleService(db, clock=now),
+        digests=DigestService(db, clock=now),
     )
 
 
@@ -119,10 +134,22 @@ def push_renderer(services: Services) -> PushRenderer:
     translation = services.translation_enabled
 
     def render(delivery: ClaimedDelivery, article: ArticleView, summary: ArticleSummary) -> Reply:
-        return render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
-                           followed_tag_ids=delivery.followed_tag_ids, translation=translation,
-                           matched_follow=delivery.matched_follow,
-                           also_reported_by=article.also_reported_by)
+        message = render_push(article, article.tags, article.source_name, summary, delivery.lang, services.i18n,
+                              followed_tag_ids=delivery.followed_tag_ids, translation=translation,
+                              matched_follow=delivery.matched_follow, story_id=delivery.story_id,
+                              also_reported_by=article.also_reported_by)
+        return replace(message, silent=delivery.silent, thread_id=delivery.thread_id)
+
+    return render
+
+
+def digest_renderer(services: Services) -> DigestRenderer:
+    """Render a claimed digest: its stories grouped by follow, in the chat's language."""
+
+    def render(digest: ClaimedDigest, stories: Sequence[tuple[DigestStory, str, str | None, ArticleSummary]]) -> list[Reply]:
+        items = [DigestItem(story.article_id, story.follow, (summary.title or "").strip() or title, url, summary.text)
+                 for story, title, url, summary in stories]
+        return render_digest(items, digest.lang, services.i18n, silent=digest.silent)
 
     return render
 
@@ -166,4 +193,25 @@ def build_push_loop(
         journal=journal,
         stories=services.stories,
         **outage_options,  # type: ignore[arg-type]
+        digests=DigestLane(services.digests, services.chats, services.summaries, transport, digest_renderer(services),
+                           kinds=kinds, limiter=limiter),
+        on_topic_closed=topic_fallback(services, transport),
     )
+
+
+def topic_fallback(services: Services, transport: Transport) -> TopicHook:
+    """A closed or deleted forum topic: its follows fall back to General, and the chat's admins
+    are told there once (the second push to that topic finds no follow routed to it any more)."""
+
+    async def fallback(chat_id: int, thread_id: int | None) -> None:
+        moved = await asyncio.to_thread(services.schedule.drop_topic, chat_id, thread_id)
+        if not moved:
+            return
+        chat = await asyncio.to_thread(services.chats.get, chat_id)
+        lang = chat.lang if chat is not None else services.i18n.default
+        try:
+            await transport.send(chat_id, Reply(services.i18n.t(lang, "topic.closed", topic=thread_id or 0)))
+        except SendError:
+            log.warning("cannot tell chat %s that topic %s is closed", chat_id, thread_id, exc_info=True)
+
+    return fallback

@@ -159,6 +159,14 @@ def fake_bot_api() -> Iterator[object]:
         yield server
 
 
+def help_text(i18n: Any, lang: str, zone: str = "UTC", silent: bool = False) -> str:
+    """/help's answer: the commands, then this chat's delivery modes."""
+    off = i18n.plain(lang, "settings.off")
+    state = i18n.plain(lang, "settings.on") if silent else off
+    return i18n.t(lang, "help") + "\n\n" + i18n.t(lang, "help.modes", zone=zone, mode=i18n.plain(lang, "digest.instant"),
+                                                    quiet=off, limit=off, silent=state)
+
+
 def following_text(i18n: Any, lang: str, items: list[tuple[str, int]]) -> str:
     """The /following answer for follows shown as (normal form, stories of the last 7 days)."""
     lines = [i18n.t(lang, "following.header", count=len(items))]

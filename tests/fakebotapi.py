@@ -168,6 +168,8 @@ class SentMessage:
     time: float
     reply_to_message_id: int | None = None
     edits: list[str] = field(default_factory=list)  # earlier texts, oldest first
+    disable_notification: bool = False  # sent silently
+    message_thread_id: int | None = None  # the forum topic it went to
 
     def buttons(self) -> list[tuple[str, str]]:
         """(label, callback_data or url) of every inline button, row by row."""
@@ -228,8 +230,11 @@ class _Scripting:
         reply_to: dict[str, Any] | None = None,
         forward_from_chat: dict[str, Any] | None = None,
         entities: list[dict[str, Any]] | None = None,
+        thread_id: int | None = None,
     ) -> int:
-        """A user writes `text` in a private chat (default) or a group `chat_id`; returns update_id."""
+        """A user writes `text` in a private chat (default) or a group `chat_id`; returns update_id.
+
+        `thread_id`: written inside that topic of a forum supergroup."""
         chat_id = user_id if chat_id is None else chat_id
         chat_type = chat_type or _chat_type(chat_id)
         chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
@@ -250,6 +255,10 @@ class _Scripting:
             message["entities"] = all_entities
         if reply_to is not None:
             message["reply_to_message"] = reply_to
+        if thread_id is not None:
+            chat["is_forum"] = True
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
         if forward_from_chat is not None:
             message["forward_origin"] = {
                 "type": "channel",
@@ -387,6 +396,7 @@ class _State:
         self.webhook: dict[str, Any] = {}
         self.hold_after: int | None = None  # sendMessage calls beyond this many successes hang
         self.held = 0  # requests hanging right now
+        self.closed_topics: set[tuple[int, int]] = set()  # (chat, message_thread_id) of closed forum topics
 
     def push(self, update: dict[str, Any]) -> int:
         with self.lock:
@@ -546,6 +556,11 @@ class FakeBotApi(_Scripting):
             self._state.chats[chat_id] = {"id": chat_id, "type": chat_type, **({"title": title} if title else {})}
             if admins is not None:
                 self._state.admins[chat_id] = list(admins)
+
+    def close_topic(self, chat_id: int, thread_id: int) -> None:
+        """From now on sendMessage into that forum topic gets 400 "TOPIC_CLOSED"."""
+        with self._state.lock:
+            self._state.closed_topics.add((chat_id, thread_id))
 
     def set_admins(self, chat_id: int, user_ids: list[int]) -> None:
         """Group admins reported by getChatMember/getChatAdministrators."""
@@ -722,6 +737,9 @@ def build_app(state: _State, new_update: asyncio.Event, *, control: bool) -> web
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             raise _ApiError(400, "Bad Request: message is too long")
+        thread = params.get("message_thread_id")
+        if isinstance(thread, int) and (chat_id, thread) in state.closed_topics:
+            raise _ApiError(400, "Bad Request: TOPIC_CLOSED")
         if state.hold_after is not None and len(state.sent) >= state.hold_after:
             # Hang like an unreachable server: the message is only accepted after release, and
             # never if the client goes away first (aiohttp cancels this handler then).
@@ -747,6 +765,8 @@ def build_app(state: _State, new_update: asyncio.Event, *, control: bool) -> web
                 disable_preview=bool(preview.get("is_disabled") or params.get("disable_web_page_preview")),
                 time=time.time(),
                 reply_to_message_id=reply.get("message_id") or params.get("reply_to_message_id"),
+                disable_notification=params.get("disable_notification") in (True, "true", "True"),
+                message_thread_id=params.get("message_thread_id"),
             )
             state.sent.append(sent)
             state.by_key[(chat_id, message_id)] = sent

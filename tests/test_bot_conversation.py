@@ -20,7 +20,7 @@ from bot.i18n import I18n
 from bot.ingest.service import ArticleInput
 from bot.wiring import build_services
 
-from conftest import following_text, make_settings
+from conftest import following_text, help_text, make_settings
 from test_i18n import html_errors
 
 EN_BODY = (
@@ -71,7 +71,7 @@ def store(conversation: Conversation, body: str, title: str, tags: list[str], la
 
 def test_start_help_and_unknown_command(conversation: Conversation, i18n: I18n) -> None:
     assert texts(say(conversation, "/start")) == [i18n.t("en", "start")]
-    assert texts(say(conversation, "/help@newsbot_test_bot")) == [i18n.t("en", "help")]
+    assert texts(say(conversation, "/help@newsbot_test_bot")) == [help_text(i18n, "en")]
     unknown = i18n.t("en", "unknown", help=i18n.t("en", "help"))
     assert texts(say(conversation, "/frobnicate now")) == [unknown]
     # Plain text is not an unknown command: a short hint, not the whole help.
@@ -118,9 +118,9 @@ def test_language_default_and_lang_command(conversation: Conversation, i18n: I18
     assert texts(say(conversation, "/follow Rusia")) == [i18n.t("id", "follow.added", tags="Rusia")]
     assert texts(say(conversation, "/lang xx")) == [i18n.t("id", "lang.unsupported", code="xx", langs="en, id")]
     assert texts(say(conversation, "/lang")) == [i18n.t("id", "lang.usage", lang="id")]
-    assert texts(say(conversation, "/settings")) == [
-        i18n.t("id", "settings", lang="Bahasa Indonesia", count=1, max=50, kind="private")
-    ]
+    [settings] = texts(say(conversation, "/settings"))
+    assert settings.startswith(i18n.t("id", "settings", lang="Bahasa Indonesia", count=1, max=50, kind="private")
+                               + "\nZona waktu: Asia/Jakarta (sekarang ")
     assert texts(say(conversation, "/lang en")) == [i18n.t("en", "lang.done")]
 
 
@@ -393,7 +393,8 @@ def test_the_command_table_is_the_one_source_of_access_and_menu() -> None:
     assert {c for c, spec in COMMANDS.items() if spec.access is Access.BOT_ADMIN} == {
         Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS, Command.REQUEUE}
     assert {c for c, spec in COMMANDS.items() if spec.access is Access.CHAT_ADMIN} == {
-        Command.FOLLOW, Command.UNFOLLOW, Command.LANG}
+        Command.FOLLOW, Command.UNFOLLOW, Command.LANG, Command.TIMEZONE, Command.SILENT, Command.SNOOZE,
+        Command.DIGEST, Command.QUIET, Command.LIMIT}
     assert not set(MENU_COMMANDS) & {Command.ADDFEED, Command.FEEDS, Command.REMOVEFEED, Command.STATS}
 
 

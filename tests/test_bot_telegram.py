@@ -20,7 +20,7 @@ from bot.shell import html_to_text
 from bot.telegram.app import build_application
 from bot.wiring import build_services
 
-from conftest import following_text, make_settings
+from conftest import following_text, help_text, make_settings
 from fakebotapi import DEFAULT_TOKEN, FakeBotApi, SentMessage
 from test_i18n import html_errors
 
@@ -70,10 +70,11 @@ async def eventually(predicate: Any, timeout: float = 10.0) -> bool:
 
 
 async def start_bot(server: FakeBotApi, database: Database, tmp_path: Path, i18n: I18n, **overrides: Any) -> Application:
+    clock = overrides.pop("clock", None)  # an injected "now" (time zones, snoozes), else the real one
     settings = make_settings(database.url, tmp_path, telegram_bot_token=DEFAULT_TOKEN,
                              telegram_base_url=server.base_url, admin_ids=[ADMIN], **overrides)
     context = AppContext(settings=settings, db=database)
-    application = build_application(context, i18n, services=build_services(context, i18n))
+    application = build_application(context, i18n, services=build_services(context, i18n, clock=clock))
     await application.initialize()
     assert application.post_init is not None
     await application.post_init(application)
@@ -110,7 +111,8 @@ async def test_menus_are_set_in_english_and_indonesian(bot: Bot, i18n: I18n) -> 
     assert english["follow"] == i18n.plain("en", "cmd.follow")
     assert indonesian["follow"] == i18n.plain("id", "cmd.follow")
     assert set(english) == set(indonesian) == {"start", "help", "follow", "unfollow", "following", "preview", "tags", "latest",
-                                               "search", "summary", "lang", "settings"}
+                                               "search", "summary", "lang", "settings", "timezone", "silent", "snooze",
+                                               "digest", "quiet", "limit"}
 
 
 async def test_private_conversation(bot: Bot, i18n: I18n) -> None:
@@ -151,7 +153,7 @@ async def test_rate_limit_answers_once_then_ignores(sqlite_database: Database, t
         try:
             bot = Bot(server, application, i18n)
             assert await bot.ask(USER, "/start") == i18n.t("en", "start")
-            assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+            assert await bot.ask(USER, "/help") == help_text(i18n, "en")
             assert await bot.ask(USER, "/start") == i18n.t("en", "slow_down", limit=2)
             server.user_message(USER, "/start")
             server.user_message(USER, "/start")
@@ -219,7 +221,7 @@ async def test_token_never_in_logs(sqlite_database: Database, tmp_path: Path, i1
                 [apology] = await bot.said(USER, 1)
                 assert apology.text == i18n.t("en", "error.generic")
                 assert any(c.status == 500 for c in server.calls("sendMessage"))
-                assert await bot.ask(USER, "/help") == i18n.t("en", "help")
+                assert await bot.ask(USER, "/help") == help_text(i18n, "en")
                 # Admins hear about the error once, briefly, without the token.
                 [report] = await bot.said(ADMIN, 1)
                 assert report.text.startswith(i18n.t("en", "error.admin_report", error="NetworkError"))

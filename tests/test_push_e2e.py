@@ -161,8 +161,16 @@ async def test_followers_get_one_push_each_in_their_language_as_valid_html(bot: 
     assert "Key sentences from the article. No translation into English is available" in english.text
     assert "Kalimat kunci dari artikel." in indonesian.text and "Kalimat kunci dari artikel." in group.text
     assert "Terjemahan" not in indonesian.text
-    assert english.buttons() == [("🔕 Unfollow #Rusia", f"unf:{bot_tag(bot, 'Rusia')}:{article}")]
-    assert [data for _, data in group.buttons()] == [f"unf:{bot_tag(bot, 'Ukraina')}:{article}"]
+    rusia = bot_tag(bot, 'Rusia')
+    with bot.db.session() as session:
+        story = session.get(Article, article).story_id
+    # Feedback under every push: mute the story, snooze the follow that brought it.
+    assert english.buttons() == [("🔕 Unfollow #Rusia", f"unf:{rusia}:{article}"),
+                                 ("🔇 Mute this story", f"mute:{story}:{article}"),
+                                 ("💤 Snooze #Rusia 1 day", f"snz:t{rusia}:{article}")]
+    ukraina = bot_tag(bot, 'Ukraina')
+    assert [data for _, data in group.buttons()] == [f"unf:{ukraina}:{article}", f"mute:{story}:{article}",
+                                                     f"snz:t{ukraina}:{article}"]
     assert set(bot.delivery_status().values()) == {DeliveryStatus.SENT}
 
 

@@ -15,11 +15,22 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.conversation.incoming import Incoming, Post, is_url, parse_id
-from bot.conversation.messages import Button, Buttons, CallbackKind, CallbackResult, Reply, fit_lines, parse_callback, truncate
-from bot.conversation.render import escape_attr, render_push
+from bot.conversation.messages import (
+    MAX_NOTICE_CHARS,
+    Button,
+    Buttons,
+    CallbackKind,
+    CallbackResult,
+    Reply,
+    fit_lines,
+    parse_callback,
+    truncate,
+)
+from bot.conversation.render import escape_attr, follow_ref, render_push
 from bot.conversation.rights import may_publish, must_check_admin
 from bot.db.models import ChatKind, Source
 from bot.follows.query import MAX_WORD_CHARS, Dropped, DropReason, FollowQuery, ParsedQuery
@@ -34,7 +45,9 @@ from bot.services.abuse import RateVerdict
 from bot.services.articles import ArticleRef
 from bot.services.chats import ChatInfo
 from bot.services.contracts import ArticleSummary
+from bot.services.digests import DAILY, HOURLY, format_times, parse_digest_times, parse_quiet
 from bot.services.follows import FollowRef, tag_query
+from bot.services.schedule import OFF, ON, parse_duration, parse_zone, zone_of
 from bot.services.stats import collect_stats
 from bot.services.subscriptions import TagRef, split_tag_args
 from bot.tags import TagError
@@ -58,6 +71,9 @@ MAX_LIST_BUTTONS = 50  # /following: one remove button per follow (MAX_FOLLOWS_P
 MAX_CALLBACK_BYTES = 64  # Telegram's limit on callback_data
 BUTTON_TITLE_CHARS = 40
 NAME_CHARS = 80
+CLOCK_FORMAT = "%H:%M"  # the chat's local time, as /timezone and /settings show it
+MOMENT_FORMAT = "%Y-%m-%d %H:%M"  # when a snooze ends, in the chat's zone
+SNOOZE_BUTTON_SPAN = timedelta(days=1)  # the "Snooze" button under a push
 _COUNT = re.compile(r"[+-]*[0-9]+")  # ASCII digits only: '²' or '٣' are words, not counts
 
 # Bad input whose answer is a localized sentence (the library's own text goes to the log only).
@@ -89,6 +105,12 @@ class Command(enum.StrEnum):
     REMOVEFEED = "removefeed"
     STATS = "stats"
     REQUEUE = "requeue"
+    TIMEZONE = "timezone"
+    SILENT = "silent"
+    SNOOZE = "snooze"
+    DIGEST = "digest"
+    QUIET = "quiet"
+    LIMIT = "limit"
 
 
 class Access(enum.Enum):
@@ -276,6 +298,10 @@ class Conversation:
                 if not press.chat_admin:
                     return CallbackResult(notice=self.i18n.plain(lang, "group_admin_only"))
                 return self._follow_button(chat, kind, parts)
+            if kind in (CallbackKind.MUTE, CallbackKind.SNOOZE, CallbackKind.UNSNOOZE, CallbackKind.UNMUTE):
+                if not press.chat_admin:
+                    return CallbackResult(notice=self.i18n.plain(lang, "group_admin_only"))
+                return self._feedback_button(chat, kind, parts)
         except ValueError:
             pass
         log.info("ignoring unknown callback data %r", press.data[:64])
@@ -465,8 +491,15 @@ class Conversation:
         return [self._reply(request.lang, "start")]
 
     def help(self, request: Request) -> list[Reply]:
-        """/help: the commands."""
-        return [Reply(self._help_text(request.lang, request.incoming.bot_admin))]
+        """/help: the commands, and when this chat's pushes arrive now."""
+        text = self._help_text(request.lang, request.incoming.bot_admin)
+        chat, lang = request.chat, request.lang
+        zone, silent = self.s.schedule.modes(chat.id)
+        digest, quiet, limit = self.s.digests.modes(chat.id)
+        off = self.i18n.plain(lang, "settings.off")
+        modes = self.i18n.t(lang, "help.modes", zone=zone, mode=self._digest_mode(chat, digest), quiet=quiet or off,
+                            limit=off if limit is None else limit, silent=self.i18n.plain(lang, "settings.on") if silent else off)
+        return [Reply(Html(f"{text}\n\n{modes}"))]
 
     def follow(self, request: Request) -> list[Reply]:
         """/follow QUERY: follow tags and keyword rules (see bot/follows/query.py), then offer the
@@ -478,7 +511,13 @@ class Conversation:
         suggestion = self._suggestion(lang, parsed)
         if suggestion is not None:
             return [suggestion]
-        return self._follow_queries(chat, parsed.follows, parsed.dropped)
+        replies = self._follow_queries(chat, parsed.follows, parsed.dropped)
+        if chat.kind is ChatKind.SUPERGROUP:
+            # In a forum topic the follow pushes to that topic; in General (or a plain group) to the chat.
+            wanted = {query.key for query in parsed.follows}
+            followed = [ref.query.key for ref in self.s.follows.of_chat(chat.id) if ref.query.key in wanted]
+            self.s.schedule.route_topic(chat.id, followed, request.incoming.thread_id)
+        return replies
 
     def _suggestion(self, lang: str, parsed: ParsedQuery) -> Reply | None:
         """"Did you mean Rusia?" when the whole query is one word that is no tag but close to one."""
@@ -575,8 +614,12 @@ class Conversation:
         counts = self.s.follows.week_counts(refs)
         lines = [self.i18n.t(lang, "following.header", count=len(refs))]
         lines += [self.i18n.t(lang, "following.item", query=ref.text, count=counts.get(ref.query.key, 0)) for ref in refs]
-        buttons = tuple((self._remove_button(lang, ref),) for ref in refs[:MAX_LIST_BUTTONS])
+        buttons: Buttons = tuple((self._remove_button(lang, ref),) for ref in refs[:MAX_LIST_BUTTONS])
         lines.append(self.i18n.t(lang, "following.remove_hint"))
+        # Snoozed follows, each with a button to wake it (as in /settings).
+        snoozes, wake = self._snooze_lines(request.chat)
+        lines += snoozes
+        buttons += tuple(wake[:max(0, MAX_LIST_BUTTONS * 2 - len(buttons))])
         return [Reply(Html("\n".join(fit_lines(lines))), buttons)]
 
     def _remove_button(self, lang: str, ref: FollowRef) -> Button:
@@ -677,11 +720,181 @@ class Conversation:
         return [self._article_list(lang, self.i18n.t(lang, "search.header", query=query), found)]
 
     def settings(self, request: Request) -> list[Reply]:
-        """/settings: the chat's language and follows."""
+        """/settings: the chat's language, follows, time zone, silence, snoozes and muted stories
+        (with buttons to undo the last two)."""
         chat = request.chat
-        return [self._reply(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
-                            count=self.s.follows.count(chat.id), max=self.s.follows.max_follows,
-                            kind=chat.kind.value)]
+        lines = [self.i18n.t(chat.lang, "settings", lang=self.i18n.plain(chat.lang, "lang.name"),
+                             count=self.s.follows.count(chat.id), max=self.s.follows.max_follows,
+                             kind=chat.kind.value), self._modes_line(chat), self._delivery_line(chat)]
+        snoozes, buttons = self._snooze_lines(chat)
+        lines += snoozes
+        muted = self.s.schedule.muted_stories(chat.id)
+        if muted:
+            lines.append(self.i18n.t(chat.lang, "settings.muted", count=len(muted)))
+            buttons += [(Button(self.i18n.plain(chat.lang, "btn.unmute", id=story_id), CallbackKind.UNMUTE.data(story_id)),)
+                        for story_id in muted[:MAX_LIST_BUTTONS - len(buttons)]]
+        if buttons:
+            lines.append(self.i18n.t(chat.lang, "settings.undo_hint"))
+        return [Reply(Html("\n".join(fit_lines(lines))), tuple(buttons))]
+
+    # --- when pushes arrive: time zone, silence, snoozes, story mutes (docs/delivery-modes.md) ----
+    def _clock_text(self, chat_id: int) -> str:
+        return self.s.schedule.local_time(chat_id).strftime(CLOCK_FORMAT)
+
+    def _until_text(self, chat_id: int, until: datetime) -> str:
+        """A moment in the chat's zone, the way its readers read their clocks."""
+        zone, _ = self.s.schedule.modes(chat_id)
+        return until.astimezone(zone_of(zone, None)).strftime(MOMENT_FORMAT) + f" {zone}"
+
+    def _modes_line(self, chat: ChatInfo) -> Html:
+        zone, silent = self.s.schedule.modes(chat.id)
+        state = self.i18n.plain(chat.lang, "settings.on" if silent else "settings.off")
+        return self.i18n.t(chat.lang, "settings.modes", zone=zone, time=self._clock_text(chat.id), silent=state)
+
+    def _snooze_lines(self, chat: ChatInfo) -> tuple[list[Html], list[tuple[Button, ...]]]:
+        """One line per running snooze and a button to wake each follow."""
+        lines: list[Html] = []
+        buttons: list[tuple[Button, ...]] = []
+        refs = {ref.query.key: ref for ref in self.s.follows.of_chat(chat.id)}
+        for snooze in self.s.schedule.snoozes(chat.id):
+            lines.append(self.i18n.t(chat.lang, "settings.snoozed", follow=snooze.text,
+                                     until=self._until_text(chat.id, snooze.until)))
+            ref = refs.get(snooze.key)
+            if ref is not None and len(buttons) < MAX_LIST_BUTTONS:
+                label = self.i18n.plain(chat.lang, "btn.unsnooze", follow=truncate(ref.text, BUTTON_TITLE_CHARS))
+                buttons.append((Button(label, CallbackKind.UNSNOOZE.data(self._ref_code(ref))),))
+        return lines, buttons
+
+    @staticmethod
+    def _ref_code(ref: FollowRef) -> str:
+        return follow_ref(tag_id=ref.query.anchor.tag_id) if ref.follow_id is None else follow_ref(follow_id=ref.follow_id)
+
+    def _ref_of_code(self, chat_id: int, code: str) -> FollowRef | None:
+        """The chat's follow a button names ('t12', 'q5'), if the chat still has it."""
+        for ref in self.s.follows.of_chat(chat_id):
+            if self._ref_code(ref) == code:
+                return ref
+        return None
+
+    def _digest_mode(self, chat: ChatInfo, digest: str | None) -> str:
+        if digest is None:
+            return self.i18n.plain(chat.lang, "digest.instant")
+        if digest == HOURLY:
+            return self.i18n.plain(chat.lang, "digest.hourly")
+        zone, _ = self.s.schedule.modes(chat.id)
+        return self.i18n.plain(chat.lang, "digest.daily", times=digest.replace(",", ", "), zone=zone)
+
+    def _delivery_line(self, chat: ChatInfo) -> Html:
+        digest, quiet, limit = self.s.digests.modes(chat.id)
+        off = self.i18n.plain(chat.lang, "settings.off")
+        return self.i18n.t(chat.lang, "settings.delivery", mode=self._digest_mode(chat, digest), quiet=quiet or off,
+                           limit=off if limit is None else limit, waiting=self.s.digests.pending_count(chat.id))
+
+    def digest(self, request: Request) -> list[Reply]:
+        """/digest daily HH:MM[,HH:MM...], /digest hourly, /digest off: digests instead of instant pushes."""
+        chat = request.chat
+        word, _, rest = request.args.strip().partition(" ")
+        word = word.lower()
+        value: str | None
+        if word == OFF and not rest.strip():
+            value = None
+        elif word == HOURLY and not rest.strip():
+            value = HOURLY
+        elif word == DAILY and (times := parse_digest_times(rest)) is not None:
+            value = format_times(times)
+        else:
+            digest, _, _ = self.s.digests.modes(chat.id)
+            return [self._reply(chat.lang, "digest.usage", mode=self._digest_mode(chat, digest))]
+        self.s.digests.set_modes(chat.id, digest=value)
+        return [self._reply(chat.lang, "digest.done", mode=self._digest_mode(chat, value))]
+
+    def quiet(self, request: Request) -> list[Reply]:
+        """/quiet HH:MM-HH:MM or /quiet off: nothing is sent then; what arrives comes as one digest at the end."""
+        chat, text = request.chat, request.args.strip()
+        zone, _ = self.s.schedule.modes(chat.id)
+        if text.lower() == OFF:
+            self.s.digests.set_modes(chat.id, quiet=None)
+            return [self._reply(chat.lang, "quiet.off")]
+        span = parse_quiet(text) if text else None
+        if span is None:
+            _, quiet, _ = self.s.digests.modes(chat.id)
+            return [self._reply(chat.lang, "quiet.usage", zone=zone, quiet=quiet or self.i18n.plain(chat.lang, "settings.off"))]
+        value = f"{format_times(span[:1])}-{format_times(span[1:])}"
+        self.s.digests.set_modes(chat.id, quiet=value)
+        return [self._reply(chat.lang, "quiet.done", quiet=value, zone=zone)]
+
+    def limit(self, request: Request) -> list[Reply]:
+        """/limit N or /limit off: at most N pushes a local day; further stories roll into the next digest."""
+        chat, text = request.chat, request.args.strip().lower()
+        if text == OFF:
+            self.s.digests.set_modes(chat.id, daily_limit=None)
+            return [self._reply(chat.lang, "limit.off")]
+        if not (text.isdigit() and len(text) <= 4 and int(text) >= 1):
+            _, _, limit = self.s.digests.modes(chat.id)
+            shown = self.i18n.plain(chat.lang, "settings.off") if limit is None else limit
+            return [self._reply(chat.lang, "limit.usage", limit=shown)]
+        self.s.digests.set_modes(chat.id, daily_limit=int(text))
+        return [self._reply(chat.lang, "limit.done", limit=int(text))]
+
+    def timezone(self, request: Request) -> list[Reply]:
+        """/timezone ZONE: the chat's time zone (IANA names, WIB/WITA/WIT, UTC, UTC+7)."""
+        chat, text = request.chat, request.args.strip()
+        if not text:
+            current, _ = self.s.schedule.modes(chat.id)
+            return [self._reply(chat.lang, "timezone.usage", zone=current, time=self._clock_text(chat.id))]
+        zone = parse_zone(text)
+        if zone is None:
+            return [self._reply(chat.lang, "timezone.unknown", zone=truncate(text, NAME_CHARS))]
+        self.s.schedule.set_timezone(chat.id, zone)
+        self.s.digests.rescheduled(chat.id)  # waiting digests move to the new local times
+        return [self._reply(chat.lang, "timezone.done", zone=zone, time=self._clock_text(chat.id))]
+
+    def silent(self, request: Request) -> list[Reply]:
+        """/silent on|off: pushes without a notification sound."""
+        chat, word = request.chat, request.args.strip().lower()
+        if word not in (ON, OFF):
+            _, silent = self.s.schedule.modes(chat.id)
+            state = self.i18n.plain(chat.lang, "settings.on" if silent else "settings.off")
+            return [self._reply(chat.lang, "silent.usage", state=state)]
+        self.s.schedule.set_silent(chat.id, word == ON)
+        return [self._reply(chat.lang, "silent.on" if word == ON else "silent.off")]
+
+    def snooze(self, request: Request) -> list[Reply]:
+        """/snooze TAG DURATION (8h, 1d, 1w) or /snooze TAG off: pause one follow; its stories are skipped."""
+        chat = request.chat
+        query, _, last = request.args.strip().rpartition(" ")
+        span = parse_duration(last)
+        if not query.strip() or (span is None and last.lower() != OFF):
+            return [self._reply(chat.lang, "snooze.usage")]
+        parsed = self.s.follows.parse(query)
+        wanted = {q.key for q in parsed.follows}
+        ref = next((ref for ref in self.s.follows.of_chat(chat.id) if ref.query.key in wanted), None)
+        if ref is None:
+            return [self._reply(chat.lang, "snooze.not_following", follow=truncate(query.strip(), NAME_CHARS))]
+        if span is None:
+            key = "snooze.off" if self.s.schedule.unsnooze(chat.id, ref.query.key) else "snooze.not_snoozed"
+            return [self._reply(chat.lang, key, follow=ref.text)]
+        until = self.s.schedule.snooze(chat.id, ref.query.key, ref.text, span)
+        return [self._reply(chat.lang, "snooze.done", follow=ref.text, until=self._until_text(chat.id, until))]
+
+    def _feedback_button(self, chat: ChatInfo, kind: CallbackKind, parts: list[str]) -> CallbackResult:
+        """Mute this story, snooze a follow for a day (pushes); wake a follow, unmute a story (/settings)."""
+        lang = chat.lang
+        if kind is CallbackKind.MUTE:
+            self.s.schedule.mute_story(chat.id, parse_id(parts[0]))
+            return CallbackResult(notice=self.i18n.plain(lang, "mute.done"))
+        if kind is CallbackKind.UNMUTE:
+            self.s.schedule.unmute_story(chat.id, parse_id(parts[0]))
+            return CallbackResult(notice=self.i18n.plain(lang, "mute.undone"))
+        ref = self._ref_of_code(chat.id, parts[0])
+        if ref is None:
+            return CallbackResult(notice=self.i18n.plain(lang, "unfollow.gone"))
+        if kind is CallbackKind.UNSNOOZE:
+            self.s.schedule.unsnooze(chat.id, ref.query.key)
+            return CallbackResult(notice=self.i18n.plain(lang, "snooze.off", follow=truncate(ref.text, 100)))
+        until = self.s.schedule.snooze(chat.id, ref.query.key, ref.text, SNOOZE_BUTTON_SPAN)
+        text = self.i18n.plain(lang, "snooze.done", follow=truncate(ref.text, 60), until=self._until_text(chat.id, until))
+        return CallbackResult(notice=truncate(text, MAX_NOTICE_CHARS))
 
     # --- admin commands -------------------------------------------------------------------------
     def stats(self, request: Request) -> list[Reply]:
@@ -806,6 +1019,12 @@ COMMANDS: dict[Command, CommandSpec] = {spec.command: spec for spec in (
     CommandSpec(Command.SUMMARY, Conversation.summary, workload=Workload.SUMMARY),
     CommandSpec(Command.LANG, Conversation.lang, Access.CHAT_ADMIN),
     CommandSpec(Command.SETTINGS, Conversation.settings),
+    CommandSpec(Command.TIMEZONE, Conversation.timezone, Access.CHAT_ADMIN),
+    CommandSpec(Command.SILENT, Conversation.silent, Access.CHAT_ADMIN),
+    CommandSpec(Command.SNOOZE, Conversation.snooze, Access.CHAT_ADMIN),
+    CommandSpec(Command.DIGEST, Conversation.digest, Access.CHAT_ADMIN),
+    CommandSpec(Command.QUIET, Conversation.quiet, Access.CHAT_ADMIN),
+    CommandSpec(Command.LIMIT, Conversation.limit, Access.CHAT_ADMIN),
     CommandSpec(Command.ADDFEED, Conversation.addfeed, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.FEEDS, Conversation.feeds, Access.BOT_ADMIN, in_menu=False),
     CommandSpec(Command.REMOVEFEED, Conversation.removefeed, Access.BOT_ADMIN, in_menu=False),

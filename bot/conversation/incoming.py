@@ -105,6 +105,7 @@ class Incoming:
     bot_admin: bool = False  # one of ADMIN_IDS
     replied: Post | None = None  # the message this one replies to
     posted_by_chat: bool = False  # sent as the chat itself: a channel post or an anonymous group admin
+    thread_id: int | None = None  # written inside this forum topic (answers and follows go there)
 
     @cached_property
     def clean_text(self) -> str:

@@ -25,6 +25,10 @@ class CallbackKind(enum.StrEnum):
     UNFOLLOW_QUERY = "unq"  # unq:<follow_id>[:<article_id>] (a keyword follow: /following, pushes)
     FOLLOW_TAG = "fot"  # fot:<tag_id> ("did you mean" after /follow of a typo)
     FOLLOW_WORD = "fow"  # fow:<word> (follow the word as typed, as a keyword)
+    MUTE = "mute"  # mute:<story_id>:<article_id> (pushes: no more of this story)
+    SNOOZE = "snz"  # snz:<t<tag_id>|q<follow_id>>:<article_id> (pushes: pause that follow for a day)
+    UNSNOOZE = "wake"  # wake:<t<tag_id>|q<follow_id>> (/settings, /following: end a snooze)
+    UNMUTE = "unmute"  # unmute:<story_id> (/settings: undo a story mute)
 
     def data(self, *parts: object) -> str:
         """'tr', 12, 'en' -> 'tr:12:en' (Telegram allows 64 bytes; ids and codes stay far below)."""
@@ -33,12 +37,13 @@ class CallbackKind(enum.StrEnum):
     @property
     def changes_chat(self) -> bool:
         """Whether pressing the button changes the chat's settings (so needs the presser's rights)."""
-        return self in (CallbackKind.UNFOLLOW, CallbackKind.UNFOLLOW_QUERY, CallbackKind.FOLLOW_TAG, CallbackKind.FOLLOW_WORD)
+        return self in (CallbackKind.UNFOLLOW, CallbackKind.UNFOLLOW_QUERY, CallbackKind.FOLLOW_TAG, CallbackKind.FOLLOW_WORD,
+                        CallbackKind.MUTE, CallbackKind.SNOOZE, CallbackKind.UNSNOOZE, CallbackKind.UNMUTE)
 
 
 # Where a button's data names the article its message is about: kind -> index of the id part.
 ARTICLE_PART = {CallbackKind.TRANSLATE: 0, CallbackKind.ORIGINAL: 0, CallbackKind.SUMMARY: 0, CallbackKind.UNFOLLOW: 1,
-                CallbackKind.UNFOLLOW_QUERY: 1}
+                CallbackKind.UNFOLLOW_QUERY: 1, CallbackKind.MUTE: 1, CallbackKind.SNOOZE: 1}
 
 
 def parse_callback(data: str) -> tuple[CallbackKind, list[str]] | None:
@@ -68,6 +73,9 @@ class Reply:
 
     text: Html
     buttons: Buttons = ()
+    silent: bool = False  # sent without a notification sound (the chat's /silent on)
+    thread_id: int | None = None  # the forum topic it goes to (message_thread_id); None: the chat / General
+    bulk: bool = False  # a digest part: paced after instant pushes by the shared send limiter
 
     def callback_data(self) -> list[str]:
         return [button.callback_data for row in self.buttons for button in row if button.callback_data]

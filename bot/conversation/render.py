@@ -111,6 +111,7 @@ def render_push(
     translation: bool = True,
     matched_follow: tuple[int, str] | None = None,
     also_reported_by: Sequence[str] = (),
+    story_id: int | None = None,
 ) -> Reply:
     """The message of `article` for a chat in `chat_lang`, showing `summary`.
 
@@ -118,6 +119,7 @@ def render_push(
     `requested_lang`: the language the reader asked for (default: the chat's); `translation`:
     whether a translation model is configured (else no translate buttons are offered).
     `also_reported_by`: the other outlets of the article's story, named in the footer.
+    `story_id`: set for a push, which then also offers "Mute this story" and "Snooze".
     """
     requested = requested_lang or chat_lang
     title = summary.title.strip() if summary.title and summary.title.strip() else article.title
@@ -154,7 +156,35 @@ def render_push(
     if matched_follow is not None:
         label = i18n.plain(chat_lang, "btn.unfollow", tag=_shorten(matched_follow[1], MATCHED_BUTTON_CHARS))
         buttons = (*buttons, (Button(label, CallbackKind.UNFOLLOW_QUERY.data(matched_follow[0], article.id)),))
+    if story_id is not None:
+        buttons = (*buttons, feedback_buttons(article, tags, story_id, chat_lang, i18n, followed_tag_ids, matched_follow))
     return Reply(Html(text), buttons)
+
+
+def follow_ref(tag_id: int | None = None, follow_id: int | None = None) -> str:
+    """How a button names a follow: 't12' (the plain tag follow of tag 12) or 'q5' (query follow 5)."""
+    return f"t{tag_id}" if tag_id is not None else f"q{follow_id}"
+
+
+def feedback_buttons(
+    article: ArticleLike,
+    tags: Sequence[TagLike],
+    story_id: int,
+    chat_lang: str,
+    i18n: I18n,
+    followed_tag_ids: Collection[int] | None,
+    matched_follow: tuple[int, str] | None,
+) -> tuple[Button, ...]:
+    """A push's feedback row: mute this story, and snooze the follow that brought it (for a day)."""
+    row = [Button(i18n.plain(chat_lang, "btn.mute"), CallbackKind.MUTE.data(story_id, article.id))]
+    followed = [tag for tag in tags if followed_tag_ids is None or tag.id in followed_tag_ids]
+    if followed:
+        label = i18n.plain(chat_lang, "btn.snooze", follow=hashtag(followed[0].name))
+        row.append(Button(label, CallbackKind.SNOOZE.data(follow_ref(tag_id=followed[0].id), article.id)))
+    elif matched_follow is not None:
+        label = i18n.plain(chat_lang, "btn.snooze", follow=_shorten(matched_follow[1], MATCHED_BUTTON_CHARS))
+        row.append(Button(label, CallbackKind.SNOOZE.data(follow_ref(follow_id=matched_follow[0]), article.id)))
+    return tuple(row)
 
 
 def _shorten(text: str, limit: int) -> str:

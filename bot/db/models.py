@@ -207,6 +207,17 @@ class Chat(Base):
     deactivated_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The reader's time zone as /timezone stored it ("Asia/Jakarta", "UTC+07:00"); NULL: the
+    # default of the chat's language (bot/services/schedule.py), so /lang id also moves it to WIB.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # /silent on: pushes arrive without a notification sound (disable_notification).
+    silent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # /digest: "hourly" or local times "07:00,19:00"; NULL: instant pushes.
+    digest: Mapped[str | None] = mapped_column(String(200))
+    # /quiet: local "22:00-06:00" (may cross midnight); NULL: none.
+    quiet: Mapped[str | None] = mapped_column(String(11))
+    # /limit: instant pushes per local day; past it stories roll into the next digest. NULL: no cap.
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
 
 
 class Subscription(Base):
@@ -287,6 +298,11 @@ class Delivery(Base):
     # The query follow that matched (the push names it); NULL when a plain tag follow did. No
     # foreign key: a follow removed before the send just goes unnamed (and SQLite adds the column in place).
     follow_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The digest that owns this story (digest mode, quiet hours, over the cap): never claimed as an
+    # instant push, sent inside exactly that digest. No foreign key: added in place on SQLite.
+    digest_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # The forum topic the push goes to (the follow was made there); NULL: the chat itself / General.
+    message_thread_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 
@@ -319,3 +335,61 @@ class StoryEdit(Base):
     requested_at: Mapped[datetime]
     due_at: Mapped[datetime] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+class Snooze(Base):
+    """/snooze TAG DURATION: the chat's follow with this key pushes nothing until `until`.
+
+    `key` is the follow's FollowQuery.key (a plain tag follow's is "#<tag id>"), so one row
+    covers the follow whichever table holds it. Snoozed stories are skipped, not collected.
+    """
+
+    __tablename__ = "snoozes"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    text: Mapped[str] = mapped_column(String(1000))  # the follow as shown to the chat
+    until: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoryMute(Base):
+    """"Mute this story": the chat gets nothing more of this story (no push, no later update)."""
+
+    __tablename__ = "story_mutes"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    story_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Digest(Base):
+    """One digest message (or a few, when long) for a chat, due at a moment: it OWNS its stories
+    (deliveries.digest_id) and goes through the same outbox states as a delivery."""
+
+    __tablename__ = "digests"
+    __table_args__ = (Index("ix_digests_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[datetime]
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]  # the claim's lease while `sending`; the retry time while `retry`
+    message_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class FollowTopic(Base):
+    """A follow made inside a forum topic: its pushes go to that topic (message_thread_id).
+
+    Keyed like snoozes by the follow's FollowQuery.key, whichever table holds the follow.
+    """
+
+    __tablename__ = "follow_topics"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    thread_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -176,6 +176,7 @@ class ChatService:
                     delivery.status = DeliveryStatus.CANCELLED
                 else:
                     delivery.chat_id = new_id
+                    delivery.digest_id = None  # the old chat's digest stays behind: pushed instantly there
                     delivery.status = DeliveryStatus.PENDING
                     delivery.next_attempt_at = None
                     stories.add(delivery.story_id)

@@ -47,7 +47,8 @@ def delivery_views(session: Session, delivery_ids: Collection[int]) -> dict[int,
     """
     ids = list(delivery_ids)
     rows = session.execute(
-        select(Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts)
+        select(Delivery.id, Delivery.article_id, Delivery.story_id, Delivery.chat_id, Chat.kind, Chat.lang, Delivery.attempts,
+               Chat.silent, Delivery.message_thread_id)
         .join(Chat, Chat.id == Delivery.chat_id)
         .where(Delivery.id.in_(ids))
         .order_by(Delivery.id)
@@ -76,6 +77,8 @@ def delivery_views(session: Session, delivery_ids: Collection[int]) -> dict[int,
             attempts=row[6],
             followed_tag_ids=frozenset(followed.get(row[0], ())),
             matched_follow=matched.get(row[0]),
+            silent=bool(row[7]),
+            thread_id=row[8],
         )
         for row in rows
     }
@@ -108,6 +111,8 @@ class ClaimedDelivery:
     attempts: int  # including this one
     followed_tag_ids: frozenset[int] = frozenset()  # the article's tags the chat follows now
     matched_follow: tuple[int, str] | None = None  # the query follow that matched (id, text), if it still exists
+    silent: bool = False  # the chat's /silent: no notification sound
+    thread_id: int | None = None  # the forum topic of the follow that brought it
 
 
 @dataclass(frozen=True)
@@ -194,8 +199,9 @@ class DeliveryService:
             return (
                 select(Delivery.id, Delivery.chat_id)
                 .join(Chat, Chat.id == Delivery.chat_id)
-                # A chat that blocked or removed the bot gets no more send attempts.
-                .where(condition, Chat.kind.in_(kind_values), Chat.active.is_(True))
+                # A chat that blocked or removed the bot gets no more send attempts; a story a digest
+                # owns goes out inside that digest only (bot/services/digests.py).
+                .where(condition, Chat.kind.in_(kind_values), Chat.active.is_(True), Delivery.digest_id.is_(None))
                 .order_by(*order)
                 .limit(window)
                 .with_for_update(skip_locked=True, of=Delivery)

@@ -26,7 +26,9 @@ from bot.db import Database
 from bot.db.models import Article, ArticleTag, Chat, Delivery, DeliveryStatus, Subscription
 from bot.i18n import DEFAULT_LANG, normalize_lang
 from bot.services.contracts import SummaryProvider
+from bot.services.digests import route_new
 from bot.services.follows import article_text, query_followers
+from bot.services.schedule import snoozed_follows, snoozed_tag_followers, topics_for
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +109,19 @@ class FanoutService:
                 log.info("fan-out of article %s: published %s, too old to push", article_id, published)
                 return FannedOut(article_id=article_id, story_id=story_id, deliveries=0, langs=(), stale=True)
             followers = list(self._followers(session, article_id, story_id))
+            # A chat whose every matching tag follow is snoozed skips the story, unless a running
+            # query follow matches it (docs/delivery-modes.md: snoozes skip, they do not collect).
+            snoozed = snoozed_tag_followers(session, article_id, [chat_id for chat_id, _ in followers], now)
+            followers = [(chat_id, lang) for chat_id, lang in followers if chat_id not in snoozed]
             # Query follows (keywords, exclusions): one delivery per chat all the same, naming the follow.
-            matched = self._query_followers(session, article_id, story_id, {chat_id for chat_id, _ in followers})
+            matched = self._query_followers(session, article_id, story_id, {chat_id for chat_id, _ in followers}, now)
             followers += [(chat_id, lang) for chat_id, (_, lang) in matched.items()]
-            created = self._insert(session, article_id, story_id, [chat_id for chat_id, _ in followers],
-                                   {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()})
+            chat_ids = [chat_id for chat_id, _ in followers]
+            follow_ids = {chat_id: follow_id for chat_id, (follow_id, _) in matched.items()}
+            # Digest mode, quiet hours, over the cap: the story joins a digest in this same transaction;
+            # a follow made in a forum topic sends it to that topic.
+            created = self._insert(session, article_id, story_id, chat_ids, follow_ids, route_new(session, chat_ids, now),
+                                   topics_for(session, article_id, chat_ids, follow_ids))
             langs = tuple(sorted({normalize_lang(lang) or DEFAULT_LANG for chat_id, lang in followers if chat_id in created}))
         log.info("fan-out of article %s: %d deliveries", article_id, len(created))
         return FannedOut(article_id=article_id, story_id=story_id, deliveries=len(created), langs=langs)
@@ -139,11 +149,11 @@ class FanoutService:
 
     @staticmethod
     def _query_followers(session: Session, article_id: int, story_id: int,
-                         taken: set[int]) -> dict[int, tuple[int, str | None]]:
+                         taken: set[int], now: datetime) -> dict[int, tuple[int, str | None]]:
         """Chats whose stored query follows match the article (see services/follows.py), without a
-        delivery of this story yet and not already among the plain tag followers."""
+        delivery of this story yet and not already among the plain tag followers; snoozed follows match nothing."""
         article = session.scalars(select(Article).options(selectinload(Article.tags)).where(Article.id == article_id)).one()
-        matched = query_followers(session, article, article_text(article), taken)
+        matched = query_followers(session, article, article_text(article), taken, snoozed_follows(session, now))
         if matched:
             delivered = set(session.scalars(select(Delivery.chat_id).where(
                 Delivery.story_id == story_id, Delivery.chat_id.in_(sorted(matched)))))
@@ -151,7 +161,8 @@ class FanoutService:
         return matched
 
     def _insert(self, session: Session, article_id: int, story_id: int, chat_ids: list[int],
-                follow_ids: dict[int, int] | None = None) -> set[int]:
+                follow_ids: dict[int, int] | None = None, digest_ids: dict[int, int] | None = None,
+                thread_ids: dict[int, int] | None = None) -> set[int]:
         """Insert pending deliveries; a concurrent fan-out of the same story wins silently.
 
         Returns the chats whose delivery this call created (not those another fan-out had).
@@ -172,6 +183,8 @@ class FanoutService:
                     "created_at": now,
                     "updated_at": now,
                     "follow_id": (follow_ids or {}).get(chat_id),
+                    "digest_id": (digest_ids or {}).get(chat_id),
+                    "message_thread_id": (thread_ids or {}).get(chat_id),
                 }
                 for chat_id in chat_ids[start : start + INSERT_CHUNK]
             ]

@@ -70,11 +70,12 @@ def article_text(article: Article) -> ArticleText:
 
 
 def query_followers(session: Session, article: Article, text: ArticleText,
-                    exclude_chats: Collection[int] = ()) -> dict[int, tuple[int, str | None]]:
+                    exclude_chats: Collection[int] = (), skip_follows: Collection[int] = ()) -> dict[int, tuple[int, str | None]]:
     """Active chats with a stored query follow matching the article: chat -> (follow id, chat language).
 
     Candidates come from the indexes (the anchor tag, or the anchor keyword's first word among the
-    article's words); the query decides in Python. A chat's first matching follow (lowest id) is named.
+    article's words); the query decides in Python. A chat's first matching follow (lowest id) is named;
+    follows in `skip_follows` (snoozed) match nothing.
     """
     tokens = sorted(text.tokens)
     # In chunks: a very long article has more distinct words than SQLite takes parameters.
@@ -92,7 +93,7 @@ def query_followers(session: Session, article: Article, text: ArticleText,
     rows = [candidates[follow_id] for follow_id in sorted(candidates)]
     found: dict[int, tuple[int, str | None]] = {}
     for follow_id, chat_id, query, lang in rows:
-        if chat_id in found or chat_id in exclude_chats:
+        if chat_id in found or chat_id in exclude_chats or follow_id in skip_follows:
             continue
         if FollowQuery.from_json(query).matches(text):
             found[chat_id] = (follow_id, lang)

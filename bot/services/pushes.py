@@ -38,8 +38,9 @@ from bot.logs import Outage, Throttle
 from bot.services.chats import ChatService
 from bot.services.contracts import ArticleSummary, SummaryProvider
 from bot.services.deliveries import TELEGRAM_CHAT_KINDS, ArticleView, ClaimedDelivery, DeliveryService
+from bot.services.digest_sender import DigestLane
 from bot.services.fanout import FanoutService
-from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, ServiceUnavailable, Transport
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, SendPacer, ServiceUnavailable, TopicClosed, Transport
 from bot.services.stories import EDIT_RECHECK, EditRequest, StoryService
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class ParkedNotice:
 ParkedHook = Callable[[Sequence[ParkedNotice]], Awaitable[None]]
 # Turns a claimed delivery, its article and the summary in the chat's language into the message.
 PushRenderer = Callable[[ClaimedDelivery, ArticleView, ArticleSummary], Reply]
+# A forum topic was closed or deleted under a push: (chat id, topic) -> fall back to General.
+TopicHook = Callable[[int, int | None], Awaitable[None]]
 
 
 @dataclass
@@ -163,8 +166,12 @@ class PushLoop:
         notice_interval: float = NOTICE_INTERVAL_SECONDS,
         error_backoff_max: float = ERROR_BACKOFF_MAX,
         stories: StoryService | None = None,
+        digests: DigestLane | None = None,
+        on_topic_closed: TopicHook | None = None,
     ) -> None:
         self.stats = PushStats()
+        self._digests = digests  # due digests fill the slots instant pushes leave free
+        self._on_topic_closed = on_topic_closed
         self._stories = stories
         self._edit_tasks: set[asyncio.Task[None]] = set()
         self._transport = transport
@@ -249,6 +256,8 @@ class PushLoop:
                     # Every `sending` row of our chat kinds was left by a process that died.
                     self.stats.requeued += await self._db(self._deliveries.recover_orphans, kinds=self._kinds, all_sending=True)
                     self._database_back()
+                    if self._digests is not None:
+                        self.stats.requeued += await self._db(self._digests.recover, True)
                     break
                 except Exception as error:
                     failures += 1
@@ -271,6 +280,8 @@ class PushLoop:
                     if now - last_lease_check >= LEASE_CHECK_SECONDS and not self._owed:
                         last_lease_check = now
                         self.stats.requeued += await self._db(self._deliveries.recover_orphans, kinds=self._kinds)
+                        if self._digests is not None:
+                            self.stats.requeued += await self._db(self._digests.recover, False)
                     self._wake.clear()
                     await self._probe_if_due()
                     claimed = await self._claim()
@@ -413,7 +424,18 @@ class PushLoop:
             task = asyncio.create_task(self._deliver(delivery), name=f"push-{delivery.id}")
             self._tasks[task] = delivery.chat_id
             task.add_done_callback(self._task_done)
-        return len(claimed)
+        return len(claimed) + await self._claim_digests(free - len(claimed), exclude | {d.chat_id for d in claimed})
+
+    async def _claim_digests(self, free: int, exclude: set[int]) -> int:
+        """Due digests, oldest due first, in the slots instant pushes left (breaking news first)."""
+        if self._digests is None or free <= 0:
+            return 0
+        digests = await self._db(self._digests.claim, free, exclude)
+        for digest in digests:
+            task = asyncio.create_task(self._digests.deliver(digest), name=f"digest-{digest.id}")
+            self._tasks[task] = digest.chat_id
+            task.add_done_callback(self._task_done)
+        return len(digests)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
@@ -582,6 +604,14 @@ class PushLoop:
             return
         except ServiceUnavailable as error:
             await self._unavailable(delivery, error, canary)
+        except TopicClosed as error:
+            if self._on_topic_closed is None:
+                await self._failed(delivery, str(error))
+                return
+            # The topic's follows and unsent pushes (this one too) fall back to General; sent again now.
+            await self._on_topic_closed(delivery.chat_id, delivery.thread_id)
+            await self._db(self._deliveries.reschedule, delivery.id, 0.0, str(error))
+            self.kick()
             return
         except SendError as error:
             self._answered(delivery)

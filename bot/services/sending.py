@@ -39,6 +39,10 @@ class ChatMoved(SendError):
         self.new_chat_id = new_chat_id
 
 
+class TopicClosed(SendError):
+    """The forum topic is closed or deleted; the chat itself can still be written to (General)."""
+
+
 class TransientSendError(SendError):
     """A failure specific to this message or chat (an unexpected 400 …); retried with backoff."""
 

@@ -192,6 +192,7 @@ async def incoming_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Inc
         replied=replied_post(message.reply_to_message, context.bot.id) if message.reply_to_message else None,
         # A channel post, or an anonymous group admin writing as the group.
         posted_by_chat=message.sender_chat is not None and message.sender_chat.id == chat.id,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
     )
     if rt.conversation.must_check_admin(incoming):
         incoming = replace(incoming, chat_admin=await is_chat_admin(context.bot, chat.id, incoming.user_id))
@@ -211,6 +212,8 @@ async def answer(rt: BotRuntime, bot: Bot, incoming: Incoming, call: Callable[[]
         if workload is not Workload.QUICK:
             rt.kick_pushes()  # an admin's link or reply may have stored an article for everyone
         for reply in replies:
+            if incoming.thread_id is not None and reply.thread_id is None:
+                reply = replace(reply, thread_id=incoming.thread_id)  # answered in the topic it was asked in
             await send_reply(bot, incoming.chat_id, reply)
 
 

@@ -76,6 +76,7 @@ class Priority(enum.IntEnum):
 
     REPLY = 0  # answers to a user's command or button
     PUSH = 1  # background deliveries
+    DIGEST = 2  # digest parts: a breaking push never waits behind a morning's digests
 
 
 def retry_after_seconds(error: RetryAfter) -> float:

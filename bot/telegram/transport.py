@@ -18,7 +18,7 @@ from telegram.error import RetryAfter as PtbRetryAfter
 from telegram.ext import Defaults
 
 from bot.conversation.messages import Reply
-from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, ServiceUnavailable, TransientSendError
+from bot.services.sending import ChatGone, ChatMoved, RetryAfter, SendError, ServiceUnavailable, TopicClosed, TransientSendError
 from bot.telegram.ratelimit import Priority, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ _GONE_MARKERS = (
     "group chat was deactivated",
     "peer_id_invalid",
 )
+
+
+# BadRequest descriptions that mean the forum topic is closed or gone (the chat itself is fine).
+_TOPIC_MARKERS = ("topic_closed", "topic_deleted", "message thread not found", "topic_id_invalid")
 
 
 def send_defaults() -> Defaults:
@@ -57,6 +61,10 @@ async def send_message(bot: Any, chat_id: int, message: Reply, priority: Priorit
     kwargs: dict[str, Any] = {}
     if getattr(bot, "rate_limiter", None) is not None:
         kwargs["rate_limit_args"] = int(priority)
+    if message.silent:
+        kwargs["disable_notification"] = True
+    if message.thread_id is not None:
+        kwargs["message_thread_id"] = message.thread_id
     sent = await bot.send_message(chat_id=chat_id, text=message.text, reply_markup=reply_markup(message), **kwargs)
     return int(sent.message_id)
 
@@ -71,6 +79,8 @@ def classify(error: TelegramError, secret: str = "") -> SendError:
         return ChatGone(f"forbidden: {error.message}")
     if isinstance(error, ChatMigrated):
         return ChatMoved(int(error.new_chat_id))
+    if isinstance(error, BadRequest) and any(marker in error.message.lower() for marker in _TOPIC_MARKERS):
+        return TopicClosed(f"bad request: {error.message}")
     if isinstance(error, BadRequest) and any(marker in error.message.lower() for marker in _GONE_MARKERS):
         return ChatGone(f"bad request: {error.message}")
     if isinstance(error, TimedOut) or (isinstance(error, NetworkError) and not isinstance(error, BadRequest)):
@@ -123,7 +133,7 @@ class TelegramTransport:
     async def send(self, chat_id: int, message: Reply) -> int:
         """sendMessage; typed errors on failure."""
         try:
-            return await send_message(self._bot, chat_id, message, Priority.PUSH)
+            return await send_message(self._bot, chat_id, message, Priority.DIGEST if message.bulk else Priority.PUSH)
         except InvalidToken:
             raise  # not a delivery problem: the whole bot is misconfigured
         except TelegramError as error:
