@@ -604,6 +604,7 @@ class PushLoop:
             return
         except ServiceUnavailable as error:
             await self._unavailable(delivery, error, canary)
+            return
         except TopicClosed as error:
             if self._on_topic_closed is None:
                 await self._failed(delivery, str(error))
