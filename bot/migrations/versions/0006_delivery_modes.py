@@ -18,16 +18,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('chats', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('timezone', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('silent', sa.Boolean(), server_default=sa.text('false'), nullable=False))
-        batch_op.add_column(sa.Column('digest', sa.String(length=200), nullable=True))
-        batch_op.add_column(sa.Column('quiet', sa.String(length=11), nullable=True))
-        batch_op.add_column(sa.Column('daily_limit', sa.Integer(), nullable=True))
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('digest_id', sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column('message_thread_id', sa.BigInteger(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_deliveries_digest_id'), ['digest_id'], unique=False)
+    # Plain ADD COLUMN, not batch mode: on SQLite batch mode may copy and DROP `chats`, and with
+    # foreign keys on that DROP cascades to subscriptions, follows and deliveries (all lost).
+    op.add_column('chats', sa.Column('timezone', sa.String(length=64), nullable=True))
+    op.add_column('chats', sa.Column('silent', sa.Boolean(), server_default=sa.text('false'), nullable=False))
+    op.add_column('chats', sa.Column('digest', sa.String(length=200), nullable=True))
+    op.add_column('chats', sa.Column('quiet', sa.String(length=11), nullable=True))
+    op.add_column('chats', sa.Column('daily_limit', sa.Integer(), nullable=True))
+    op.add_column('deliveries', sa.Column('digest_id', sa.BigInteger(), nullable=True))
+    op.add_column('deliveries', sa.Column('message_thread_id', sa.BigInteger(), nullable=True))
+    op.create_index(op.f('ix_deliveries_digest_id'), 'deliveries', ['digest_id'], unique=False)
     op.create_table('digests',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('chat_id', sa.BigInteger(), nullable=False),
@@ -76,8 +76,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('follow_topics')
     op.drop_table('digests')
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_deliveries_digest_id'))
+    op.drop_index(op.f('ix_deliveries_digest_id'), table_name='deliveries')
     op.drop_table('story_mutes')
     op.drop_table('snoozes')
     if op.get_bind().dialect.name == "sqlite":
