@@ -285,7 +285,8 @@ class PushLoop:
                     self._wake.clear()
                     await self._probe_if_due()
                     claimed = await self._claim()
-                    self._database_back()
+                    if not self._owed:  # a send that failed to record meanwhile keeps the outage open
+                        self._database_back()
                     failures = 0
                     await self._flush_notices()
                 except Exception as error:
