@@ -20,6 +20,7 @@ from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.db.models import Base
 from bot.i18n import I18n
+from bot.ingest.feeds import FeedService
 from bot.logs import RedactingFilter
 
 from fixtures.local_http import LocalServer
@@ -208,3 +209,11 @@ def server() -> Iterator[LocalServer]:
     """A local HTTP server on 127.0.0.1 for pages and feeds (tests/fixtures/local_http.py)."""
     with LocalServer() as running:
         yield running
+
+
+@pytest.fixture
+def feeds(database: Database, feed_settings: Settings) -> Iterator[FeedService]:
+    """A FeedService over the test module's own `feed_settings` fixture."""
+    service = FeedService(database, feed_settings)
+    yield service
+    service.close()

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from telegram.ext import Application
 
 from bot.context import AppContext
 from bot.db import Database
+from bot.db.models import Article, Delivery
 from bot.i18n import I18n
+from bot.ingest.service import ArticleInput
 from bot.logs import REDACTED, setup_logging
 from bot.shell import html_to_text
 from bot.telegram.app import build_application
@@ -166,7 +169,6 @@ async def test_rate_limit_answers_once_then_ignores(sqlite_database: Database, t
 
 async def test_push_summary_and_buttons(bot: Bot, i18n: I18n) -> None:
     services = bot.application.bot_data["newsbot"].services
-    from bot.ingest.service import ArticleInput
 
     assert await bot.ask(USER, "/follow Russia") == i18n.t("en", "follow.added", tags="Rusia")
     result = await asyncio.to_thread(services.ingest.ingest, ArticleInput(
@@ -375,7 +377,6 @@ async def test_parked_delivery_is_reported_to_admins(sqlite_database: Database, 
             assert await bot.ask(USER, "/follow Rusia") == i18n.t("en", "follow.added", tags="Rusia")
             server.fail_server_error(chat_id=USER, times=None)
             services = application.bot_data["newsbot"].services
-            from bot.ingest.service import ArticleInput
 
             await asyncio.to_thread(services.ingest.ingest, ArticleInput(
                 body=BODY, title="Russia demands guarantees", tags=["Rusia"], lang="en"))
@@ -448,3 +449,24 @@ async def test_admins_requeue_parked_deliveries(bot: Bot, i18n: I18n) -> None:
     assert await bot.ask(ADMIN, "/requeue") == i18n.t("en", "requeue.done", count=0)
     assert await bot.ask(ADMIN, "/requeue 1001") == i18n.t("en", "requeue.done", count=0)
     assert await bot.ask(ADMIN, "/requeue everyone") == i18n.t("en", "requeue.usage")
+
+
+# --- helpers shared by the end-to-end test files ------------------------------------------------
+def services(bot: Bot) -> Any:
+    return bot.application.bot_data["newsbot"].services
+
+
+async def store(bot: Bot, title: str, body: str, tags: list[str]) -> int:
+    result = await asyncio.to_thread(services(bot).ingest.ingest, ArticleInput(body=body, title=title, tags=tags, lang="id"))
+    return int(result.article_id)
+
+
+async def deliveries_once_fanned_out(bot: Bot, chat_id: int) -> list[int]:
+    """The article ids pushed (or to be pushed) to a chat, once every stored article is fanned out."""
+    def done() -> bool:
+        with services(bot).db.session() as session:
+            return session.scalar(select(Article.id).where(Article.fanned_out_at.is_(None)).limit(1)) is None
+
+    assert await eventually(done)
+    with services(bot).db.session() as session:
+        return list(session.scalars(select(Delivery.article_id).where(Delivery.chat_id == chat_id).order_by(Delivery.id)))

@@ -14,18 +14,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from bot.db import Database
-from bot.db.models import Article, Delivery, DeliveryStatus
+from bot.db.models import Delivery, DeliveryStatus
 from bot.i18n import I18n
-from bot.ingest.service import ArticleInput
 
 from fakebotapi import FakeBotApi, SentMessage
-from test_bot_telegram import Bot, eventually, start_bot, stop_bot
+from test_bot_telegram import Bot, deliveries_once_fanned_out, eventually, services, start_bot, stop_bot, store
 
 READER = 3101
 INDONESIAN = 3102
@@ -79,26 +77,6 @@ async def bot(database: Database, tmp_path: Path, i18n: I18n, clock: Clock) -> A
             yield Bot(server, application, i18n)
         finally:
             await stop_bot(application)
-
-
-def services(bot: Bot) -> Any:
-    return bot.application.bot_data["newsbot"].services
-
-
-async def store(bot: Bot, title: str, body: str, tags: list[str]) -> int:
-    result = await asyncio.to_thread(services(bot).ingest.ingest, ArticleInput(body=body, title=title, tags=tags, lang="id"))
-    return int(result.article_id)
-
-
-async def deliveries_once_fanned_out(bot: Bot, chat_id: int) -> list[int]:
-    """The articles pushed (or to be pushed) to a chat, once every stored article is fanned out."""
-    def done() -> bool:
-        with services(bot).db.session() as session:
-            return session.scalar(select(Article.id).where(Article.fanned_out_at.is_(None)).limit(1)) is None
-
-    assert await eventually(done)
-    with services(bot).db.session() as session:
-        return list(session.scalars(select(Delivery.article_id).where(Delivery.chat_id == chat_id).order_by(Delivery.id)))
 
 
 def statuses(bot: Bot, chat_id: int) -> list[DeliveryStatus]:

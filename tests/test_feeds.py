@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,13 +44,6 @@ def feed_settings(database_url: str, tmp_path: Path) -> Settings:
         database_url, tmp_path, fetch_allowed_hosts=["127.0.0.1"], fetch_timeout=1.0,
         feed_poll_interval=60.0, feed_max_backoff=600.0, feed_failing_after=3,
     )  # fmt: skip
-
-
-@pytest.fixture
-def feeds(database: Database, feed_settings: Settings) -> Iterator[FeedService]:
-    service = FeedService(database, feed_settings)
-    yield service
-    service.close()
 
 
 def stored(database: Database) -> list[Article]:

@@ -4,12 +4,12 @@ per-entry isolation, newest-first with a per-poll cap and backlog, failing feeds
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
+from test_feeds import stored as articles
 
 from bot.config import Settings
 from bot.db import Database
@@ -43,21 +43,6 @@ def feed_settings(database_url: str, tmp_path: Path) -> Settings:
         database_url, tmp_path, fetch_allowed_hosts=["127.0.0.1"], fetch_timeout=1.0,
         feed_poll_interval=60.0, feed_max_backoff=600.0, feed_failing_after=2,
     )  # fmt: skip
-
-
-@pytest.fixture
-def feeds(database: Database, feed_settings: Settings) -> Iterator[FeedService]:
-    service = FeedService(database, feed_settings)
-    yield service
-    service.close()
-
-
-def articles(database: Database) -> list[Article]:
-    with database.session() as session:
-        rows = list(session.scalars(select(Article).order_by(Article.id)))
-        for row in rows:
-            _ = row.tags
-        return rows
 
 
 def by_title(database: Database) -> dict[str, Article]:

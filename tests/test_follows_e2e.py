@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot.db import Database
-from bot.db.models import Article, Delivery
 from bot.i18n import I18n
-from bot.ingest.service import ArticleInput
 
 from conftest import following_text
 from fakebotapi import FakeBotApi
-from test_bot_telegram import Bot, eventually, start_bot, stop_bot
+from test_bot_telegram import Bot, deliveries_once_fanned_out, services, start_bot, stop_bot, store
 
 READER = 3001
 BODY = (
@@ -56,26 +52,6 @@ async def bot(database: Database, tmp_path: Path, i18n: I18n) -> AsyncIterator[B
             yield Bot(server, application, i18n)
         finally:
             await stop_bot(application)
-
-
-def services(bot: Bot) -> Any:
-    return bot.application.bot_data["newsbot"].services
-
-
-async def store(bot: Bot, title: str, body: str, tags: list[str]) -> int:
-    result = await asyncio.to_thread(services(bot).ingest.ingest, ArticleInput(body=body, title=title, tags=tags, lang="id"))
-    return int(result.article_id)
-
-
-async def deliveries_once_fanned_out(bot: Bot, chat_id: int) -> list[int]:
-    """The article ids pushed (or to be pushed) to a chat, once every stored article is fanned out."""
-    def done() -> bool:
-        with services(bot).db.session() as session:
-            return session.scalar(select(Article.id).where(Article.fanned_out_at.is_(None)).limit(1)) is None
-
-    assert await eventually(done)
-    with services(bot).db.session() as session:
-        return list(session.scalars(select(Delivery.article_id).where(Delivery.chat_id == chat_id).order_by(Delivery.id)))
 
 
 async def test_multi_word_tags_and_aliases_are_one_tag(bot: Bot, i18n: I18n) -> None:
