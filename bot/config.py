@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     model_backend: Backend = _MODEL_DEFAULTS.backend
     model_precision: Precision = _MODEL_DEFAULTS.precision
     model_threads: int = Field(default=_MODEL_DEFAULTS.threads, ge=0)
+    model_niceness: int = Field(
+        default=10, ge=0, le=19,
+        description="models run this much below the bot's CPU priority, so commands get a core at once; 0: same",
+    )
     model_allocator: str = Field(default="auto", pattern="^(auto|tcmalloc|jemalloc|system)$")
     summary_num_beams: int = Field(default=_MODEL_DEFAULTS.num_beams, ge=1)
     summary_max_new_tokens: int = Field(default=_MODEL_DEFAULTS.max_new_tokens, ge=8)
@@ -194,6 +198,7 @@ def summarizer_config(settings: Settings) -> SummarizerConfig:
         backend=settings.model_backend,
         precision=settings.model_precision,
         threads=settings.model_threads,
+        niceness=settings.model_niceness,
         num_beams=settings.summary_num_beams,
         max_new_tokens=settings.summary_max_new_tokens,
         max_input_tokens=settings.summary_max_input_tokens,

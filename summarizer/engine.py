@@ -19,6 +19,7 @@ from summarizer.config import (
 from summarizer.extractive import extract
 from summarizer.langcodes import nllb_code
 from summarizer.models import LoadedModel, ModelFamily, ModelStore, ModelUnavailable
+from summarizer.priority import LowPriorityThreads
 from summarizer.text import clean_whitespace, split_sentences, strip_datelines, tidy_generated, truncate_to_budget
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,13 @@ class Engine:
         self.config = config
         self.models = ModelStore(config)
         self.stats = EngineStats()
+        # Loading and generating run here: models and their own threads stay below the
+        # conversation's priority (summarizer/priority.py).
+        self.model_threads = LowPriorityThreads(config.niceness)
+
+    def close(self) -> None:
+        """Stop the model threads (after running calls return)."""
+        self.model_threads.close()
 
     # --- summaries ------------------------------------------------------------------------
 
@@ -70,6 +78,9 @@ class Engine:
 
     def summarize_batch(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[SummaryOutput]:
         """Summaries of texts in the same order, batched per model; extractive when no model works."""
+        return self.model_threads.call(self._summarize_batch, texts, langs)
+
+    def _summarize_batch(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[SummaryOutput]:
         if len(texts) != len(langs):
             raise ValueError("texts and langs must have the same length")
         results: list[SummaryOutput | None] = [None] * len(texts)
@@ -235,6 +246,9 @@ class Engine:
 
     def translate_batch(self, texts: Sequence[str], src: str, tgt: str) -> list[TranslationOutput]:
         """Translations from src to tgt in order; raises TranslationUnavailable when no model works."""
+        return self.model_threads.call(self._translate_batch, texts, src, tgt)
+
+    def _translate_batch(self, texts: Sequence[str], src: str, tgt: str) -> list[TranslationOutput]:
         if not self.config.translation_enabled:
             raise TranslationUnavailable("translation is disabled (TRANSLATION_MODEL=none)")
         if src == tgt:
@@ -314,6 +328,9 @@ class Engine:
 
         `only`: load just these of the configured models.
         """
+        return self.model_threads.call(self._preload, only)
+
+    def _preload(self, only: Collection[str] | None) -> list[str]:
         from summarizer.fetch import Role, planned_models
 
         failed = []
