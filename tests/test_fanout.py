@@ -198,3 +198,38 @@ def test_articles_published_long_ago_are_stored_but_not_pushed(world: World) -> 
         (fresh.article_id, 1, False), (stale.article_id, 0, True)]
     assert world.deliveries() == [(fresh.article_id, 1, DeliveryStatus.PENDING)]
     assert FanoutService(world.db, max_age=timedelta(hours=48), clock=lambda: now).run_once().articles == []
+
+
+def test_large_fan_outs_commit_in_chunks_and_a_crash_between_them_is_completed_once(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.services.fanout as fanout_module
+
+    monkeypatch.setattr(fanout_module, "FANOUT_CHUNK", 3)
+    for chat_id in range(1, 11):
+        world.chat(chat_id, "Rusia", lang="id" if chat_id % 2 else "en")
+    article = world.ingest(["Rusia"]).article_id
+    fanout = FanoutService(world.db)
+    real_insert = FanoutService._insert_chunk
+    calls = 0
+
+    def crash_in_the_third_chunk(self: FanoutService, *args: object, **kwargs: object) -> set[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("killed mid-way")
+        return real_insert(self, *args, **kwargs)  # type: ignore[arg-type]  # forwarded as received
+
+    monkeypatch.setattr(FanoutService, "_insert_chunk", crash_in_the_third_chunk)
+    with pytest.raises(RuntimeError, match="killed mid-way"):
+        fanout.run_once()
+    # Two chunks are committed (their pushes may already go out); the article is not marked done.
+    assert len(world.deliveries()) == 6
+    with world.db.session() as session:
+        assert session.scalar(select(Article.fanned_out_at).where(Article.id == article)) is None
+    monkeypatch.setattr(FanoutService, "_insert_chunk", real_insert)
+    result = fanout.run_once()
+    assert [(item.article_id, item.deliveries, item.langs) for item in result.articles] == [(article, 4, ("en", "id"))]
+    assert sorted(chat for _, chat, _ in world.deliveries()) == list(range(1, 11))  # each chat once
+    assert fanout.run_once().articles == []
+    with world.db.session() as session:
+        assert session.scalar(select(Article.fanned_out_at).where(Article.id == article)) is not None
