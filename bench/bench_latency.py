@@ -67,6 +67,7 @@ class Outcome:
     scenario: str
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # command -> seconds
     unanswered: int = 0
+    timeline: list[tuple[str, float, float]] = field(default_factory=list)  # (command, queued after start, latency)
     ingest_to_push: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # "1"/"20" -> seconds
     first_push: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # per article, its first push
 
@@ -272,6 +273,7 @@ def run_scenario(name: str, args: argparse.Namespace, server: RemoteFakeBotApi, 
         for user, (command, queued) in prober.sent.items():
             if user in pushes.first_reply:
                 outcome.latencies[command].append(pushes.first_reply[user] - queued)
+                outcome.timeline.append((command, queued - started, pushes.first_reply[user] - queued))
             else:
                 outcome.unanswered += 1
         if name == "idle":  # one article on a quiet bot
@@ -372,7 +374,8 @@ def report(outcomes: dict[str, list[Outcome]], args: argparse.Namespace) -> None
                   f"{median_of([percentile(s, 50) for s in first]):>11.2f}{median_of([percentile(s, 95) for s in first]):>11.2f}")
     if args.json:
         args.json.write_text(json.dumps({name: [{"latencies": run.latencies, "unanswered": run.unanswered,
-                                                 "ingest_to_push": run.ingest_to_push, "first_push": run.first_push}
+                                                 "ingest_to_push": run.ingest_to_push, "first_push": run.first_push,
+                                                 "timeline": run.timeline}
                                                 for run in runs]
                                          for name, runs in outcomes.items()}), "utf-8")
 

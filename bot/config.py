@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     model_precision: Precision = _MODEL_DEFAULTS.precision
     model_threads: int = Field(default=_MODEL_DEFAULTS.threads, ge=0)
     model_niceness: int = Field(
-        default=10, ge=0, le=19,
+        default=_MODEL_DEFAULTS.niceness, ge=0, le=19,
         description="models run this much below the bot's CPU priority, so commands get a core at once; 0: same",
     )
     model_allocator: str = Field(default="auto", pattern="^(auto|tcmalloc|jemalloc|system)$")

@@ -54,7 +54,7 @@ class SummarizerConfig:
     backend: Backend = Backend.AUTO
     precision: Precision = Precision.AUTO
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    niceness: int = 0  # model threads' nice value above the process's (summarizer/priority.py); 0: unchanged
+    niceness: int = 10  # model threads run this much below the process's priority (summarizer/priority.py); 0: same
     num_beams: int = 4
     max_new_tokens: int = 84
     min_new_tokens: int = 0

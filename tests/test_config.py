@@ -121,10 +121,10 @@ def test_model_settings_default_to_the_summarizers_own() -> None:
 def test_settings_reach_the_summarizer() -> None:
     settings = Settings(  # type: ignore[call-arg]  # _env_file: a pydantic-settings option, no field
         _env_file=None, summary_num_beams=2, summary_sentences=5, model_precision="int8",
-        summary_model_overrides="en=none", model_languages="EN",
+        summary_model_overrides="en=none", model_languages="EN", model_niceness=0,
     )
     config = summarizer_config(settings)
-    assert (config.num_beams, config.sentences, config.precision.value) == (2, 5, "int8")
+    assert (config.num_beams, config.sentences, config.precision.value, config.niceness) == (2, 5, "int8", 0)
     assert config.summary_model_for("en") == "none" and config.languages == ("en",)
 
 
