@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,6 +181,12 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one write lock, and every transaction here takes it (BEGIN IMMEDIATE). Threads
+        # of this process queue for it on this lock, which hands over the moment it is free;
+        # SQLite's busy handler sleeps up to 100 ms between tries, which made commands wait
+        # 0.3-0.8 s while a fan-out's sends wrote 30 times a second (docs/speed.md). Other
+        # processes (`newsbot ingest`) still meet the busy timeout.
+        self._writer = threading.RLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -188,8 +195,16 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self.sessionmaker() as session, session.begin():
-            yield session
+        # Bounded like the busy timeout: a thread that holds a transaction while waiting for another
+        # thread's fails as SQLite would have made it fail, instead of waiting forever.
+        queued = self._writer is not None and self._writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            with self.sessionmaker() as session, session.begin():
+                yield session
+        finally:
+            if queued:
+                assert self._writer is not None
+                self._writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
