@@ -16,6 +16,7 @@ ingest makes it public and clears `fanned_out_at`, so it is pushed then.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 INSERT_CHUNK = 1000
 FANOUT_CHUNK = 1000  # chats per fan-out transaction (see fan_out_next)
+CHUNK_PAUSE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ class FanoutService:
         # Later chunks in their own short transactions: on SQLite a transaction holds the one write
         # lock, so commands (/follow) and sends waited behind a 10,000-chat fan-out's 0.6 s.
         for number, chunk in enumerate(chunks[1:], start=2):
+            # The writer lock is not fair: without a pause this thread would take it again before
+            # the threads waiting for it (a command's reply) wake up.
+            time.sleep(CHUNK_PAUSE_SECONDS)
             with self._db.session() as session:
                 created |= self._insert_chunk(session, article_id, story_id, chunk, follow_ids, now,
                                               last=number == len(chunks))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from bot.telegram.transport import SEND_TIMEOUT, TelegramTransport, send_default
 from bot.wiring import Services, build_conversation, build_push_loop, build_services
 
 log = logging.getLogger(__name__)
+EVENT_LOOP_SWITCH_INTERVAL = 0.001  # seconds; see run_application
 
 # Commands in private chats, groups and channel posts; edits of old messages are not commands.
 _NEW_MESSAGES = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
@@ -224,6 +226,10 @@ def wait_for_telegram(settings: Settings, *, sleep: Callable[[float], None] = ti
 def run_application(application: Application, settings: Settings) -> None:
     """Long polling, or a webhook with a secret token when WEBHOOK_URL is set (blocks)."""
     wait_for_telegram(settings)
+    # Busy background threads (a fan-out, the sends' bookkeeping) keep the GIL up to the switch
+    # interval each time the event loop asks for it, and a reply takes many loop steps: 1 ms
+    # instead of 5 ms (docs/speed.md, bench/bench_latency.py).
+    sys.setswitchinterval(EVENT_LOOP_SWITCH_INTERVAL)
     if settings.webhook_url:
         application.run_webhook(**webhook_options(settings))
         return
