@@ -270,7 +270,8 @@ class ModelStore:
             release_freed_memory()
         try:
             runner = ct2.CTranslate2Runner(folder, tokenizer, config, generation_config, precision,
-                                           self._config.threads, VocabMap(keep, vocab_size) if keep else None)
+                                           self._config.threads, VocabMap(keep, vocab_size) if keep else None,
+                                           replicas=self._config.replicas)
         finally:
             if temporary:
                 shutil.rmtree(folder.parent, ignore_errors=True)
