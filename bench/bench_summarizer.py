@@ -71,8 +71,6 @@ class Mode:
     batch: int = 1
     runtime: bool = True  # newsbot's process runtime: MODEL_ALLOCATOR preload + OMP_WAIT_POLICY=PASSIVE
     isa: str = ""  # CT2_FORCE_CPU_ISA for CTranslate2 ("" = newsbot's choice: AVX512 where the CPU has it)
-    replicas: int = 0  # CTranslate2 replicas (SummarizerConfig.replicas; 0 = newsbot's default, one)
-    threads: int = 0  # CTranslate2 threads in all, when not --threads (2 replicas x 2 threads: threads=4)
 
 
 @dataclass
@@ -107,9 +105,6 @@ def default_modes(batch: int) -> list[Mode]:
         Mode("ct2 int8+trim b1", Backend.CTRANSLATE2, "int8", True),  # newsbot's defaults, one at a time
         Mode(f"ct2 int8+trim b{batch}", Backend.CTRANSLATE2, "int8", True, batch),  # newsbot's defaults
         Mode(f"ct2 int8+trim b{batch} -rt", Backend.CTRANSLATE2, "int8", True, batch, runtime=False),
-        # Thread layouts (replicas x threads each) on 2 cores: 2x2 was the default before 2026-12-01.
-        Mode(f"ct2 int8+trim b{batch} 2x2", Backend.CTRANSLATE2, "int8", True, batch, replicas=2, threads=4),
-        Mode(f"ct2 int8+trim b{batch} 2x1", Backend.CTRANSLATE2, "int8", True, batch, replicas=2),
         Mode("ct2 int8+trim b1 -rt", Backend.CTRANSLATE2, "int8", True, runtime=False),
     ]
 
@@ -147,8 +142,7 @@ def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchMode
     runners = {}
     languages = {"summary": ["id", "en"], "translation": ["en"]}
     store = ModelStore(SummarizerConfig(backend=ModelBackend.CTRANSLATE2, precision=Precision(mode.precision),
-                                        threads=mode.threads or threads, replicas=mode.replicas,
-                                        cache_dir=cache_dir / "converted"))
+                                        threads=threads, cache_dir=cache_dir / "converted"))
     for role, folder in (("summary", folders.summary), ("translation", folders.translation)):
         if mode.backend is Backend.CTRANSLATE2:
             runners[role] = store.get(str(folder), languages[role] if mode.trim else None).runner

@@ -54,7 +54,6 @@ class SummarizerConfig:
     backend: Backend = Backend.AUTO
     precision: Precision = Precision.AUTO
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    replicas: int = 0  # CTranslate2 model replicas splitting the threads; 0 = one (see ct2.thread_layout)
     num_beams: int = 4
     max_new_tokens: int = 84
     min_new_tokens: int = 0

@@ -270,8 +270,7 @@ class ModelStore:
             release_freed_memory()
         try:
             runner = ct2.CTranslate2Runner(folder, tokenizer, config, generation_config, precision,
-                                           self._config.threads, VocabMap(keep, vocab_size) if keep else None,
-                                           replicas=self._config.replicas)
+                                           self._config.threads, VocabMap(keep, vocab_size) if keep else None)
         finally:
             if temporary:
                 shutil.rmtree(folder.parent, ignore_errors=True)

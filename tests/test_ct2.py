@@ -165,9 +165,9 @@ def test_unconvertible_model_uses_transformers_under_auto_and_fails_clearly_when
 
 
 def test_int8_engine_batches_equal_one_by_one(tiny_models: TinyModels, tmp_path: Path) -> None:
-    # Two replicas of one thread each, each batch split between them.
+    # Two threads: two replicas, each batch split between them.
     engine = Engine(SummarizerConfig(summary_model=str(tiny_models.summary), precision=Precision.INT8, threads=2,
-                                     replicas=2, num_beams=4, max_new_tokens=10, batch_size=3, cache_dir=tmp_path))
+                                     num_beams=4, max_new_tokens=10, batch_size=3, cache_dir=tmp_path))
     texts = [article(seed, sentences=2 + seed) for seed in range(4)]
     batched = engine.summarize_batch(texts, ["id"] * 4)
     assert [out.text for out in batched] == [engine.summarize(text, "id").text for text in texts]
@@ -206,38 +206,3 @@ def test_avx512_is_enabled_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(ct2, "cpu_flags", lambda: {"avx2", "avx512f", "avx512bw", "avx512vl"})
     ct2.import_ctranslate2()
     assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX512"
-
-
-def test_thread_layout_splits_the_cores_without_oversubscribing() -> None:
-    assert ct2.thread_layout(2) == (1, 2)  # default: one replica, a single article gets every core
-    assert ct2.thread_layout(2, replicas=2) == (2, 1)
-    assert ct2.thread_layout(4, replicas=2) == (2, 2)
-    assert ct2.thread_layout(1, replicas=2) == (1, 1)
-    assert ct2.thread_layout(3, replicas=2) == (2, 1)
-
-
-# (threads, replicas): the layout before 2026-12-01 (2 replicas x 2 threads on 2 cores), then today's.
-PREVIOUS_LAYOUT = (4, 2)
-LAYOUTS = [(2, 0), (2, 2)]
-
-
-@pytest.mark.parametrize("languages", [("id", "en"), ()], ids=["trimmed", "untrimmed"])
-@pytest.mark.parametrize("which", ["summary", "translation"])
-def test_thread_layouts_write_the_same_ids(tiny_models: TinyModels, tmp_path: Path, which: str,
-                                           languages: tuple[str, ...]) -> None:
-    # int8 as in production: one article and a padded batch give, id for id, what the previous
-    # layout gave (replicas split a batch; threads split each product).
-    def runner(threads: int, replicas: int) -> Any:
-        config = SummarizerConfig(backend=Backend.CTRANSLATE2, precision=Precision.INT8, threads=threads,
-                                  replicas=replicas, languages=languages, cache_dir=tmp_path / "cache")
-        return ModelStore(config).get(model_folder(tiny_models, which), list(languages) or None)
-
-    previous = runner(*PREVIOUS_LAYOUT)
-    assert previous.runner.replicas == 2 and (previous.runner.vocab_map is not None) == bool(languages)
-    one, batch = encoded(previous, TEXTS[:1]), encoded(previous, TEXTS)
-    for settings in (BEAM, BLOCKED):
-        expected = [previous.runner.generate(**one, **settings), previous.runner.generate(**batch, **settings)]
-        for layout in LAYOUTS:
-            loaded = runner(*layout)
-            got = [loaded.runner.generate(**one, **settings), loaded.runner.generate(**batch, **settings)]
-            assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)), layout
