@@ -6,7 +6,9 @@ Each configuration runs in its own process (its own peak memory), all in one run
 --repeat rounds; medians are printed. Modes: plain transformers (naive), summarizer.speed.accelerate()
 (transformers backend) and summarizer.ct2 through the engine's ModelStore (ct2 ..., newsbot's default
 backend; conversions are stored before the timed rounds). This box's figures are noisy: compare
-modes within one run.
+modes within one run. Each round also measures CTranslate2's int8 matrix-product rate
+(bench/int8_rate.py) and the table prints each mode's share of it; --lock FILE holds FILE (flock)
+during each round only.
 
     .venv/bin/python bench/bench_summarizer.py --quick
     .venv/bin/python bench/bench_summarizer.py --articles 8 --repeat 3
