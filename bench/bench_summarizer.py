@@ -6,7 +6,9 @@ Each configuration runs in its own process (its own peak memory), all in one run
 --repeat rounds; medians are printed. Modes: plain transformers (naive), summarizer.speed.accelerate()
 (transformers backend) and summarizer.ct2 through the engine's ModelStore (ct2 ..., newsbot's default
 backend; conversions are stored before the timed rounds). This box's figures are noisy: compare
-modes within one run.
+modes within one run. Each round also measures CTranslate2's int8 matrix-product rate
+(bench/int8_rate.py) and the table prints each mode's share of it; --lock FILE holds FILE (flock)
+during each round only.
 
     .venv/bin/python bench/bench_summarizer.py --quick
     .venv/bin/python bench/bench_summarizer.py --articles 8 --repeat 3
@@ -15,6 +17,8 @@ modes within one run.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import resource
@@ -30,19 +34,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.int8_rate import GemmRate, Seq2SeqShape, measure
 from bench.models import (
     SUMMARY_CONFIG,
     TRANSLATION_CONFIG,
     BenchModel,
     TokenizerFolders,
     ensure_model,
+    load_config,
     random_articles,
     tokenizer_folders,
 )
 
+SUMMARY_INPUT_TOKENS = 512
 SUMMARY_TOKENS = 64
 TRANSLATION_INPUT_TOKENS = 96  # title + summary, as the engine sends them
 TRANSLATION_TOKENS = 96
+BEAMS = 4
+GEMM_RATE = "int8 GEMM rate"  # the pseudo-mode measuring CTranslate2's int8 matrix-product rate
 
 
 class Backend(StrEnum):
@@ -77,6 +86,7 @@ class Result:
     load_s: float
     resident_mb: float  # RSS with both models loaded and prepared
     peak_mb: float  # peak RSS of the whole process (loading included)
+    ids: str = ""  # digest of every generated id: layouts of one model must write the same ids
 
 
 def default_modes(batch: int) -> list[Mode]:
@@ -109,12 +119,12 @@ def rss_mb() -> float:
 
 
 def summary_kwargs() -> dict[str, Any]:
-    return {"num_beams": 4, "min_new_tokens": SUMMARY_TOKENS, "max_new_tokens": SUMMARY_TOKENS,
+    return {"num_beams": BEAMS, "min_new_tokens": SUMMARY_TOKENS, "max_new_tokens": SUMMARY_TOKENS,
             "no_repeat_ngram_size": 3, "do_sample": False}
 
 
 def translation_kwargs() -> dict[str, Any]:
-    return {"num_beams": 4, "min_new_tokens": TRANSLATION_TOKENS, "max_new_tokens": TRANSLATION_TOKENS,
+    return {"num_beams": BEAMS, "min_new_tokens": TRANSLATION_TOKENS, "max_new_tokens": TRANSLATION_TOKENS,
             "do_sample": False}
 
 
@@ -149,8 +159,10 @@ def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchMode
     resident = rss_mb()
     if not articles:  # --prepare: conversions are stored, nothing to time
         return Result(mode.name, 0.0, 0.0, 0.0, load_s, resident, rss_mb())
-    summary_in = random_articles(models["summary"], articles, 512, seed=1)
+    summary_in = random_articles(models["summary"], articles, SUMMARY_INPUT_TOKENS, seed=1)
     translation_in = random_articles(models["translation"], articles, TRANSLATION_INPUT_TOKENS, seed=2)
+
+    digest = hashlib.sha256()
 
     def timed(role: str, rows: list[torch.Tensor], kwargs: dict[str, Any]) -> float:
         total = 0.0
@@ -162,17 +174,19 @@ def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchMode
             total += time.perf_counter() - began
             # Every configuration writes exactly the fixed number of tokens (plus the start token).
             assert tuple(out.shape) == (ids.shape[0], kwargs["max_new_tokens"] + 1), out.shape
+            digest.update(out.numpy().tobytes())
         return total
 
     # Warm-up on one short input: first calls pay one-off costs (oneDNN kernel choice, allocations).
     warm = {"num_beams": 4, "max_new_tokens": 4, "min_new_tokens": 4}
     timed("summary", [summary_in[0][:64]] * mode.batch, warm)
     timed("translation", [translation_in[0][:32]] * mode.batch, warm)
+    digest = hashlib.sha256()  # the measured outputs only
     summary_s = timed("summary", summary_in, summary_kwargs())
     translation_s = timed("translation", translation_in, translation_kwargs())
     peak = own_peak_mb()
     return Result(mode.name, 1000 * (summary_s + translation_s) / articles, 1000 * summary_s / articles,
-                  1000 * translation_s / articles, load_s, resident, peak)
+                  1000 * translation_s / articles, load_s, resident, peak, digest.hexdigest()[:12])
 
 
 def own_peak_mb() -> float:
@@ -212,6 +226,52 @@ def spawn(mode: Mode, args: argparse.Namespace, prepare: bool = False) -> Result
         return Result(**json.load(out))
 
 
+def spawn_gemm_rate(args: argparse.Namespace) -> GemmRate | None:
+    """Measure CTranslate2's int8 matrix-product rate in a fresh process with the ct2 modes' runtime."""
+    from summarizer.speed import RUNTIME_MARKER, runtime_environment
+
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"LD_PRELOAD", "OMP_WAIT_POLICY", RUNTIME_MARKER}}
+    env = runtime_environment(args.allocator, env) or env
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        command = [sys.executable, __file__, "--gemm-rate", "--result", out.name, "--threads", str(args.threads),
+                   "--cache-dir", str(args.cache_dir)]
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            print(f"  {GEMM_RATE} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+        return GemmRate(**json.load(out))
+
+
+def gemm_operations(mode: Mode, models: dict[str, BenchModel], keep: int) -> float:
+    """Matrix-product operations of one article (summary + translation) in this mode's model shapes."""
+    summary = Seq2SeqShape.of(load_config(SUMMARY_CONFIG))
+    translation = Seq2SeqShape.of(load_config(TRANSLATION_CONFIG))
+    summary_vocab = keep if mode.trim else models["summary"].vocab_size
+    return (summary.operations(SUMMARY_INPUT_TOKENS, SUMMARY_TOKENS, BEAMS, summary_vocab)
+            + translation.operations(TRANSLATION_INPUT_TOKENS, TRANSLATION_TOKENS, BEAMS,
+                                     models["translation"].vocab_size))
+
+
+class RoundLock:
+    """Holds `path` with flock(2) for one round, so other timed runs on the machine wait only that long."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def __enter__(self) -> RoundLock:
+        if self.path is not None:
+            self._file = open(self.path, "a", encoding="ascii")  # closed in __exit__
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 articles, batch 2, one round, fewer modes")
@@ -227,13 +287,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="MODEL_ALLOCATOR of the modes with newsbot's runtime (+rt)")
     parser.add_argument("--modes", default="", help="comma-separated mode names to run (default: all)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "newsbot-bench-models")
+    parser.add_argument("--lock", type=Path, help="flock this file during each round (not between rounds)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--gemm-rate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.gemm_rate:
+        rate = measure(args.cache_dir / "int8-gemm-rate", args.threads)
+        Path(args.result).write_text(json.dumps(asdict(rate)), encoding="utf-8")
+        return
     models = {"summary": ensure_model(SUMMARY_CONFIG, args.cache_dir),
               "translation": ensure_model(TRANSLATION_CONFIG, args.cache_dir)}
     folders = tokenizer_folders(args.cache_dir, args.keep)
@@ -263,34 +329,50 @@ def main(argv: list[str] | None = None) -> None:
         if mode.backend is Backend.CTRANSLATE2:  # convert once, outside the timed runs (as a server does)
             spawn(mode, args, prepare=True)
     results: dict[str, list[Result]] = {mode.name: [] for mode in modes}
+    rates: list[GemmRate] = []
     for round_number in range(args.repeat):
-        for mode in modes:
-            result = spawn(mode, args)
-            if result is not None:
-                results[mode.name].append(result)
-                print(f"  round {round_number + 1} {mode.name}: {result.ms_per_article:.0f} ms/article",
-                      file=sys.stderr, flush=True)
-    report(results)
+        with RoundLock(args.lock):
+            rate = spawn_gemm_rate(args)
+            if rate is not None:
+                rates.append(rate)
+                print(f"  round {round_number + 1} {GEMM_RATE}: {rate.gops:.1f} GOP/s", file=sys.stderr, flush=True)
+            for mode in modes:
+                result = spawn(mode, args)
+                if result is not None:
+                    results[mode.name].append(result)
+                    print(f"  round {round_number + 1} {mode.name}: {result.ms_per_article:.0f} ms/article",
+                          file=sys.stderr, flush=True)
+    report(results, rates, {mode.name: mode for mode in modes}, models, args.keep)
 
 
-def report(results: dict[str, list[Result]]) -> None:
-    """Median figures per mode and the ratio to the naive baseline."""
+def report(results: dict[str, list[Result]], rates: list[GemmRate], modes: dict[str, Mode],
+           models: dict[str, BenchModel], keep: int) -> None:
+    """Median figures per mode, the ratio to the naive baseline, and the share of the int8 GEMM rate."""
     def median(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
 
     baseline = median([r.ms_per_article for r in results.get("naive fp32 b1", [])])
-    print(f"{'mode':<22}{'ms/article':>11}{'summary':>9}{'transl.':>9}{'x naive':>9}"
-          f"{'resident MB':>13}{'peak MB':>9}{'load s':>8}{'runs':>6}")
+    rate = median([r.gops for r in rates])
+    if rates:
+        print(f"{GEMM_RATE} (CTranslate2 int8 Dense layers, {rates[0].shape}): {rate:.1f} GOP/s "
+              f"(median of {len(rates)}: {', '.join(f'{r.gops:.1f}' for r in rates)})")
+    print(f"{'mode':<22}{'ms/article':>11}{'summary':>9}{'transl.':>9}{'x naive':>9}{'GOP/art':>9}{'GOP/s':>7}"
+          f"{'% int8':>8}{'resident MB':>13}{'peak MB':>9}{'load s':>8}{'runs':>6}  ids")
     for name, runs in results.items():
         if not runs:
             print(f"{name:<22} failed")
             continue
         total = median([r.ms_per_article for r in runs])
+        operations = gemm_operations(modes[name], models, keep) / 1e9
+        achieved = operations / (total / 1000)
+        # The share means something only for int8 CTranslate2 modes (same kernels as the measured rate).
+        int8 = modes[name].backend is Backend.CTRANSLATE2 and modes[name].precision == "int8"
+        share = f"{100 * achieved / rate:>7.0f}%" if int8 and rates else f"{'-':>8}"
         print(f"{name:<22}{total:>11.0f}{median([r.summary_ms for r in runs]):>9.0f}"
-              f"{median([r.translation_ms for r in runs]):>9.0f}{baseline / total:>9.1f}"
+              f"{median([r.translation_ms for r in runs]):>9.0f}{baseline / total:>9.1f}{operations:>9.0f}"
+              f"{achieved:>7.1f}{share}"
               f"{median([r.resident_mb for r in runs]):>13.0f}{median([r.peak_mb for r in runs]):>9.0f}"
-              f"{median([r.load_s for r in runs]):>8.1f}{len(runs):>6}")
-
+              f"{median([r.load_s for r in runs]):>8.1f}{len(runs):>6}  {'/'.join(sorted({r.ids for r in runs}))}")
 
 if __name__ == "__main__":
     main()
