@@ -19,7 +19,7 @@ Scenarios, interleaved over --rounds rounds (each in a fresh bot process and dat
 Ingest-to-push is the time from `newsbot ingest` (a separate process, as users run it) returning
 to each follower's push arriving at the fake server.
 
-    .venv/bin/python bench/bench_latency.py                 # 2 rounds (about 15 minutes)
+    .venv/bin/python bench/bench_latency.py                 # 2 rounds (about 50 minutes on 2 cores)
     .venv/bin/python bench/bench_latency.py --rounds 1 --scenarios idle,summaries
 """
 
