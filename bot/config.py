@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     model_threads: int = Field(default=_MODEL_DEFAULTS.threads, ge=0)
     model_niceness: int = Field(
         default=_MODEL_DEFAULTS.niceness, ge=0, le=19,
-        description="models run this much below the bot's CPU priority, so commands get a core at once; 0: same",
+        description="in run and shell, models run this much below the bot's CPU priority, so commands get a core; 0: same",
     )
     model_allocator: str = Field(default="auto", pattern="^(auto|tcmalloc|jemalloc|system)$")
     summary_num_beams: int = Field(default=_MODEL_DEFAULTS.num_beams, ge=1)
