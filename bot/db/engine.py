@@ -183,9 +183,9 @@ class Database:
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one write lock, and every transaction here takes it (BEGIN IMMEDIATE). Threads
         # of this process queue for it on this lock, which hands over the moment it is free;
-        # SQLite's busy handler sleeps up to 100 ms between tries, which made commands wait
-        # 0.3-0.8 s while a fan-out's sends wrote 30 times a second (docs/speed.md). Other
-        # processes (`newsbot ingest`) still meet the busy timeout.
+        # SQLite's busy handler sleeps up to 100 ms between tries, so a command could sleep long
+        # after the lock was free while a fan-out's sends write 30 times a second (docs/speed.md).
+        # Other processes (`newsbot ingest`) still meet the busy timeout.
         self._writer = threading.RLock() if self.is_sqlite else None
 
     @property
