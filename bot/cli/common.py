@@ -19,13 +19,17 @@ def secrets_of(settings: Settings) -> list[str]:
     return [secret.get_secret_value() for secret in (settings.telegram_bot_token, settings.webhook_secret) if secret]
 
 
-def cli_settings(*, log_file: bool = False) -> Settings:
+def cli_settings(*, log_file: bool = False, answers_users: bool = True) -> Settings:
     """Load settings (exit 2 on a bad one) and configure logging with the secrets redacted.
 
     log_file: log to DATA_DIR/logs/newsbot.log, and only short WARNING+ lines to the terminal
     (the shell, whose terminal is the conversation).
+    answers_users: False for commands that only run models (worker, summarize): MODEL_NICENESS is
+    for processes where commands share the cores with the models, so theirs keep full priority.
     """
     settings = load_settings()
+    if not answers_users:
+        settings = settings.model_copy(update={"model_niceness": 0})
     setup_logging(
         settings.log_level,
         settings.log_format,

@@ -132,9 +132,7 @@ def summarize(sources: tuple[str, ...], lang: str | None, as_json: bool) -> None
             raise click.UsageError(f"--lang expects a language code such as en or id, got {lang!r}")
     from bot.services.summaries import SummaryService
 
-    # Nothing here answers users: the models keep the process's priority (MODEL_NICENESS is for
-    # run and shell, where commands share the process with them).
-    settings = cli_settings().model_copy(update={"model_niceness": 0})
+    settings = cli_settings(answers_users=False)
     # This command explains an unavailable model itself, once, below; skip the log's copy.
     logging.getLogger("summarizer.models").setLevel(logging.ERROR)
     with cli_context(settings) as context:

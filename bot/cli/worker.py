@@ -169,9 +169,7 @@ def start_worker(settings: Settings, *, concurrency: int, cpus: tuple[int, ...],
 @click.option("--hostname", "-n", default=None, help="Worker name shown in logs (default: pid@host).")
 def worker(concurrency: int, cpus: tuple[int, ...], hostname: str | None) -> None:
     """Take summary and translation jobs from BROKER_URL (run as many as you like)."""
-    # Nothing here answers users: the models keep the process's priority (MODEL_NICENESS is for
-    # run and shell, where commands share the process with them).
-    settings = cli_settings().model_copy(update={"model_niceness": 0})
+    settings = cli_settings(answers_users=False)
     if not settings.broker_url:
         click.echo(
             "newsbot: `newsbot worker` needs BROKER_URL (e.g. redis://localhost:6379/0); "

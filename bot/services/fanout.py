@@ -111,7 +111,7 @@ class FanoutService:
             now = self._now()
             if private or self._is_stale(published, now):
                 # Marked either way, so a private or stale article is not reconsidered every round.
-                session.execute(update(Article).where(Article.id == article_id).values(fanned_out_at=now))
+                self._mark_fanned_out(session, article_id, now)
                 if private:
                     log.info("fan-out of article %s: private submission, no deliveries", article_id)
                 else:  # a newly added feed's backlog is news from days ago: stored and searchable, not pushed
@@ -151,8 +151,12 @@ class FanoutService:
         created = self._insert(session, article_id, story_id, chat_ids, follow_ids, route_new(session, chat_ids, now),
                                topics_for(session, article_id, chat_ids, follow_ids))
         if last:
-            session.execute(update(Article).where(Article.id == article_id).values(fanned_out_at=now))
+            self._mark_fanned_out(session, article_id, now)
         return created
+
+    @staticmethod
+    def _mark_fanned_out(session: Session, article_id: int, now: datetime) -> None:
+        session.execute(update(Article).where(Article.id == article_id).values(fanned_out_at=now))
 
     def _is_stale(self, published: datetime | None, now: datetime) -> bool:
         if self._max_age is None or published is None:
