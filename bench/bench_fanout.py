@@ -67,8 +67,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def prepare_database(database_url: str, chats: int) -> list[int]:
-    """Migrate and create `chats` chats following TAG (half English, half Indonesian)."""
+def add_followers(database_url: str, chats: list[int], tag: str) -> None:
+    """Migrate, and add chats (odd ids English, even Indonesian) following `tag`."""
     from sqlalchemy import insert
 
     from bot.config import Settings
@@ -80,19 +80,20 @@ def prepare_database(database_url: str, chats: int) -> list[int]:
     db = Database(database_url)
     upgrade(db.engine)
     settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option
-    tags = TagService(db, settings)
     with db.session() as session:
-        tag_id = tags.get_or_create(session, TAG).id
-    ids = list(range(1_000_001, 1_000_001 + chats))
+        tag_id = TagService(db, settings).get_or_create(session, tag).id
     now = datetime.now(UTC)
     with db.session() as session:
-        session.execute(
-            insert(Chat),
-            [{"id": i, "kind": ChatKind.PRIVATE, "lang": "en" if i % 2 else "id", "active": True,
-              "created_at": now, "updated_at": now} for i in ids],
-        )
-        session.execute(insert(Subscription), [{"chat_id": i, "tag_id": tag_id, "created_at": now} for i in ids])
+        session.execute(insert(Chat), [{"id": chat, "kind": ChatKind.PRIVATE, "lang": "en" if chat % 2 else "id",
+                                        "active": True, "created_at": now, "updated_at": now} for chat in chats])
+        session.execute(insert(Subscription), [{"chat_id": chat, "tag_id": tag_id, "created_at": now} for chat in chats])
     db.dispose()
+
+
+def prepare_database(database_url: str, chats: int) -> list[int]:
+    """Migrate and create `chats` chats following TAG (half English, half Indonesian)."""
+    ids = list(range(1_000_001, 1_000_001 + chats))
+    add_followers(database_url, ids, TAG)
     return ids
 
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from bench_fanout import percentile, prepare_database  # noqa: E402 - after the sys.path set-up above
+from bench_fanout import add_followers, percentile, prepare_database  # noqa: E402 - after the sys.path set-up above
 
 if TYPE_CHECKING:
     from fakebotapi import RemoteFakeBotApi, SentMessage
@@ -117,31 +117,6 @@ def article_of(message: SentMessage) -> int | None:
         if data.startswith("mute:"):
             return int(data.split(":")[2])
     return None
-
-
-def add_followers(database_url: str, chats: list[int], tag: str) -> None:
-    """Chats (half English, half Indonesian) following `tag`."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy import insert
-
-    from bot.config import Settings
-    from bot.db import Database
-    from bot.db.migrate import upgrade
-    from bot.db.models import Chat, ChatKind, Subscription
-    from bot.tags import TagService
-
-    db = Database(database_url)
-    upgrade(db.engine)
-    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]  # _env_file: a pydantic-settings option
-    with db.session() as session:
-        tag_id = TagService(db, settings).get_or_create(session, tag).id
-    now = datetime.now(UTC)
-    with db.session() as session:
-        session.execute(insert(Chat), [{"id": chat, "kind": ChatKind.PRIVATE, "lang": "en" if chat % 2 else "id",
-                                        "active": True, "created_at": now, "updated_at": now} for chat in chats])
-        session.execute(insert(Subscription), [{"chat_id": chat, "tag_id": tag_id, "created_at": now} for chat in chats])
-    db.dispose()
 
 
 class Prober(threading.Thread):
