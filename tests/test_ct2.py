@@ -199,7 +199,10 @@ def test_runner_refuses_what_it_cannot_do(tiny_models: TinyModels, tmp_path: Pat
 
 
 def test_avx512_is_enabled_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CT2_FORCE_CPU_ISA", raising=False)
+    # setenv first, so that monkeypatch removes what import_ctranslate2 writes: a leaked AVX512
+    # would make later subprocesses' CTranslate2 fail on a CPU without AVX-512.
+    monkeypatch.setenv("CT2_FORCE_CPU_ISA", "")
+    monkeypatch.delenv("CT2_FORCE_CPU_ISA")
     monkeypatch.setattr(ct2, "cpu_flags", lambda: {"avx2", "fma"})
     ct2.import_ctranslate2()
     assert "CT2_FORCE_CPU_ISA" not in os.environ

@@ -37,6 +37,11 @@ _REDIS_OPTIONS: dict[str, Any] = {"health_check_interval": 10, "socket_keepalive
                                   "retry_on_timeout": True}
 
 
+# RabbitMQ: submit returns once the broker has the job (publisher confirms), not when it is
+# merely written to the socket, so a broker crash right after cannot lose it unnoticed.
+_AMQP_OPTIONS: dict[str, Any] = {"confirm_publish": True}
+
+
 def build_celery_app(settings: Settings) -> Celery:
     """A Celery app for BROKER_URL with newsbot's reliability settings; no tasks registered yet."""
     if not settings.broker_url:
@@ -60,6 +65,7 @@ def build_celery_app(settings: Settings) -> Celery:
             "unacked_restore_interval": restore_every,
             "unacked_restore_throttle": 1,
             **(_REDIS_OPTIONS if settings.broker_url.startswith(("redis://", "rediss://")) else {}),
+            **(_AMQP_OPTIONS if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")) else {}),
         },
         broker_connection_timeout=BROKER_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
