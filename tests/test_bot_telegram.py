@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from telegram.ext import Application
 
 from bot.context import AppContext
@@ -470,3 +471,32 @@ async def deliveries_once_fanned_out(bot: Bot, chat_id: int) -> list[int]:
     assert await eventually(done)
     with services(bot).db.session() as session:
         return list(session.scalars(select(Delivery.article_id).where(Delivery.chat_id == chat_id).order_by(Delivery.id)))
+
+
+async def test_reading_commands_answer_while_another_transaction_holds_the_write_lock(
+        bot: Bot, sqlite_database: Database, i18n: I18n) -> None:
+    """SQLite has one write lock (a fan-out's chunk, the sends' bookkeeping hold it): /latest,
+    /summary of a stored summary and /following only read, so they do not wait for it."""
+    services = bot.application.bot_data["newsbot"].services
+    assert await bot.ask(USER, "/start") == i18n.t("en", "start")
+    result = await asyncio.to_thread(services.ingest.ingest, ArticleInput(
+        body=BODY, title="Russia demands guarantees", tags=["Rusia"], lang="en", url="https://example.com/r"))
+    before = [await bot.ask(USER, command) for command in ("/latest", f"/summary {result.article_id}", "/following")]
+    holding, release = asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def hold_the_write_lock() -> None:
+        with sqlite_database.session() as session:
+            session.execute(text("UPDATE chats SET title = title"))
+            loop.call_soon_threadsafe(holding.set)
+            release.wait(60)
+
+    holder = asyncio.ensure_future(asyncio.to_thread(hold_the_write_lock))
+    try:
+        await asyncio.wait_for(holding.wait(), 30)
+        during = [await bot.ask(USER, command) for command in ("/latest", f"/summary {result.article_id}", "/following")]
+        assert not holder.done()  # answered while the lock was still held
+    finally:
+        release.set()
+        await holder
+    assert during == before

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_OPTION = "newsbot_read_only"  # execution option of Database.read_session's engine
 # psycopg (3) is the PostgreSQL driver newsbot installs; a URL without a driver would make
 # SQLAlchemy 2.0 pick psycopg2, which is not installed. "postgres://" is Heroku's spelling.
 POSTGRES_DRIVER = "postgresql+psycopg"
@@ -148,6 +149,13 @@ def _prepare_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # A reader in WAL mode never waits for the writer: a plain (deferred) BEGIN takes no
+            # lock, and query_only makes a write in it fail loudly instead of waiting for the lock.
+            connection.exec_driver_sql("PRAGMA query_only=1")
+            connection.exec_driver_sql("BEGIN")
+            return
+        connection.exec_driver_sql("PRAGMA query_only=0")
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction waits
         # on busy_timeout instead of failing with SQLITE_BUSY when another process writes.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -181,6 +189,9 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # Same pool and events; on SQLite its transactions begin deferred and read-only (_prepare_sqlite).
+        self.read_sessionmaker = sessionmaker(self.engine.execution_options(**{READ_ONLY_OPTION: True}),
+                                              expire_on_commit=False)
         # SQLite has one write lock, and every transaction here takes it (BEGIN IMMEDIATE). Threads
         # of this process queue for it on this lock, which hands over the moment it is free;
         # SQLite's busy handler sleeps up to 100 ms between tries, so a command could sleep long
@@ -205,6 +216,17 @@ class Database:
             if queued:
                 assert self._writer is not None
                 self._writer.release()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session in one transaction that only reads (a write in it fails on SQLite).
+
+        On SQLite it neither takes nor queues for the write lock: in WAL mode a reader sees the last
+        commit and never waits, so a command's reads do not wait behind a fan-out's inserts or the
+        sends' bookkeeping. On PostgreSQL it is an ordinary session (readers never wait there).
+        """
+        with self.read_sessionmaker() as session, session.begin():
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -73,7 +73,7 @@ class ArticleQueries:
         query = self._base().where(Article.id == article_id)
         if viewer_chat_id is not None:
             query = query.where(visible_to(viewer_chat_id))
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             article = session.scalars(query).one_or_none()
             return _ref(article) if article is not None else None
 
@@ -81,7 +81,8 @@ class ArticleQueries:
         """The tag `name` means (alias-aware), or None."""
         if not normalize_tag(name):
             return None
-        with self._db.session() as session:
+        self._tags.ensure_aliases_loaded()  # seeding writes: before the read-only transaction
+        with self._db.read_session() as session:
             tag = self._tags.resolve(session, name)
             return TagRef(tag.id, tag.name) if tag is not None else None
 
@@ -90,7 +91,7 @@ class ArticleQueries:
 
         Public articles plus `viewer_chat_id`'s own private ones (public only when None).
         """
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             query = self._base().where(visible_to(viewer_chat_id))
             if tag_id is not None:
                 query = query.join(ArticleTag, ArticleTag.article_id == Article.id).where(
@@ -106,7 +107,7 @@ class ArticleQueries:
 
         Public articles plus `viewer_chat_id`'s own private ones (public only when None).
         """
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             ids = FullTextSearch().search(session, query, limit, viewer_chat_id)
             if not ids:
                 return []
@@ -115,7 +116,7 @@ class ArticleQueries:
 
     def popular_tags(self, limit: int, viewer_chat_id: int | None = None) -> list[tuple[TagRef, int]]:
         """Tags with the most articles visible to the viewer (public only when None), with counts."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return self._popular(session, limit, viewer_chat_id)
 
     @staticmethod

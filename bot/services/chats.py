@@ -61,6 +61,12 @@ class ChatService:
         A chat that had been deactivated (the bot was blocked) is active again once it writes.
         """
         title = title[:300] if title else None
+        # Every update begins here: a chat that is already as it should be costs a read only, which
+        # on SQLite does not wait for the write lock a fan-out or the sends hold.
+        with self._db.read_session() as session:
+            known = session.get(Chat, chat_id)
+            if known is not None and known.active and known.kind == kind and not (title and known.title != title):
+                return _info(known)
         with self._db.session() as session:
             chat = session.get(Chat, chat_id)
             if chat is None:
@@ -85,7 +91,7 @@ class ChatService:
 
     def get(self, chat_id: int) -> ChatInfo | None:
         """The chat, or None when it never wrote to the bot."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             chat = session.get(Chat, chat_id)
             return _info(chat) if chat is not None else None
 

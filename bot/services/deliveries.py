@@ -390,7 +390,7 @@ class DeliveryService:
 
     def article_view(self, article_id: int) -> ArticleView | None:
         """Title, link, language, source name and tags of an article."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             article = session.get(Article, article_id)
             if article is None:
                 return None

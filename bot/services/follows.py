@@ -124,7 +124,7 @@ class FollowService:
         return parse_query(text, self._lookup, self.limits)
 
     def _lookup(self, keys: Collection[str]) -> Mapping[str, TagRef]:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             self._tags.ensure_aliases_loaded()
             found = {key: TagRef(id_, name) for key, id_, name in
                      session.execute(select(Tag.key, Tag.id, Tag.name).where(Tag.key.in_(sorted(keys))))}
@@ -140,7 +140,7 @@ class FollowService:
         key = normalize_tag(word)
         if len(key) < SUGGEST_MIN_CHARS:
             return []
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             near = (len(key) - 2, len(key) + 2)  # edit distance <= 2 needs length within 2
             names: dict[str, int] = dict(session.execute(
                 select(Tag.key, Tag.id).where(func.length(Tag.key).between(*near))).all())
@@ -161,7 +161,7 @@ class FollowService:
             return [TagRef(tag_id, tags[tag_id].name) for tag_id in ranked[:SUGGESTIONS]]
 
     def tag(self, tag_id: int) -> TagRef | None:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             tag = session.get(Tag, tag_id)
             return TagRef(tag.id, tag.name) if tag is not None else None
 
@@ -216,19 +216,19 @@ class FollowService:
     def of_chat(self, chat_id: int) -> list[FollowRef]:
         """The chat's follows: plain tags by name, then queries in the order they were added."""
         refs = [FollowRef(tag_query(tag)) for tag in self._subscriptions.following(chat_id)]
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             for follow_id, query in session.execute(
                     select(Follow.id, Follow.query).where(Follow.chat_id == chat_id).order_by(Follow.id)):
                 refs.append(FollowRef(FollowQuery.from_json(query), follow_id))
         return refs
 
     def count(self, chat_id: int) -> int:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             follows = session.scalar(select(func.count()).select_from(Follow).where(Follow.chat_id == chat_id)) or 0
         return self._subscriptions.count(chat_id) + follows
 
     def follow_text(self, follow_id: int) -> str | None:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return session.scalar(select(Follow.text).where(Follow.id == follow_id))
 
     def _public_articles(self, session: Session, *, since: datetime | None, scan: int,
@@ -255,7 +255,7 @@ class FollowService:
         tag_ids = {q.anchor.tag_id for q in queries if q.anchor.tag_id is not None}
         narrowed = tag_ids if len(tag_ids) == len(queries) else None
         found: list[int] = []
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             for article in self._public_articles(session, since=None, scan=PREVIEW_SCAN, tag_ids=narrowed):
                 text = article_text(article)
                 if any(query.matches(text) for query in queries):
@@ -275,7 +275,7 @@ class FollowService:
         since = datetime.now(UTC) - timedelta(days=COUNT_DAYS)
         plain = {ref.query.anchor.tag_id: ref.query.key for ref in refs if ref.follow_id is None}
         queries = [ref for ref in refs if ref.follow_id is not None]
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             if plain:
                 rows = session.execute(
                     select(ArticleTag.tag_id, func.count())

@@ -175,7 +175,7 @@ class ScheduleService:
     def snoozes(self, chat_id: int) -> list[SnoozeView]:
         """The chat's snoozes still running, soonest end first."""
         now = self._now()
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.scalars(select(Snooze).where(Snooze.chat_id == chat_id, Snooze.until > now)
                                    .order_by(Snooze.until, Snooze.key)).all()
             return [SnoozeView(row.key, row.text, _aware(row.until)) for row in rows]

@@ -63,13 +63,13 @@ class StoryService:
         self._now = clock
 
     def also_reported_by(self, article_id: int) -> tuple[str, ...]:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return also_reported_by(session, article_id)
 
     def best_member(self, article_id: int, viewer_chat_id: int | None = None) -> int:
         """The story member whose summary /summary shows: the fullest text (longest body) the
         viewer may see, so a copy that dropped paragraphs is summarised from the complete one."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             story_id = session.scalar(select(Article.story_id).where(Article.id == article_id))
             if story_id is None:
                 return article_id

@@ -62,7 +62,7 @@ class SubscriptionService:
 
     def following(self, chat_id: int) -> list[TagRef]:
         """The chat's tags, by name."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.execute(
                 select(Tag.id, Tag.name)
                 .join(Subscription, Subscription.tag_id == Tag.id)
@@ -73,7 +73,7 @@ class SubscriptionService:
 
     def count(self, chat_id: int) -> int:
         """How many tags the chat follows."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return session.scalar(
                 select(func.count()).select_from(Subscription).where(Subscription.chat_id == chat_id)
             ) or 0

@@ -222,7 +222,7 @@ class SummaryService:
     # --- articles and keys -------------------------------------------------------------------
 
     def _article(self, article_id: int) -> _ArticleText:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             row = session.execute(
                 select(Article.id, Article.title, Article.body, Article.lang).where(Article.id == article_id)
             ).first()
@@ -256,7 +256,7 @@ class SummaryService:
         """The stored row for a key; for a summary, the one choose_summary picks (maybe another model's)."""
         if key.kind is not SummaryKind.SUMMARY:
             return self._read_exact(key)
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.scalars(
                 select(Summary).where(
                     Summary.article_id == key.article_id,
@@ -272,7 +272,7 @@ class SummaryService:
             )
 
     def _read_exact(self, key: _Key) -> _Row | None:
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             row = session.execute(
                 select(Summary).where(
                     Summary.article_id == key.article_id,
