@@ -20,6 +20,7 @@ from bot.conversation.messages import Reply
 from bot.conversation.render import render_push
 from bot.db import Database
 from bot.db.models import ChatKind
+from bot.db.notify import listener_for
 from bot.i18n import I18n
 from bot.ingest.feeds import FeedService
 from bot.ingest.fetch import fetch_article
@@ -171,6 +172,8 @@ def build_push_loop(
     Sends the database could not record yet are journaled in DATA_DIR (one file per chat-kind set:
     the bot's and the shell's loops never share one). `outage_options`: PushLoop's probe_first,
     probe_max, canary_strikes, notice_interval, error_backoff_max (tests shorten them).
+    On PostgreSQL the loop also listens for the NOTIFY of articles stored by any process and wakes
+    at once (bot/db/notify.py); `poll_interval` stays the fallback, and SQLite's only way.
     """
     if journal is None:
         suffix = "" if kinds == TELEGRAM_CHAT_KINDS else "-" + "-".join(sorted(str(k) for k in kinds))
@@ -196,6 +199,7 @@ def build_push_loop(
         digests=DigestLane(services.digests, services.chats, services.summaries, transport, digest_renderer(services),
                            kinds=kinds, limiter=limiter),
         on_topic_closed=topic_fallback(services, transport),
+        wakeups=listener_for(services.db),
     )
 
 

@@ -76,8 +76,9 @@ def _is_push_button(data: str) -> bool:
 
 
 @asynccontextmanager
-async def running_bot(server: FakeBotApi, database_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[Bot]:
-    """The production Application (handlers, limiter, push loop) against the fake Bot API."""
+async def running_bot(server: FakeBotApi, database_url: str, tmp_path: Path, *, poll_interval: float = 0.2,
+                      **overrides: object) -> AsyncIterator[Bot]:
+    """The production Application (handlers, limiter, push loop polling every `poll_interval`) against the fake Bot API."""
     settings = make_settings(
         database_url, tmp_path, telegram_bot_token=server.token, telegram_base_url=server.base_url,
         admin_ids=[900], **overrides,
@@ -92,7 +93,7 @@ async def running_bot(server: FakeBotApi, database_url: str, tmp_path: Path, **o
 
     async def push_task(stop: asyncio.Event) -> None:
         bot = application.bot
-        loop = build_push_loop(services, TelegramTransport(bot), limiter=bot.rate_limiter, poll_interval=0.2)
+        loop = build_push_loop(services, TelegramTransport(bot), limiter=bot.rate_limiter, poll_interval=poll_interval)
         holder["loop"] = loop
         await loop.run(stop)
 

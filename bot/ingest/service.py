@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, Source, Tag
+from bot.db.notify import wake_push_loops_on_commit
 from bot.ingest.fingerprint import clean_text, fingerprint, hamming, simhash, words
 from bot.ingest.rawtext import word_count
 from bot.ingest.stories import StoryLinker, StoryText, article_time, request_story_edit, story_text
@@ -183,6 +184,7 @@ class IngestService:
                 # (it was marked fanned out without deliveries while private).
                 existing.submitted_by_chat_id = None
                 existing.fanned_out_at = None
+                wake_push_loops_on_commit(session)
                 if existing.story_id not in (None, existing.id):
                     request_story_edit(session, existing.story_id, datetime.now(UTC))  # a new outlet to name
             elif submitter is not None and existing.submitted_by_chat_id != submitter:
@@ -224,6 +226,8 @@ class IngestService:
         elif article.submitted_by_chat_id is None:
             # Pushes of the story already out get "Also reported by" in their footer (bot/services/stories.py).
             request_story_edit(session, article.story_id, now)
+        if article.submitted_by_chat_id is None:  # a private article is never pushed: no hurry
+            wake_push_loops_on_commit(session)
         self._stories.index(session, article.id, prepared.story, at)
         return _result(article, created=True, duplicate_of=None)
 

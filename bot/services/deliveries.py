@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Article, ArticleTag, Chat, ChatKind, Delivery, DeliveryStatus, Follow, Source, Subscription
+from bot.db.notify import wake_push_loops_on_commit
 from bot.i18n import DEFAULT_LANG, normalize_lang
 from bot.services.outlets import also_reported_by
 
@@ -353,6 +354,7 @@ class DeliveryService:
                 .where(condition)
                 .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
             )
+            wake_push_loops_on_commit(session)  # due now: the bot sends them without waiting for its poll
             return cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
 
     # --- reading -------------------------------------------------------------------------------

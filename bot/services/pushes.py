@@ -3,7 +3,9 @@
 `PushLoop.run(stop)` alternates the fan-out (in a thread; any process may have stored the
 articles) with claiming due deliveries and sending them as bounded concurrent tasks. The shared
 rate limiter paces the sends, so the global rate is reached while each chat stays within its
-own limit. A new article is noticed within `poll_interval` seconds. Any exception is logged and
+own limit. A new article is noticed within `poll_interval` seconds, or at once when `kick()` is
+called: after an in-process ingest, and by `wakeups` (on PostgreSQL, a LISTEN thread that hears
+the NOTIFY of another process's ingest, bot/db/notify.py). Any exception is logged and
 counted and the loop goes on. On stop it lets in-flight sends finish (up to `drain_timeout`).
 
 Outages (docs/pushes.md, docs/reliability.md):
@@ -28,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.conversation.messages import Reply
 from bot.db.engine import is_unavailable
@@ -81,6 +83,14 @@ ParkedHook = Callable[[Sequence[ParkedNotice]], Awaitable[None]]
 PushRenderer = Callable[[ClaimedDelivery, ArticleView, ArticleSummary], Reply]
 # A forum topic was closed or deleted under a push: (chat id, topic) -> fall back to General.
 TopicHook = Callable[[int, int | None], Awaitable[None]]
+
+
+class WakeupSource(Protocol):
+    """Something that calls `wake` (from any thread) when there is new work: bot/db/notify.py."""
+
+    def start(self, wake: Callable[[], object]) -> None: ...
+
+    def stop(self, timeout: float = ...) -> bool: ...
 
 
 @dataclass
@@ -168,8 +178,10 @@ class PushLoop:
         stories: StoryService | None = None,
         digests: DigestLane | None = None,
         on_topic_closed: TopicHook | None = None,
+        wakeups: WakeupSource | None = None,
     ) -> None:
         self.stats = PushStats()
+        self._wakeups = wakeups
         self._digests = digests  # due digests fill the slots instant pushes leave free
         self._on_topic_closed = on_topic_closed
         self._stories = stories
@@ -225,6 +237,10 @@ class PushLoop:
         return self._deliveries
 
     @property
+    def wakeups(self) -> WakeupSource | None:
+        return self._wakeups
+
+    @property
     def unrecorded(self) -> dict[int, int]:
         """Sends Telegram accepted that are not yet recorded as `sent` (the database is away)."""
         return dict(self._unrecorded)
@@ -243,6 +259,8 @@ class PushLoop:
         """Run until `stop` is set, then finish in-flight sends."""
         self._db_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="push-db")
         self._summary_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="push-summary")
+        if self._wakeups is not None:
+            self._wakeups.start(partial(asyncio.get_running_loop().call_soon_threadsafe, self.kick))
         failures = 0
         try:
             # Sends a stopped process could not record (the database was away) are recorded
@@ -303,6 +321,8 @@ class PushLoop:
                     # Claim again once a batch of slots is free (or at the next poll), not per send.
                     await self._wait_for_slots(stop)
         finally:
+            if self._wakeups is not None:
+                await asyncio.to_thread(self._wakeups.stop)  # joins the thread: off the event loop
             await self._drain()
             await self._last_chance()
             self._db_pool.shutdown(wait=False, cancel_futures=True)
@@ -328,6 +348,8 @@ class PushLoop:
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         """Sleep up to `seconds`, waking early on stop, kick, or a finished send."""
+        if self._kicked:  # a kick during the last step: its wake-up was cleared, the flag was not
+            return
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
