@@ -38,7 +38,7 @@ class GatedTranslator:
                               model="m", translated_from="en" if lang != "en" else None,
                               translation_model="t" if lang != "en" else None)
 
-    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
+    def prefetch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> None:
         """Nothing to prepare."""
 
     def status_line(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -103,7 +103,7 @@ def test_queued_provider_defers_then_serves_what_the_jobs_stored(database: Datab
     jobs = InProcessJobs(database, service, workers=1, delay=1.5)
     provider = QueuedSummaryProvider(jobs, StoredSummaries(database, settings), wait=1.0)
     first, second = add_articles(database, 2)
-    provider.prefetch(first, ["en"])
+    provider.prefetch([(first, ["en"])])
     with pytest.raises(SummaryNotReady) as raised:
         provider.summary(second, "en")
     assert (raised.value.article_id, raised.value.lang) == (second, "en")
@@ -151,6 +151,36 @@ def test_stored_lookup_falls_back_to_the_original_when_no_translation_comes(data
     assert translated.translation_model == "Helsinki-NLP/opus-mt-id-en"
 
 
+def test_queued_prefetch_submits_one_job_per_batch_of_articles_wanting_the_same_languages(
+    database: Database, tmp_path: Path
+) -> None:
+    settings = make_settings(database.url, tmp_path)
+    submitted: list[tuple[list[int], list[str]]] = []
+
+    class RecordingJobs:
+        def submit(self, article_ids: Sequence[int], langs: Sequence[str]) -> None:
+            submitted.append((list(article_ids), list(langs)))
+
+        def depth(self) -> int:
+            return len(submitted)
+
+        def ping(self) -> str:
+            return "recording"
+
+        def close(self) -> None:
+            pass
+
+    provider = QueuedSummaryProvider(RecordingJobs(), StoredSummaries(database, settings), wait=0.0, batch_size=3)
+    ids = add_articles(database, 9)
+    SummaryService(database, settings).summary(ids[0], "en")  # already stored: skipped
+    burst = [(article_id, ["en", "id"]) for article_id in ids[:7]] + [(article_id, ["en"]) for article_id in ids[7:]]
+    provider.prefetch(burst)
+    # Arrival order, at most 3 articles a job, one job per language set; the stored one is not asked for.
+    assert submitted == [(ids[1:4], ["en", "id"]), (ids[4:7], ["en", "id"]), (ids[7:9], ["en"])]
+    provider.prefetch(burst)  # asked again soon: nothing is queued twice
+    assert len(submitted) == 3
+
+
 def test_factory_picks_in_process_without_a_broker(sqlite_url: str, tmp_path: Path) -> None:
     from bot.context import open_context
 
@@ -177,14 +207,14 @@ def broker_settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 def test_celery_jobs_run_on_a_worker_and_the_bot_reads_them(broker_settings: Settings) -> None:
+    broker_settings = broker_settings.model_copy(update={"model_batch_size": 2})
     ctx = AppContext(settings=broker_settings, db=Database(broker_settings.database_url))
     try:
         provider = build_summary_provider(ctx)
         assert isinstance(provider, QueuedSummaryProvider)
-        ids = add_articles(ctx.db, 3)
-        for article_id in ids:
-            provider.prefetch(article_id, ["en", "id"])
-        # Nothing consumes yet: one job per article (both languages) waits in the broker.
+        ids = add_articles(ctx.db, 5)
+        provider.prefetch([(article_id, ["en", "id"]) for article_id in ids])  # a burst, as the fan-out hands it over
+        # Nothing consumes yet: one job per batch of MODEL_BATCH_SIZE (2) articles waits in the broker.
         sender = CeleryJobs(build_celery_app(broker_settings), broker_settings.job_queue)
         assert sender.depth() == 3
         assert "3 jobs waiting" in provider.status_line()
@@ -202,10 +232,10 @@ def test_celery_jobs_run_on_a_worker_and_the_bot_reads_them(broker_settings: Set
         assert outcomes == ["done"] * 3
         assert [result.article_id for result in results] == ids
         assert all(result.method is SummaryMethod.EXTRACTIVE for result in results)
-        assert service.computations == 3  # "id" found the row "en" made (translation is off)
+        assert service.computations == 5  # "id" found the row "en" made (translation is off)
         assert sender.depth() == 0
         with ctx.db.session() as session:
-            assert session.scalar(select(func.count()).select_from(Summary)) == 3
+            assert session.scalar(select(func.count()).select_from(Summary)) == 5
     finally:
         ctx.close()
 

@@ -40,8 +40,8 @@ class RecordingSummaries:
     def __init__(self) -> None:
         self.calls: list[tuple[int, list[str]]] = []
 
-    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
-        self.calls.append((article_id, list(langs)))
+    def prefetch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> None:
+        self.calls.extend((article_id, list(langs)) for article_id, langs in requests)
 
 
 class World:

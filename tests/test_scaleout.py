@@ -208,9 +208,11 @@ async def test_two_workers_one_killed_every_article_once_every_follower_once(
             assert result.created
             titles[result.article_id] = title
 
-        # Kill worker A in the middle of its first job (it sleeps JOB_DELAY_S before computing).
-        victim, survivor = workers
-        await _await(lambda: STARTED.search(victim.log()) is not None, 60, "worker A to start a job")
+        # Kill a worker in the middle of its first job (it sleeps JOB_DELAY_S before computing): whichever
+        # starts one first, as a fan-out round of several articles may be a single job (one per batch).
+        await _await(lambda: any(STARTED.search(worker.log()) for worker in workers), 60, "a worker to start a job")
+        victim = next(worker for worker in workers if STARTED.search(worker.log()))
+        survivor = next(worker for worker in workers if worker is not victim)
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(10)
         started_a = [(tuple(_ids(m.group(1))), m.group(2)) for m in STARTED.finditer(victim.log())]

@@ -119,7 +119,7 @@ def test_batch_and_unknown_language(database: Database, tmp_path: Path) -> None:
 def test_prefetch_computes_in_background(database: Database, tmp_path: Path) -> None:
     service = SummaryService(database, make_settings(database.url, tmp_path))
     article_id = add_article(database, ENGLISH, "en")
-    service.prefetch(article_id, ["en", "id", "en"])
+    service.prefetch([(article_id, ["en", "id", "en"])])
     service.close()  # waits for the pool
     assert len(summary_rows(database)) == 1
     assert service.computations == 1

@@ -2,8 +2,9 @@
 
 A job is (article ids, languages): "make the summaries of these articles readable in these
 languages", i.e. the summary in each article's own language plus its translation into each other
-language asked for. One job per article with all its readers' languages means the summary is
-made once and then translated, instead of two jobs racing to summarize the same article.
+language asked for. One job per batch of up to MODEL_BATCH_SIZE articles wanting the same
+languages: the worker summarizes them in one model batch, then translates them, instead of two
+jobs racing to summarize the same article or the model running one article at a time.
 Jobs are idempotent: the summary service stores one row per (article, lang, kind, model) and
 re-reads the row when another process won the race, so a job run twice computes nothing twice.
 
@@ -28,6 +29,7 @@ from bot.db import Database
 from bot.db.models import Article
 from bot.ops.logctx import log_context
 from bot.services.contracts import ArticleSummary, SummaryProvider
+from summarizer.config import SummarizerConfig
 
 if TYPE_CHECKING:
     from bot.context import AppContext
@@ -165,6 +167,7 @@ class QueuedSummaryProvider:
         description: str = "summaries computed by workers",
         fallback: Callable[[int, str], ArticleSummary] | None = None,
         stall_after: float = JOB_STALL_S,
+        batch_size: int = SummarizerConfig.batch_size,  # MODEL_BATCH_SIZE's default
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from bot.logs import Outage, Throttle
@@ -175,6 +178,7 @@ class QueuedSummaryProvider:
         self._description = description
         self._fallback = fallback
         self._stall_after = stall_after
+        self._batch_size = batch_size  # articles per job: the workers' MODEL_BATCH_SIZE
         self._clock = clock
         self._pending_since: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._broker_errors = Throttle(60.0)
@@ -184,37 +188,47 @@ class QueuedSummaryProvider:
         self._waited_in_vain: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _submit_once(self, article_id: int, langs: Sequence[str]) -> None:
-        """Enqueue the languages this process did not enqueue recently (jobs are idempotent anyway)."""
+    def _submit_once(self, requests: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Enqueue what this process did not enqueue recently (jobs are idempotent anyway): one job
+        per batch of up to `batch_size` articles that want the same languages, in the order given."""
         now = time.monotonic()
-        todo: list[str] = []
+        by_langs: dict[tuple[str, ...], list[int]] = {}
         with self._lock:
-            for lang in dict.fromkeys(langs):
-                key = (article_id, lang)
-                last = self._submitted.get(key)
-                if last is not None and now - last < RESUBMIT_AFTER_S:
-                    continue
-                todo.append(lang)
-                self._submitted[key] = now
-                self._submitted.move_to_end(key)
+            for article_id, langs in requests:
+                todo: list[str] = []
+                for lang in dict.fromkeys(langs):
+                    key = (article_id, lang)
+                    last = self._submitted.get(key)
+                    if last is not None and now - last < RESUBMIT_AFTER_S:
+                        continue
+                    todo.append(lang)
+                    self._submitted[key] = now
+                    self._submitted.move_to_end(key)
+                if todo:
+                    by_langs.setdefault(tuple(todo), []).append(article_id)
             while len(self._submitted) > REMEMBERED_SUBMISSIONS:
                 self._submitted.popitem(last=False)
-        if todo:
-            try:
-                self._jobs.submit([article_id], todo)
-            except Exception as error:
-                # The broker is away (restarting): not the delivery's fault. Forget the submission,
-                # so the next ask sends it again; the push is deferred (SummaryNotReady), no attempt spent.
-                with self._lock:
-                    for lang in todo:
-                        self._submitted.pop((article_id, lang), None)
-                self._broker_errors.log(log, logging.WARNING, "submit", "cannot queue a summary job (%s: %s)",
-                                        type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+        for langs, article_ids in by_langs.items():
+            for start in range(0, len(article_ids), self._batch_size):
+                self._submit([*dict.fromkeys(article_ids[start : start + self._batch_size])], list(langs))
 
-    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
-        missing = [lang for lang in dict.fromkeys(langs) if self._lookup(article_id, lang) is None]
-        if missing:
-            self._submit_once(article_id, missing)
+    def _submit(self, article_ids: list[int], langs: list[str]) -> None:
+        try:
+            self._jobs.submit(article_ids, langs)
+        except Exception as error:
+            # The broker is away (restarting): not the delivery's fault. Forget the submission,
+            # so the next ask sends it again; the push is deferred (SummaryNotReady), no attempt spent.
+            with self._lock:
+                for article_id in article_ids:
+                    for lang in langs:
+                        self._submitted.pop((article_id, lang), None)
+            self._broker_errors.log(log, logging.WARNING, "submit", "cannot queue a summary job (%s: %s)",
+                                    type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+
+    def prefetch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> None:
+        missing = [(article_id, [lang for lang in dict.fromkeys(langs) if self._lookup(article_id, lang) is None])
+                   for article_id, langs in requests]
+        self._submit_once([(article_id, langs) for article_id, langs in missing if langs])
 
     def oldest_pending_age(self) -> float:
         """Seconds the oldest summary asked for and not yet stored has been waiting (0: none)."""
@@ -252,7 +266,7 @@ class QueuedSummaryProvider:
             self.workers.end()
 
     def _queued(self, article_id: int, lang: str) -> ArticleSummary:
-        self._submit_once(article_id, [lang])
+        self._submit_once([(article_id, [lang])])
         key = (article_id, lang)
         started = time.monotonic()
         with self._lock:
@@ -323,6 +337,7 @@ def build_summary_provider(ctx: AppContext) -> SummaryProvider:
         description=f"summaries computed by `newsbot worker` on queue {settings.job_queue!r}",
         fallback=_LazyLocalSummaries(ctx),
         stall_after=settings.summary_stall_timeout,
+        batch_size=settings.model_batch_size,
     )
 
 

@@ -30,8 +30,9 @@ class SummaryProvider(Protocol):
         """Blocking: call from a worker thread, never on the event loop."""
         ...
 
-    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
-        """Non-blocking hint: start computing these summaries now (a thread pool or a queue)."""
+    def prefetch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Non-blocking hint: start computing the summaries of these (article id, languages) now
+        (a thread pool or a queue), in batches of up to MODEL_BATCH_SIZE articles, in the order given."""
         ...
 
     def status_line(self) -> str:

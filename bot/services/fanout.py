@@ -82,11 +82,14 @@ class FanoutService:
             if item is None:
                 break
             result.articles.append(item)
-            if self._summaries is not None and item.langs and not item.private:
-                try:
-                    self._summaries.prefetch(item.article_id, list(item.langs))
-                except Exception:  # a prefetch hint must never stop the fan-out
-                    log.warning("summary prefetch failed for article %s", item.article_id, exc_info=True)
+        # One hint for the whole round, so a burst's summaries are computed in batches.
+        wanted = [(item.article_id, list(item.langs)) for item in result.articles if item.langs and not item.private]
+        if self._summaries is not None and wanted:
+            try:
+                self._summaries.prefetch(wanted)
+            except Exception:  # a prefetch hint must never stop the fan-out
+                log.warning("summary prefetch failed for articles %s", [article_id for article_id, _ in wanted],
+                            exc_info=True)
         return result
 
     def fan_out_next(self) -> FannedOut | None:

@@ -94,6 +94,16 @@ class _ArticleText:
     lang: str
 
 
+@dataclass(frozen=True)
+class _Claims:
+    """One batch's keys once claimed: rows already stored, keys this thread computes, keys others do."""
+
+    items: list[tuple[_Key, Any]]
+    results: list[_Row | None]
+    owned: list[tuple[int, _Key, Future[_Row | None]]]
+    waiting: list[tuple[int, Future[_Row | None]]]
+
+
 def summary_model_of(key: str) -> str | None:
     """The summary model id for ArticleSummary.model (None for the extractive fallback)."""
     return None if key.startswith("extractive:") else key
@@ -167,7 +177,7 @@ class SummaryService:
         article = self._article(article_id)
         original = self._once(self._summary_key(article), lambda: self._compute_summaries([article])[0])
         assert original is not None
-        key = self._target_key(article, original, lang)
+        key = self._target_key(article, original.key.model, lang)
         if key is None:
             return self._present(article, original, None)
         translated = self._once(key, lambda: self._compute_translations([(article, original)], article.lang, lang)[0])
@@ -176,36 +186,28 @@ class SummaryService:
     def summarize_articles(self, article_ids: Sequence[int], lang: str | None = None) -> list[ArticleSummary]:
         """Summaries of many articles using the engine's batch API; translated to `lang` when given."""
         articles = [self._article(article_id) for article_id in article_ids]
-        originals = self._batch(
-            [(self._summary_key(article), article) for article in articles],
-            lambda owned: self._compute_summaries(owned),
-        )
-        translations: dict[int, _Row | None] = {}
-        if lang:
-            by_src: dict[str, list[tuple[int, _Key]]] = {}
-            for index, (article, original) in enumerate(zip(articles, originals, strict=True)):
-                key = self._target_key(article, original, lang) if original is not None else None
-                if key is not None:
-                    by_src.setdefault(article.lang, []).append((index, key))
-            for src, entries in by_src.items():
-                rows = self._batch(
-                    [(key, (articles[index], originals[index])) for index, key in entries],
-                    functools.partial(self._compute_translations, src=src, tgt=lang),
-                )
-                for (index, _key), row in zip(entries, rows, strict=True):
-                    translations[index] = row
+        originals, translations = self._summarize(articles, [[lang] if lang else [] for _ in articles])
         results: list[ArticleSummary] = []
-        for index, article in enumerate(articles):
-            original = originals[index]
+        for article, original, translated in zip(articles, originals, translations, strict=True):
             assert original is not None
-            results.append(self._present(article, original, translations.get(index)))
+            results.append(self._present(article, original, translated.get(lang) if lang else None))
         return results
 
-    def prefetch(self, article_id: int, langs: Sequence[str]) -> None:
-        """Start computing these summaries in a small thread pool; returns at once."""
+    def prefetch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Start computing these (article, languages) in a small thread pool; returns at once.
+
+        Articles go in batches of the engine's batch size (MODEL_BATCH_SIZE), in the order given
+        (the fan-out's: arrival), so a burst is summarized batch by batch rather than one at a time.
+        The first reader of a batch waits for the whole batch: batches are never larger than that.
+        """
+        wanted: dict[int, dict[str, None]] = {}
+        for article_id, langs in requests:
+            wanted.setdefault(article_id, {}).update(dict.fromkeys(langs))
+        ordered = [(article_id, tuple(langs)) for article_id, langs in wanted.items()]
+        size = self.engine.config.batch_size
         pool = self._executor()
-        for lang in dict.fromkeys(langs):
-            future = pool.submit(self.summary, article_id, lang)
+        for start in range(0, len(ordered), size):
+            future = pool.submit(self._prefetch_batch, ordered[start : start + size])
             future.add_done_callback(self._log_prefetch_error)
 
     def status_line(self) -> str:
@@ -241,14 +243,99 @@ class SummaryService:
         lang = None if article.lang == UNKNOWN_LANG else article.lang
         return _Key(article.id, article.lang, SummaryKind.SUMMARY, self.engine.summary_key(lang))
 
-    def _target_key(self, article: _ArticleText, original: _Row, lang: str) -> _Key | None:
-        """Where the translation of a summary into `lang` is stored; None when none can be made."""
+    def _target_key(self, article: _ArticleText, summary_model: str, lang: str) -> _Key | None:
+        """Where the translation into `lang` of a summary by `summary_model` is stored; None when none can be made."""
         if article.lang == UNKNOWN_LANG or lang == article.lang:
             return None
         model = self.engine.translation_key(article.lang, lang)
         if model is None:
             return None
-        return _Key(article.id, lang, SummaryKind.TRANSLATION, f"{model}{TRANSLATION_KEY_SEPARATOR}{original.key.model}")
+        return _Key(article.id, lang, SummaryKind.TRANSLATION, f"{model}{TRANSLATION_KEY_SEPARATOR}{summary_model}")
+
+    def _actual_target(self, article: _ArticleText, original: _Row | None, lang: str) -> _Key | None:
+        return None if original is None else self._target_key(article, original.key.model, lang)
+
+    # --- batches ------------------------------------------------------------------------
+
+    def _prefetch_batch(self, batch: Sequence[tuple[int, Sequence[str]]]) -> None:
+        articles: list[_ArticleText] = []
+        wanted: list[Sequence[str]] = []
+        for article_id, langs in batch:
+            try:
+                articles.append(self._article(article_id))
+            except ArticleNotFound:
+                continue  # deleted since the fan-out: nothing to prepare
+            wanted.append(langs)
+        self._summarize(articles, wanted)
+
+    def _summarize(
+        self, articles: Sequence[_ArticleText], wanted: Sequence[Sequence[str]]
+    ) -> tuple[list[_Row | None], list[dict[str, _Row | None]]]:
+        """The articles' summaries in one batch, then their translations into the languages each
+        wants, one batch per language pair; stored rows are read, not computed.
+
+        Every key, translations included, is claimed before anything is computed, so a reader's
+        `summary()` of one of these articles waits for the batch instead of computing its article
+        alone (a translation claimed only after the summaries would race such a reader). A
+        translation is claimed under the summary model expected; when the summary comes from
+        another (its model failed), that claim ends empty and the translation is made under its
+        real key afterwards.
+        """
+        summaries = self._claim_all([(self._summary_key(article), article) for article in articles])
+        expected = [
+            row.key.model if row is not None else key.model
+            for row, (key, _article) in zip(summaries.results, summaries.items, strict=True)
+        ]
+        groups: dict[tuple[str, str], _Claims] = {}
+        translations: list[dict[str, _Row | None]] = [{} for _ in articles]
+        others: dict[tuple[str, str], list[tuple[int, _Key]]] = {}
+        try:
+            targets: dict[tuple[str, str], list[tuple[_Key, tuple[int, _Key]]]] = {}
+            for index, article in enumerate(articles):
+                for lang in dict.fromkeys(wanted[index]):
+                    key = self._target_key(article, expected[index], lang)
+                    if key is not None:
+                        targets.setdefault((article.lang, lang), []).append((key, (index, key)))
+            for pair, items in targets.items():
+                groups[pair] = self._claim_all(items)
+            originals = self._finish(summaries, self._compute_summaries)
+            for (src, tgt), claims in groups.items():
+                rows = self._finish(
+                    claims, functools.partial(self._translate_expected, articles, originals, src=src, tgt=tgt)
+                )
+                for (_key, (index, claimed)), row in zip(claims.items, rows, strict=True):
+                    actual = self._actual_target(articles[index], originals[index], tgt)
+                    if actual == claimed:
+                        translations[index][tgt] = row
+                    elif actual is not None:
+                        others.setdefault((src, tgt), []).append((index, actual))
+        except BaseException as error:
+            # Whatever failed, no claim of this batch may stay unsettled (a no-op for settled ones).
+            for claims in (summaries, *groups.values()):
+                self._abandon(claims, error)
+            raise
+        for (src, tgt), entries in others.items():
+            rows = self._batch(
+                [(key, (articles[index], originals[index])) for index, key in entries],
+                functools.partial(self._compute_translations, src=src, tgt=tgt),
+            )
+            for (index, _key), row in zip(entries, rows, strict=True):
+                translations[index][tgt] = row
+        return originals, translations
+
+    def _translate_expected(
+        self,
+        articles: Sequence[_ArticleText],
+        originals: Sequence[_Row | None],
+        entries: Sequence[tuple[int, _Key]],
+        src: str,
+        tgt: str,
+    ) -> list[_Row | None]:
+        """Translations for claims made under the expected summary model; None where it was another."""
+        fits = [index for index, claimed in entries if self._actual_target(articles[index], originals[index], tgt) == claimed]
+        rows = self._compute_translations([(articles[index], originals[index]) for index in fits], src, tgt) if fits else []
+        made = dict(zip(fits, rows, strict=True))
+        return [made.get(index) for index, _claimed in entries]
 
     # --- computing once -------------------------------------------------------------------
 
@@ -318,9 +405,10 @@ class SummaryService:
             self._inflight[key] = future
             return future, True
 
-    def _release(self, key: _Key) -> None:
+    def _release(self, key: _Key, future: Future[_Row | None]) -> None:
         with self._guard:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key) is future:  # not a newer claim on the key: releasing twice is harmless
+                del self._inflight[key]
 
     def _once(self, key: _Key, compute: Callable[[], _Row | None]) -> _Row | None:
         """Read the row, or compute and store it; concurrent callers wait for one computation."""
@@ -330,19 +418,38 @@ class SummaryService:
         self, items: Sequence[tuple[_Key, Any]], compute: Callable[[list[Any]], list[_Row | None]]
     ) -> list[_Row | None]:
         """Rows for keys: cached, computed by another thread, or computed here in one batch."""
-        results: list[_Row | None] = [None] * len(items)
-        waiting: list[tuple[int, Future[_Row | None]]] = []
-        owned: list[tuple[int, _Key, Future[_Row | None]]] = []
-        for index, (key, _item) in enumerate(items):
-            cached = self._read(key)
-            if cached is not None:
-                results[index] = cached
-                continue
-            future, is_owner = self._claim(key)
-            if is_owner:
-                owned.append((index, key, future))
-            else:
-                waiting.append((index, future))
+        return self._finish(self._claim_all(items), compute)
+
+    def _claim_all(self, items: Sequence[tuple[_Key, Any]]) -> _Claims:
+        """Read each key's stored row, else claim it (or find another thread's claim); computes nothing.
+
+        The caller must pass the claims to _finish, or to _abandon if it fails before that.
+        """
+        claims = _Claims(list(items), [None] * len(items), [], [])
+        try:
+            for index, (key, _item) in enumerate(items):
+                cached = self._read(key)
+                if cached is not None:
+                    claims.results[index] = cached
+                    continue
+                future, is_owner = self._claim(key)
+                if is_owner:
+                    claims.owned.append((index, key, future))
+                else:
+                    claims.waiting.append((index, future))
+        except BaseException as error:
+            self._abandon(claims, error)  # a read failed: never leave a claim that nobody computes
+            raise
+        return claims
+
+    def _finish(self, claims: _Claims, compute: Callable[[list[Any]], list[_Row | None]]) -> list[_Row | None]:
+        """Compute the owned keys in one batch and store them, then wait for other threads' keys.
+
+        Owned keys are always settled before waiting on anything, so two batches waiting on each
+        other's keys cannot deadlock (nor one batch holding the same key twice).
+        """
+        results = claims.results
+        owned = claims.owned
         if owned:
             try:
                 # Re-read under ownership: another thread may have stored it since our first read.
@@ -355,7 +462,7 @@ class SummaryService:
                     else:
                         todo.append((index, key, future))
                 if todo:
-                    computed = compute([items[index][1] for index, _key, _future in todo])
+                    computed = compute([claims.items[index][1] for index, _key, _future in todo])
                     with self._guard:
                         self.computations += sum(1 for row in computed if row is not None)
                     for (index, _key, future), row in zip(todo, computed, strict=True):
@@ -363,16 +470,21 @@ class SummaryService:
                         results[index] = stored
                         future.set_result(stored)
             except BaseException as error:
-                for _index, _key, future in owned:
-                    if not future.done():
-                        future.set_exception(error)
+                self._abandon(claims, error)
                 raise
             finally:
-                for _index, key, _future in owned:
-                    self._release(key)
-        for index, future in waiting:
+                for _index, key, future in owned:
+                    self._release(key, future)
+        for index, future in claims.waiting:
             results[index] = future.result()
         return results
+
+    def _abandon(self, claims: _Claims, error: BaseException) -> None:
+        """Fail the owned keys not settled yet and release them, so their waiters stop waiting."""
+        for _index, key, future in claims.owned:
+            if not future.done():
+                future.set_exception(error)
+            self._release(key, future)
 
     def _compute_summaries(self, articles: Sequence[_ArticleText | None]) -> list[_Row | None]:
         present = [article for article in articles if article is not None]
@@ -435,7 +547,7 @@ class SummaryService:
             return self._pool
 
     @staticmethod
-    def _log_prefetch_error(future: Future[ArticleSummary]) -> None:
+    def _log_prefetch_error(future: Future[None]) -> None:
         error = future.exception()
         if error is not None:
             log.warning("prefetching a summary failed: %s", error)
