@@ -119,12 +119,12 @@ class StoryService:
             requested = request.requested_at if request.requested_at.tzinfo else request.requested_at.replace(tzinfo=UTC)
             if unsent and self._now() - requested < EDIT_MAX_WAIT:
                 return EditPlan(targets=[], wait=True)
-            sent = dict(session.execute(
+            sent: dict[int, int | None] = dict(session.execute(
                 select(Delivery.id, Delivery.message_id)
                 .join(Chat, Chat.id == Delivery.chat_id)
                 .where(Delivery.story_id == request.story_id, Delivery.status == DeliveryStatus.SENT,
                        Delivery.message_id.is_not(None), Chat.kind.in_(kind_values), Chat.active.is_(True))
-            ).tuples().all())
+            ).all())
             # The same chat, language and buttons as when the push was claimed.
             views = delivery_views(session, sent)
         targets = [EditTarget(view, message_id=int(sent[delivery_id] or 0)) for delivery_id, view in views.items()]

@@ -23,6 +23,7 @@ import heapq
 import itertools
 import logging
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
 
@@ -81,7 +83,10 @@ class Priority(enum.IntEnum):
 
 def retry_after_seconds(error: RetryAfter) -> float:
     """RetryAfter.retry_after is an int or a timedelta depending on PTB settings."""
-    value: Any = error.retry_after
+    with warnings.catch_warnings():
+        # PTB warns that the int becomes a timedelta in a future version: both are handled here.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: Any = error.retry_after
     return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
 
 
