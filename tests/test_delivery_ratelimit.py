@@ -11,7 +11,7 @@ import pytest
 from telegram.error import RetryAfter
 from telegram.ext import Application, ApplicationBuilder, ExtBot
 
-from bot.telegram.ratelimit import Priority, SendRateLimiter, build_rate_limiter
+from bot.telegram.ratelimit import Priority, SendRateLimiter, _GlobalGate, build_rate_limiter
 
 from conftest import make_settings
 from fakebotapi import FakeBotApi
@@ -126,3 +126,26 @@ def test_limiter_is_built_from_settings(tmp_path) -> None:  # type: ignore[no-un
     settings = make_settings("sqlite://", tmp_path, send_rate_global=12, send_rate_per_chat=0.5, send_rate_per_group_minute=7)
     limiter = build_rate_limiter(settings)
     assert (limiter.global_rate, limiter.per_chat_interval, limiter.per_group_minute) == (12, 2.0, 7)
+
+
+def test_pushes_leave_part_of_the_window_to_replies() -> None:
+    """A fan-out that keeps the window full must not make a reply wait for the window to slide."""
+    now = [100.0]
+    gate = _GlobalGate(30, lambda: now[0])
+    assert (gate.per_window, gate.background_per_window) == (30, 27)
+    for _ in range(27):  # pushes as fast as the gate lets them
+        now[0] = gate._next_slot(now[0], Priority.PUSH)
+        gate._sent.append(now[0])
+    # The 28th push waits until the first of the window is a window old ...
+    assert gate._next_slot(now[0], Priority.PUSH) == pytest.approx(100.0 + gate.window)
+    assert gate._next_slot(now[0], Priority.DIGEST) == pytest.approx(100.0 + gate.window)
+    # ... while a reply only keeps the gap between two sends.
+    assert gate._next_slot(now[0], Priority.REPLY) == pytest.approx(now[0] + gate.min_gap)
+    for _ in range(3):
+        now[0] = gate._next_slot(now[0], Priority.REPLY)
+        gate._sent.append(now[0])
+    # Replies too stop at the global limit.
+    assert gate._next_slot(now[0], Priority.REPLY) == pytest.approx(100.0 + gate.window)
+    # A limit of a few messages a second still keeps one for replies; under one a second, none.
+    assert _GlobalGate(5, time.monotonic).background_per_window == 4
+    assert _GlobalGate(0.5, time.monotonic).background_per_window == 1

@@ -6,8 +6,9 @@ so command replies and pushes share it. Message-sending calls wait for:
 1. their chat's turn (one at a time per chat, SEND_RATE_PER_CHAT apart; groups also at most
    SEND_RATE_PER_GROUP_MINUTE in any 60 s), then
 2. a global slot (at most SEND_RATE_GLOBAL in any second). Waiters for global slots are
-   served by priority: replies to users (the default) before pushes (`Priority.PUSH`), so a
-   /follow is answered quickly even while a large fan-out saturates the global rate.
+   served by priority: replies to users (the default) before pushes (`Priority.PUSH`), and pushes
+   and digests use at most 90% of the rate (REPLY_RESERVE), so a /follow is answered at once even
+   while a large fan-out sends as fast as it may.
 
 A 429 RetryAfter blocks that chat for the time Telegram asks; 429s for several chats within a
 short window mean the bot as a whole is limited, and then every send pauses. The request is
@@ -69,6 +70,8 @@ GROUP_WINDOW = 60.0
 # The global window is this much longer than a second: requests leave in order but may reach
 # Telegram a few milliseconds apart from when they were released.
 WINDOW_MARGIN = 0.02
+# Share of the global rate that pushes and digests leave free for replies (a tenth: 27 of 30/s).
+REPLY_RESERVE = 0.1
 # Per-chat state is dropped once idle this long, so 10,000 chats do not pile up forever.
 CHAT_STATE_TTL = 120.0
 
@@ -109,6 +112,12 @@ class _GlobalGate:
         else:
             self.window, self.per_window = 1.0 / rate + WINDOW_MARGIN, 1
         self.min_gap = self.window / self.per_window / 2
+        # Pushes may fill the window only up to this many sends; the rest of it is kept for replies.
+        # Without it a fan-out keeps the window full, and the slots come in clumps (twice the mean
+        # rate, then a pause until the window slides): a reply that came at a pause waited up to a
+        # quarter of a second, first in line all the same (docs/speed.md, Responsiveness).
+        reserve = max(1, int(self.per_window * REPLY_RESERVE)) if self.per_window > 1 else 0
+        self.background_per_window = self.per_window - reserve
         self._clock = clock
         self._sent: deque[float] = deque(maxlen=self.per_window)
         self._paused_until = 0.0
@@ -123,17 +132,20 @@ class _GlobalGate:
         if self._wake is not None:
             self._wake.set()
 
-    def _next_slot(self, now: float) -> float:
+    def _next_slot(self, now: float, priority: int) -> float:
+        """When a sender of this priority may go: the window holds at most per_window sends, of
+        which background ones (pushes, digests) only background_per_window."""
         slot = max(now, self._paused_until)
         if self._sent:
             slot = max(slot, self._sent[-1] + self.min_gap)
-            if len(self._sent) >= self.per_window:
-                slot = max(slot, self._sent[0] + self.window)
+            allowed = self.per_window if priority <= Priority.REPLY else self.background_per_window
+            if len(self._sent) >= allowed:
+                slot = max(slot, self._sent[-allowed] + self.window)
         return slot
 
     async def acquire(self, priority: int) -> None:
         now = self._clock()
-        if not self._waiters and self._next_slot(now) <= now:
+        if not self._waiters and self._next_slot(now, priority) <= now:
             self._sent.append(now)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -147,7 +159,7 @@ class _GlobalGate:
         assert self._wake is not None
         while self._waiters:
             now = self._clock()
-            delay = self._next_slot(now) - now
+            delay = self._next_slot(now, self._waiters[0][0]) - now
             if delay > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
