@@ -206,3 +206,93 @@ def test_claim_tells_which_of_the_article_tags_the_chat_still_follows(world: Wor
     claimed = {c.chat_id: c for c in service.claim_due(5)}
     assert claimed[1].followed_tag_ids == {ids["Rusia"], ids["Ukraina"]} and claimed[1].article_id == article.article_id
     assert claimed[2].followed_tag_ids == frozenset()  # the push loop cancels this one
+
+
+# --- fairness between fan-outs (issue 12) --------------------------------------------------------
+
+OLD_FANOUT_CHATS = range(1, 301)  # a big fan-out stored first
+NEW_STORY_CHATS = range(1001, 1006)  # a small story stored after it
+
+
+def big_then_small(world: World, *, also_following_both: tuple[int, ...] = ()) -> tuple[int, int]:
+    """300 chats get an old story (#Rusia), then 5 other chats (and `also_following_both`) a newer
+    one (#Banjir); returns the two article ids."""
+    for chat_id in OLD_FANOUT_CHATS:
+        world.chat(chat_id, "Rusia", *(("Banjir",) if chat_id in also_following_both else ()))
+    old = world.ingest(["Rusia"], body=BODY_EN, lang="en").article_id
+    FanoutService(world.db).run_once()
+    for chat_id in NEW_STORY_CHATS:
+        world.chat(chat_id, "Banjir")
+    new = world.ingest(["Banjir"], body=FLOODS_EN, lang="en").article_id
+    FanoutService(world.db).run_once()
+    return old, new
+
+
+def claim_until_empty(service: DeliveryService, limit: int) -> list[list[tuple[int, int, int]]]:
+    """Claims as the push loop does (the previous claim's chats still in flight), each claimed
+    delivery then sent; every claim's (delivery id, chat id, article id)."""
+    claims: list[list[tuple[int, int, int]]] = []
+    in_flight: set[int] = set()
+    for _ in range(1000):  # bounded: far more than the deliveries need
+        claimed = service.claim_due(limit, exclude_chats=in_flight)
+        if not claimed and not in_flight:
+            return claims
+        claims.append([(c.id, c.chat_id, c.article_id) for c in claimed])
+        for delivery in claimed:
+            assert service.mark_sent(delivery.id, 1)
+        in_flight = {c.chat_id for c in claimed}
+    raise AssertionError("deliveries still due after 1000 claims")
+
+
+def test_a_small_new_story_goes_out_in_the_first_claim_beside_a_big_older_fan_out(world: World, clock: Clock) -> None:
+    service = make_service(world, clock)
+    old, new = big_then_small(world)
+    first = service.claim_due(20)
+    assert sorted(c.chat_id for c in first if c.article_id == new) == list(NEW_STORY_CHATS)
+    # Half the claim is the big fan-out's oldest deliveries (it keeps going meanwhile); the newest
+    # lane, done with the new story, went on from the big fan-out's newest end.
+    assert sorted(c.chat_id for c in first if c.article_id == old) == [*range(1, 11), *range(296, 301)]
+    assert len({c.chat_id for c in first}) == len(first) == 20
+
+
+def test_a_chat_gets_the_older_story_first_even_when_the_newer_one_is_in_the_newest_lane(
+    world: World, clock: Clock
+) -> None:
+    service = make_service(world, clock)
+    old, new = big_then_small(world, also_following_both=(300,))  # the old fan-out's last chat
+    first = service.claim_due(20)
+    assert sorted(c.chat_id for c in first if c.article_id == new) == list(NEW_STORY_CHATS)  # not chat 300
+    received: dict[int, list[int]] = {}
+    for claim in [[(c.id, c.chat_id, c.article_id) for c in first], *claim_until_empty(service, 20)]:
+        for _id, chat_id, article_id in claim:
+            received.setdefault(chat_id, []).append(article_id)
+    assert received[300] == [old, new]
+
+
+def test_every_delivery_is_claimed_exactly_once_and_each_chat_in_creation_order(world: World, clock: Clock) -> None:
+    service = make_service(world, clock)
+    big_then_small(world, also_following_both=(3, 150, 299))
+    world.ingest(["Rusia"], body=STRIKE_EN, lang="en")  # a third story, for every #Rusia chat
+    FanoutService(world.db).run_once()
+    with world.db.session() as session:
+        everything = {delivery_id: chat_id for delivery_id, chat_id in session.execute(select(Delivery.id, Delivery.chat_id))}
+    claims = claim_until_empty(service, 20)
+    claimed = [delivery_id for claim in claims for delivery_id, _chat, _article in claim]
+    assert sorted(claimed) == sorted(everything) and len(everything) == 300 * 2 + 5 + 3
+    for claim in claims:
+        assert len({chat_id for _id, chat_id, _article in claim}) == len(claim)  # one per chat per claim
+    by_chat: dict[int, list[int]] = {}
+    for delivery_id in claimed:
+        by_chat.setdefault(everything[delivery_id], []).append(delivery_id)
+    assert all(ids == sorted(ids) for ids in by_chat.values())  # each chat's pushes in creation order
+    assert set(statuses(world).values()) == {DeliveryStatus.SENT}
+
+
+def test_due_retries_still_come_before_both_lanes(world: World, clock: Clock) -> None:
+    service = make_service(world, clock)
+    big_then_small(world)
+    [failed] = service.claim_due(1)
+    service.fail(failed.id, "boom")
+    clock.advance(10)
+    first = service.claim_due(20)
+    assert first[0].id == failed.id and first[0].attempts == 2

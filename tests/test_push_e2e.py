@@ -348,3 +348,36 @@ async def test_the_whole_bot_rides_out_a_telegram_outage(bot: Bot) -> None:
         assert set(session.scalars(select(Delivery.attempts))) == {1}
     assert bot.pushes.stats.telegram_outages == 1 and bot.pushes.stats.parked == 0
     await follow(bot, 99, "/follow Ekonomi")
+
+
+async def test_a_small_story_is_pushed_before_an_older_big_fan_out_has_finished(
+    fake_bot_api: FakeBotApi, database_url: str, tmp_path: Path
+) -> None:
+    """Fairness between fan-outs (issue 12): readers of a new story stored while a 200-chat fan-out
+    is sending (about 7 s at the default 30 msg/s) get it long before that fan-out ends."""
+    from test_delivery_service import FLOODS_EN
+
+    from test_fanout import World
+
+    big_chats = range(20_001, 20_201)
+    small_chats = (30_001, 30_002, 30_003)
+    setup_db = Database(database_url)
+    world = World(setup_db, make_settings(database_url, tmp_path))
+    for chat_id in big_chats:
+        world.chat(chat_id, "Rusia")
+    for chat_id in small_chats:
+        world.chat(chat_id, "Banjir")
+    setup_db.dispose()
+    async with running_bot(fake_bot_api, database_url, tmp_path) as bot:
+        bot.ingest(["Rusia"], body=BODY_EN, lang="en")
+        assert await bot.server.async_wait_for(lambda s: len(pushes_in(s)) >= 20, 20)  # the big fan-out is sending
+        bot.ingest(["Banjir"], body=FLOODS_EN, lang="en")
+        assert await bot.server.async_wait_for(lambda s: all(pushes_in(s, chat) for chat in small_chats), 20)
+        everyone = len(big_chats) + len(small_chats)
+        assert await bot.server.async_wait_for(lambda s: len(pushes_in(s)) >= everyone, 30)
+    order = [message.chat_id for message in pushes_in(fake_bot_api)]
+    assert sorted(order) == sorted([*big_chats, *small_chats])  # one push each, none lost or doubled
+    last_small = max(order.index(chat) for chat in small_chats)
+    big_after_the_small_ones = len(order) - 1 - last_small
+    # Oldest first, all 200 would have gone before them; at least a sizeable part of it follows.
+    assert big_after_the_small_ones >= 20, order

@@ -281,12 +281,15 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("chat_id", "story_id", name="uq_deliveries_chat_story"),
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        # A chat's unsent deliveries without stepping over its sent history: the fair claim's
+        # per-chat order check (bot/services/deliveries.py), chat deactivation and migration.
+        Index("ix_deliveries_chat_status", "chat_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
     story_id: Mapped[int] = mapped_column(BigInteger)
-    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
     status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
