@@ -7,8 +7,8 @@ so command replies and pushes share it. Message-sending calls wait for:
    SEND_RATE_PER_GROUP_MINUTE in any 60 s), then
 2. a global slot (at most SEND_RATE_GLOBAL in any second). Waiters for global slots are
    served by priority: replies to users (the default) before pushes (`Priority.PUSH`), and pushes
-   and digests use at most 90% of the rate (REPLY_RESERVE), so a /follow is answered at once even
-   while a large fan-out sends as fast as it may.
+   and digests are spaced evenly (BACKGROUND_PACING) instead of in clumps, so a /follow is
+   answered within about one interval even while a large fan-out sends as fast as it may.
 
 A 429 RetryAfter blocks that chat for the time Telegram asks; 429s for several chats within a
 short window mean the bot as a whole is limited, and then every send pauses. The request is
@@ -70,8 +70,8 @@ GROUP_WINDOW = 60.0
 # The global window is this much longer than a second: requests leave in order but may reach
 # Telegram a few milliseconds apart from when they were released.
 WINDOW_MARGIN = 0.02
-# Share of the global rate that pushes and digests leave free for replies (a tenth: 27 of 30/s).
-REPLY_RESERVE = 0.1
+# Pushes and digests keep at least this share of the mean interval between two sends (see _GlobalGate).
+BACKGROUND_PACING = 0.95
 # Per-chat state is dropped once idle this long, so 10,000 chats do not pile up forever.
 CHAT_STATE_TTL = 120.0
 
@@ -112,12 +112,12 @@ class _GlobalGate:
         else:
             self.window, self.per_window = 1.0 / rate + WINDOW_MARGIN, 1
         self.min_gap = self.window / self.per_window / 2
-        # Pushes may fill the window only up to this many sends; the rest of it is kept for replies.
-        # Without it a fan-out keeps the window full, and the slots come in clumps (twice the mean
-        # rate, then a pause until the window slides): a reply that came at a pause waited up to a
-        # quarter of a second, first in line all the same (docs/speed.md, Responsiveness).
-        reserve = max(1, int(self.per_window * REPLY_RESERVE)) if self.per_window > 1 else 0
-        self.background_per_window = self.per_window - reserve
+        # Pushes and digests keep nearly the mean interval apart. With half of it they went out in
+        # clumps at twice the rate and then paused until the window slid; the sliding window
+        # repeats such a pattern every second, and a reply that came at a pause waited up to a
+        # quarter of a second, first in line all the same (docs/speed.md, Responsiveness). At 95%
+        # a pause lasts at most about 5% of the window, yet a sender woken late still catches up.
+        self.background_gap = self.window / self.per_window * BACKGROUND_PACING
         self._clock = clock
         self._sent: deque[float] = deque(maxlen=self.per_window)
         self._paused_until = 0.0
@@ -133,14 +133,13 @@ class _GlobalGate:
             self._wake.set()
 
     def _next_slot(self, now: float, priority: int) -> float:
-        """When a sender of this priority may go: the window holds at most per_window sends, of
-        which background ones (pushes, digests) only background_per_window."""
+        """When a sender of this priority may go: at most per_window sends in any window, replies
+        at least min_gap after the last send, pushes and digests background_gap."""
         slot = max(now, self._paused_until)
         if self._sent:
-            slot = max(slot, self._sent[-1] + self.min_gap)
-            allowed = self.per_window if priority <= Priority.REPLY else self.background_per_window
-            if len(self._sent) >= allowed:
-                slot = max(slot, self._sent[-allowed] + self.window)
+            slot = max(slot, self._sent[-1] + (self.min_gap if priority <= Priority.REPLY else self.background_gap))
+            if len(self._sent) >= self.per_window:
+                slot = max(slot, self._sent[0] + self.window)
         return slot
 
     async def acquire(self, priority: int) -> None:
