@@ -255,6 +255,26 @@ def test_a_small_new_story_goes_out_in_the_first_claim_beside_a_big_older_fan_ou
     assert len({c.chat_id for c in first}) == len(first) == 20
 
 
+def test_a_burst_of_new_stories_for_the_same_readers_starts_with_its_first_story(world: World, clock: Clock) -> None:
+    """Several new stories for the same few readers after a big fan-out: the newest lane meets the
+    burst's last stories, and serves each of those readers its oldest waiting one."""
+    service = make_service(world, clock)
+    old, first_new = big_then_small(world)
+    # More stories than the newest lane's window holds rows for these readers (claim_due(20): 20).
+    bodies = [" ".join(f"story{number}word{word}" for word in range(80)) + "." for number in range(6)]
+    later = [world.ingest(["Banjir"], body=body, lang="en").article_id for body in bodies]
+    FanoutService(world.db).run_once()
+    first = service.claim_due(20)
+    assert sorted(c.chat_id for c in first if c.article_id == first_new) == list(NEW_STORY_CHATS)
+    assert not [c for c in first if c.article_id in later]  # each reader's stories in order
+    received: dict[int, list[int]] = {}
+    for claim in [[(c.id, c.chat_id, c.article_id) for c in first], *claim_until_empty(service, 20)]:
+        for _id, chat_id, article_id in claim:
+            received.setdefault(chat_id, []).append(article_id)
+    assert all(received[chat_id] == [first_new, *later] for chat_id in NEW_STORY_CHATS)
+    assert old not in received[NEW_STORY_CHATS[0]]
+
+
 def test_a_chat_gets_the_older_story_first_even_when_the_newer_one_is_in_the_newest_lane(
     world: World, clock: Clock
 ) -> None:

@@ -129,8 +129,11 @@ def _take_in_turn(lanes: Sequence[Sequence[tuple[int, int]]], limit: int, exclud
 def _first_due_of_their_chat(
     session: Session, rows: Sequence[tuple[int, int]], now: datetime
 ) -> list[tuple[int, int]]:
-    """The (id, chat_id) rows that are their chat's oldest due delivery (pending, or a retry whose
-    time has come, not owned by a digest): the others must wait for the older ones to go first.
+    """For each chat of the rows, in the rows' order, the chat's oldest due delivery (pending, or a
+    retry whose time has come, not owned by a digest) as (id, chat_id): taking that one keeps each
+    chat's pushes in order, and a chat that got a burst of new stories is served from the oldest of
+    them (only looking for the candidate itself, the newest lane saw the burst's last stories and
+    passed over all of them until the big fan-out before them was sent).
 
     Reads only the chats' unsent-and-waiting rows (chat_id and status both equal in the
     (chat_id, status) index), never their sent history. The time and digest conditions are
@@ -151,7 +154,11 @@ def _first_due_of_their_chat(
     ):
         if due and delivery_id < first_due.get(chat_id, delivery_id + 1):
             first_due[chat_id] = delivery_id
-    return [row for row in rows if first_due.get(row[1]) == row[0]]
+    picked: dict[int, int] = {}
+    for _delivery_id, chat_id in rows:
+        if chat_id in first_due and chat_id not in picked:
+            picked[chat_id] = first_due[chat_id]
+    return [(delivery_id, chat_id) for chat_id, delivery_id in picked.items()]
 
 
 @dataclass(frozen=True)
@@ -246,9 +253,9 @@ class DeliveryService:
         * the oldest lane (oldest first) guarantees every delivery progresses;
         * the newest lane (newest first) lets the readers of a small new story get it within a
           few claims instead of waiting behind a big fan-out stored before it (30 msg/s for the
-          whole bot make a 10,000-chat fan-out last over 5 minutes). A delivery is taken there
-          only if it is its chat's first due one, so each chat gets its pushes in the order they
-          were created.
+          whole bot make a 10,000-chat fan-out last over 5 minutes). For each chat it meets, it
+          takes that chat's oldest due delivery, so each chat gets its pushes in the order they
+          were created, and a burst of stories for the same readers starts with its first.
 
         Two lanes rather than a round-robin over stories: every lookup here is bounded by the
         window (walks of the (status, next_attempt_at) index from either end, then one
@@ -301,17 +308,22 @@ class DeliveryService:
                 chosen += _take_in_turn(lanes, room, excluded)
             if not chosen:
                 return []
-            session.execute(
+            # Only rows still waiting: the newest lane's rows were looked up without a row lock, and
+            # on PostgreSQL a row another claim took meanwhile fails this condition once it commits.
+            claimed = list(session.scalars(
                 update(Delivery)
-                .where(Delivery.id.in_(chosen))
+                .where(Delivery.id.in_(chosen),
+                       Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY)))
                 .values(
                     status=DeliveryStatus.SENDING,
                     attempts=Delivery.attempts + 1,
                     next_attempt_at=now + self._lease,
                     updated_at=now,
                 )
-            )
-            return list(delivery_views(session, chosen).values())
+                .returning(Delivery.id)
+            ))
+            taken = set(claimed)
+            return list(delivery_views(session, [delivery_id for delivery_id in chosen if delivery_id in taken]).values())
 
     def recover_orphans(self, *, kinds: Collection[ChatKind] = TELEGRAM_CHAT_KINDS, all_sending: bool = False) -> int:
         """Put `sending` rows whose claim lapsed (or all, at start-up) back to pending.
