@@ -210,7 +210,7 @@ class QueuedSummaryProvider:
                 self._submitted.popitem(last=False)
         for langs, article_ids in by_langs.items():
             for start in range(0, len(article_ids), self._batch_size):
-                self._submit([*dict.fromkeys(article_ids[start : start + self._batch_size])], list(langs))
+                self._submit(article_ids[start : start + self._batch_size], list(langs))
 
     def _submit(self, article_ids: list[int], langs: list[str]) -> None:
         try:

@@ -154,11 +154,8 @@ def _first_due_of_their_chat(
     ):
         if due and delivery_id < first_due.get(chat_id, delivery_id + 1):
             first_due[chat_id] = delivery_id
-    picked: dict[int, int] = {}
-    for _delivery_id, chat_id in rows:
-        if chat_id in first_due and chat_id not in picked:
-            picked[chat_id] = first_due[chat_id]
-    return [(delivery_id, chat_id) for chat_id, delivery_id in picked.items()]
+    chats = dict.fromkeys(chat_id for _delivery_id, chat_id in rows if chat_id in first_due)  # in the rows' order
+    return [(first_due[chat_id], chat_id) for chat_id in chats]
 
 
 @dataclass(frozen=True)

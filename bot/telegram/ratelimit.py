@@ -114,8 +114,8 @@ class _GlobalGate:
         self.min_gap = self.window / self.per_window / 2
         # Pushes and digests keep nearly the mean interval apart. With half of it they went out in
         # clumps at twice the rate and then paused until the window slid; the sliding window
-        # repeats such a pattern every second, and a reply that came at a pause waited up to a
-        # quarter of a second, first in line all the same (docs/speed.md, Responsiveness). At 95%
+        # repeats such a pattern every second, and a reply that came at a pause waited up to half
+        # a second, first in line all the same (docs/speed.md, Responsiveness). At 95%
         # a pause lasts at most about 5% of the window, yet a sender woken late still catches up.
         self.background_gap = self.window / self.per_window * BACKGROUND_PACING
         self._clock = clock
