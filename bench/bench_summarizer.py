@@ -73,6 +73,9 @@ class Mode:
     batch: int = 1
     runtime: bool = True  # newsbot's process runtime: MODEL_ALLOCATOR preload + OMP_WAIT_POLICY=PASSIVE
     isa: str = ""  # CT2_FORCE_CPU_ISA for CTranslate2 ("" = newsbot's choice: AVX512 where the CPU has it)
+    # CTranslate2 replicas x intra-op threads, e.g. "2x2"; "" = newsbot's (summarizer.ct2.thread_layout,
+    # MODEL_THREADS=0); "default" = CTranslate2's own defaults, as a plain Translator(path) gets them.
+    layout: str = ""
 
 
 @dataclass
@@ -101,11 +104,16 @@ def default_modes(batch: int) -> list[Mode]:
         Mode("int8+trim b1", Backend.ACCELERATE, "int8", True),
         Mode(f"bf16+trim b{batch}", Backend.ACCELERATE, "bf16", True, batch),
         Mode(f"int8+trim b{batch}", Backend.ACCELERATE, "int8", True, batch),
-        Mode(f"ct2 int8 b{batch}", Backend.CTRANSLATE2, "int8", False, batch),  # the issue's reference
+        # The issue's reference, plain CTranslate2: the untrimmed model, Translator(path, compute_type="int8").
+        Mode(f"ct2 int8 b{batch}", Backend.CTRANSLATE2, "int8", False, batch, layout="default"),
+        Mode(f"ct2 int8 b{batch} newsbot layout", Backend.CTRANSLATE2, "int8", False, batch),  # trimming's share
         Mode(f"ct2 int8+trim b{batch} avx2", Backend.CTRANSLATE2, "int8", True, batch, isa="AVX2"),
         Mode("ct2 fp32+trim b1", Backend.CTRANSLATE2, "fp32", True),
         Mode("ct2 int8+trim b1", Backend.CTRANSLATE2, "int8", True),  # newsbot's defaults, one at a time
         Mode(f"ct2 int8+trim b{batch}", Backend.CTRANSLATE2, "int8", True, batch),  # newsbot's defaults
+        # The layout newsbot used before summarizer.ct2.thread_layout: two replicas of two threads each.
+        Mode("ct2 int8+trim b1 2x2", Backend.CTRANSLATE2, "int8", True, layout="2x2"),
+        Mode(f"ct2 int8+trim b{batch} 2x2", Backend.CTRANSLATE2, "int8", True, batch, layout="2x2"),
         Mode(f"ct2 int8+trim b{batch} -rt", Backend.CTRANSLATE2, "int8", True, batch, runtime=False),
         Mode("ct2 int8+trim b1 -rt", Backend.CTRANSLATE2, "int8", True, runtime=False),
     ]
@@ -144,10 +152,11 @@ def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchMode
     runners = {}
     languages = {"summary": ["id", "en"], "translation": ["en"]}
     store = ModelStore(SummarizerConfig(backend=ModelBackend.CTRANSLATE2, precision=Precision(mode.precision),
-                                        threads=threads, cache_dir=cache_dir / "converted"))
+                                        threads=0, cache_dir=cache_dir / "converted"))
     for role, folder in (("summary", folders.summary), ("translation", folders.translation)):
         if mode.backend is Backend.CTRANSLATE2:
-            runners[role] = store.get(str(folder), languages[role] if mode.trim else None).runner
+            runners[role] = relayout(store.get(str(folder), languages[role] if mode.trim else None).runner,
+                                     mode.layout)
             continue
         model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
         if mode.backend is Backend.NAIVE:
@@ -187,6 +196,27 @@ def run_child(mode: Mode, folders: TokenizerFolders, models: dict[str, BenchMode
     peak = own_peak_mb()
     return Result(mode.name, 1000 * (summary_s + translation_s) / articles, 1000 * summary_s / articles,
                   1000 * translation_s / articles, load_s, resident, peak, digest.hexdigest()[:12])
+
+
+def relayout(runner: Any, layout: str) -> Any:
+    """The runner with another CTranslate2 thread layout than newsbot's (Mode.layout); same weights."""
+    if not layout:
+        return runner
+    from summarizer.ct2 import COMPUTE_TYPES, ThreadLayout, import_ctranslate2
+
+    ctranslate2 = import_ctranslate2()
+    del runner.translator  # free the first copy of the weights before loading the second
+    if layout == "default":
+        runner.translator = ctranslate2.Translator(str(runner.folder), device="cpu",
+                                                   compute_type=COMPUTE_TYPES[runner.precision])
+        runner.layout = ThreadLayout(1, 0)
+    else:
+        replicas, intra = (int(part) for part in layout.split("x"))
+        runner.translator = ctranslate2.Translator(str(runner.folder), device="cpu",
+                                                   compute_type=COMPUTE_TYPES[runner.precision],
+                                                   inter_threads=replicas, intra_threads=intra)
+        runner.layout = ThreadLayout(replicas, intra)
+    return runner
 
 
 def own_peak_mb() -> float:
@@ -280,7 +310,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="articles per one-at-a-time configuration (the naive one is slow)")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput modes")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over all modes; medians are printed")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads in every mode")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads of the transformers modes and of the int8 GEMM rate (CTranslate2 "
+                             "modes use newsbot's layout or their own, see Mode.layout)")
     parser.add_argument("--keep", type=int, default=64000,
                         help="summary output tokens kept by trimming (mT5 Latin-script pieces, estimated)")
     parser.add_argument("--allocator", choices=["auto", "tcmalloc", "jemalloc", "system"], default="auto",

@@ -53,7 +53,7 @@ class SummarizerConfig:
     offline: bool = False  # never contact the Hub (HF_HUB_OFFLINE)
     backend: Backend = Backend.AUTO
     precision: Precision = Precision.AUTO
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    threads: int = 0  # intra-op threads (per CTranslate2 replica); 0: auto (summarizer.ct2.thread_layout)
     niceness: int = 10  # model threads run this much below the process's priority (summarizer/priority.py); 0: same
     num_beams: int = 4
     max_new_tokens: int = 84

@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -240,14 +241,39 @@ def is_converted(folder: Path) -> bool:
     return (folder / "model.bin").is_file() and (folder / "config.json").is_file()
 
 
-def threads_for(configured: int) -> int:
-    """Intra-op threads: MODEL_THREADS, else every core this process may run on."""
-    if configured > 0:
-        return configured
+def available_cores() -> int:
+    """The cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+# Enough replicas for a batch to spread over; more cores than this go to intra-op threads instead.
+MAX_REPLICAS = 4
+
+
+@dataclass(frozen=True)
+class ThreadLayout:
+    """How a model uses the cores: `replicas` (sharing the weights) x `intra` threads each."""
+
+    replicas: int
+    intra: int
+
+
+def thread_layout(configured: int, cores: int) -> ThreadLayout:
+    """MODEL_THREADS=N: N intra-op threads per replica and as many replicas as the cores hold.
+
+    0 (auto): one thread per replica, one replica per core up to MAX_REPLICAS. Decoding runs hundreds
+    of small operations per token, and every one is an OpenMP fork and join when a replica has two
+    threads; on a 2-core VM that made one article 2.4x slower (and batches 5% slower) than one
+    thread per replica (docs/speed.md). A replica takes one article of a batch (or one text) at a
+    time, so a batch still uses every core.
+    """
+    if configured > 0:
+        return ThreadLayout(max(1, cores // configured), configured)
+    replicas = min(cores, MAX_REPLICAS)
+    return ThreadLayout(replicas, max(1, cores // replicas))
 
 
 class CTranslate2Runner:
@@ -256,14 +282,10 @@ class CTranslate2Runner:
     def __init__(self, folder: Path, tokenizer: Any, config: Any, generation_config: Any,
                  precision: Precision, threads: int, vocab_map: VocabMap | None = None) -> None:
         ctranslate2 = import_ctranslate2()
-        intra = threads_for(threads)
-        # Two replicas (sharing the weights) each take half of a batch: while one runs its serial
-        # parts (beam bookkeeping, small ops) the other computes. ~15% more articles/s in batches of 8
-        # on 2 cores; a single article still gets every thread (docs/speed.md).
-        self.replicas = 2 if intra >= 2 else 1
+        self.layout = thread_layout(threads, available_cores())
         self.translator = ctranslate2.Translator(
             str(folder), device="cpu", compute_type=COMPUTE_TYPES[precision],
-            inter_threads=self.replicas, intra_threads=intra,
+            inter_threads=self.layout.replicas, intra_threads=self.layout.intra,
         )
         self.folder = folder
         self.tokenizer = tokenizer
@@ -322,7 +344,7 @@ class CTranslate2Runner:
         prefix = None
         if forced is not None:
             prefix = [[self.tokenizer.convert_ids_to_tokens(int(forced))] for _ in sources]
-        share = -(-len(sources) // self.replicas)
+        share = -(-len(sources) // self.layout.replicas)
         results = self.translator.translate_batch(sources, target_prefix=prefix, max_batch_size=share, **options)
         start = self.config.decoder_start_token_id
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0

@@ -164,16 +164,28 @@ def test_unconvertible_model_uses_transformers_under_auto_and_fails_clearly_when
         store(tmp_path, Backend.CTRANSLATE2).get(folder)
 
 
-def test_int8_engine_batches_equal_one_by_one(tiny_models: TinyModels, tmp_path: Path) -> None:
-    # Two threads: two replicas, each batch split between them.
-    engine = Engine(SummarizerConfig(summary_model=str(tiny_models.summary), precision=Precision.INT8, threads=2,
+def test_thread_layout_gives_each_core_a_replica_unless_threads_are_set() -> None:
+    assert ct2.thread_layout(0, 1) == ct2.ThreadLayout(replicas=1, intra=1)
+    assert ct2.thread_layout(0, 2) == ct2.ThreadLayout(replicas=2, intra=1)
+    assert ct2.thread_layout(0, 16) == ct2.ThreadLayout(replicas=ct2.MAX_REPLICAS, intra=16 // ct2.MAX_REPLICAS)
+    assert ct2.thread_layout(1, 1) == ct2.ThreadLayout(replicas=1, intra=1)  # a worker pinned to one core
+    assert ct2.thread_layout(2, 2) == ct2.ThreadLayout(replicas=1, intra=2)
+    assert ct2.thread_layout(2, 8) == ct2.ThreadLayout(replicas=4, intra=2)
+    assert ct2.thread_layout(4, 2) == ct2.ThreadLayout(replicas=1, intra=4)  # asked for: more threads than cores
+
+
+def test_int8_engine_batches_equal_one_by_one(tiny_models: TinyModels, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two cores, auto layout: two replicas of one thread, each batch split between them.
+    monkeypatch.setattr(ct2, "available_cores", lambda: 2)
+    engine = Engine(SummarizerConfig(summary_model=str(tiny_models.summary), precision=Precision.INT8, threads=0,
                                      num_beams=4, max_new_tokens=10, batch_size=3, cache_dir=tmp_path))
     texts = [article(seed, sentences=2 + seed) for seed in range(4)]
     batched = engine.summarize_batch(texts, ["id"] * 4)
     assert [out.text for out in batched] == [engine.summarize(text, "id").text for text in texts]
     assert {out.method for out in batched} == {Method.SEQ2SEQ}
     assert "loaded (ctranslate2, int8)" in engine.status_line()
-    assert engine.models.get(str(tiny_models.summary)).runner.replicas == 2
+    assert engine.models.get(str(tiny_models.summary)).runner.layout == ct2.ThreadLayout(replicas=2, intra=1)
 
 
 def test_resolve_picks_backend_and_precision() -> None:
