@@ -266,8 +266,8 @@ def thread_layout(configured: int, cores: int) -> ThreadLayout:
 
     0 (auto): one thread per replica, one replica per core up to MAX_REPLICAS. Decoding runs hundreds
     of small operations per token, and every one is an OpenMP fork and join when a replica has two
-    threads; on a 2-core VM that made one article 2.4x slower (and batches 5% slower) than one
-    thread per replica (docs/speed.md). A replica takes one article of a batch (or one text) at a
+    threads; on a 2-core VM that made one article 2.2x slower (batches no faster) than one thread
+    per replica (docs/speed.md, Thread layout). A replica takes one article of a batch (or one text) at a
     time, so a batch still uses every core.
     """
     if configured > 0:
