@@ -123,6 +123,10 @@ class ShellSession:
             self.printer.notice(result.notice)
 
 
+# A terminal's usual ways out besides Ctrl-D; in the shell they are not Telegram commands.
+QUIT_WORDS = frozenset({"/quit", "/exit", "quit", "exit"})
+
+
 async def run_shell(
     session: ShellSession,
     stdin: TextIO,
@@ -132,7 +136,7 @@ async def run_shell(
     drain: Callable[[], Awaitable[None]] | None = None,
     prompt: str | None = None,
 ) -> None:
-    """Read lines until end of input; `background` (the push loop) runs alongside until then,
+    """Read lines until end of input (or /quit); `background` (the push loop) runs alongside until then,
     and `drain` waits for pending pushes before it is stopped."""
     if banner:
         session.printer.line(banner)
@@ -143,7 +147,7 @@ async def run_shell(
             if prompt:
                 session.printer.prompt(prompt)
             line = await asyncio.to_thread(stdin.readline)
-            if not line:
+            if not line or line.strip().lower() in QUIT_WORDS:
                 break
             await asyncio.to_thread(session.handle_line, line)
         if drain is not None:

@@ -79,6 +79,14 @@ def test_piped_script_gets_the_same_answers(tmp_path: Path, i18n: I18n) -> None:
     assert text[:2] == ["articles       0", "chats          1 (1 active)"]
 
 
+def test_quit_ends_the_shell_and_nothing_after_it_runs(tmp_path: Path, i18n: I18n) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    done = newsbot(["shell"], tmp_path, url, "/follow Rusia\n/quit\n/follow Ekonomi\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == block(i18n, "en", "follow.added", tags="Rusia")
+    assert json.loads(newsbot(["stats", "--json"], tmp_path, url, "").stdout)["subscriptions"] == 1
+
+
 def test_bare_newsbot_without_token_opens_the_shell(tmp_path: Path, i18n: I18n) -> None:
     url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
     done = newsbot([], tmp_path, url, "/start\n")
