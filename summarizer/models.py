@@ -274,6 +274,6 @@ class ModelStore:
         finally:
             if temporary:
                 shutil.rmtree(folder.parent, ignore_errors=True)
-        log.info("loaded model %s (ctranslate2, %s, %d replicas x %d threads) from %s", model_id, precision.value,
+        log.info("loaded model %s (ctranslate2, %s, %dx%d replicas x threads) from %s", model_id, precision.value,
                  runner.layout.replicas, runner.layout.intra, folder)
         return LoadedModel(model_id, tokenizer, runner, runner, family, Backend.CTRANSLATE2, precision)
