@@ -204,18 +204,13 @@ def relayout(runner: Any, layout: str) -> Any:
         return runner
     from summarizer.ct2 import COMPUTE_TYPES, ThreadLayout, import_ctranslate2
 
-    ctranslate2 = import_ctranslate2()
+    # CTranslate2's own defaults are one translator (inter_threads=1) with intra_threads=0 (its choice).
+    replicas, intra = (1, 0) if layout == "default" else (int(part) for part in layout.split("x"))
+    runner.layout = ThreadLayout(replicas, intra)
     del runner.translator  # free the first copy of the weights before loading the second
-    if layout == "default":
-        runner.translator = ctranslate2.Translator(str(runner.folder), device="cpu",
-                                                   compute_type=COMPUTE_TYPES[runner.precision])
-        runner.layout = ThreadLayout(1, 0)
-    else:
-        replicas, intra = (int(part) for part in layout.split("x"))
-        runner.translator = ctranslate2.Translator(str(runner.folder), device="cpu",
-                                                   compute_type=COMPUTE_TYPES[runner.precision],
-                                                   inter_threads=replicas, intra_threads=intra)
-        runner.layout = ThreadLayout(replicas, intra)
+    runner.translator = import_ctranslate2().Translator(
+        str(runner.folder), device="cpu", compute_type=COMPUTE_TYPES[runner.precision],
+        inter_threads=replicas, intra_threads=intra)
     return runner
 
 

@@ -249,7 +249,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-# Enough replicas for a batch to spread over; more cores than this go to intra-op threads instead.
+# Enough replicas for a batch to spread over; beyond this, each replica gets cores // MAX_REPLICAS threads.
 MAX_REPLICAS = 4
 
 
