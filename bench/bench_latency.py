@@ -17,10 +17,13 @@ Scenarios, interleaved over --rounds rounds (each in a fresh bot process and dat
 - no model: SUMMARY_MODEL=none and TRANSLATION_MODEL=none, one article then a burst of 20
   (ingest-to-push without a seq2seq model).
 Ingest-to-push is the time from `newsbot ingest` (a separate process, as users run it) returning
-to each follower's push arriving at the fake server.
+to each follower's push arriving at the fake server. `--database postgresql` runs every scenario on
+a new PostgreSQL database instead of a SQLite file (NEWSBOT_TEST_POSTGRES_URL names the server, as
+for the tests), where the bot hears `ingest`'s NOTIFY instead of polling (bot/db/notify.py).
 
     .venv/bin/python bench/bench_latency.py                 # 2 rounds (about 50 minutes on 2 cores)
     .venv/bin/python bench/bench_latency.py --rounds 1 --scenarios idle,summaries
+    .venv/bin/python bench/bench_latency.py --rounds 3 --scenarios nomodel --database postgresql
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +62,8 @@ FOLLOWER_BASE = 5_000_000
 PROBE_BASE = 8_000_000_000
 SCENARIOS = ("idle", "fanout", "summaries", "both", "nomodel")
 COMMANDS = ("follow", "latest", "summary")
+DATABASES = ("sqlite", "postgresql")
+POSTGRES_ADMIN_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres")
 NEWSBOT = str(Path(sys.executable).with_name("newsbot"))
 
 
@@ -191,10 +198,27 @@ class Pushes:
         return False
 
 
+@contextmanager
+def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
+    """The URL of a new database of `kind`: a SQLite file in workdir, or a PostgreSQL database dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'newsbot.sqlite3'}"
+        return
+    from pgscratch import scratch_postgres
+
+    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_bench_latency") as url:
+        yield url
+
+
 def run_scenario(name: str, args: argparse.Namespace, server: RemoteFakeBotApi, probe_user: int) -> Outcome:
     """One scenario in a fresh database and bot process."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-latency-{name}-"))
-    database_url = f"sqlite:///{workdir / 'newsbot.sqlite3'}"
+    with fresh_database(args.database, workdir) as database_url:
+        return _run_scenario(name, args, server, probe_user, workdir, database_url)
+
+
+def _run_scenario(name: str, args: argparse.Namespace, server: RemoteFakeBotApi, probe_user: int,
+                  workdir: Path, database_url: str) -> Outcome:
     if name in {"fanout", "both"}:
         prepare_database(database_url, args.chats)
     followers = list(range(FOLLOWER_BASE, FOLLOWER_BASE + BURST_FOLLOWERS))
@@ -271,6 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--probe-interval", type=float, default=0.25)
     parser.add_argument("--keep", type=int, default=64000, help="Latin-script pieces of mT5's vocabulary")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "newsbot-bench-models")
+    parser.add_argument("--database", choices=DATABASES, default="sqlite",
+                        help="a new SQLite file per scenario (the embedded default) or a new PostgreSQL database")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the bot process (repeatable), e.g. MODEL_NICENESS=0")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
@@ -318,7 +344,7 @@ def report(outcomes: dict[str, list[Outcome]], args: argparse.Namespace) -> None
     def median_of(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
 
-    print(f"{args.rounds} round(s); probes every {args.probe_interval:g} s for at least {args.window:g} s; "
+    print(f"{args.database}; {args.rounds} round(s); probes every {args.probe_interval:g} s for at least {args.window:g} s; "
           f"fan-out to {args.chats} chats; burst of {args.burst} articles to {BURST_FOLLOWERS} followers; "
           f"medians over rounds of each round's figure; ms")
     print(f"{'scenario':<11}{'probes':>7}{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7}"
