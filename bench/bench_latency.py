@@ -63,7 +63,6 @@ PROBE_BASE = 8_000_000_000
 SCENARIOS = ("idle", "fanout", "summaries", "both", "nomodel")
 COMMANDS = ("follow", "latest", "summary")
 DATABASES = ("sqlite", "postgresql")
-POSTGRES_ADMIN_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres")
 NEWSBOT = str(Path(sys.executable).with_name("newsbot"))
 
 
@@ -204,9 +203,9 @@ def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'newsbot.sqlite3'}"
         return
-    from pgscratch import scratch_postgres
+    from pgscratch import admin_url, scratch_postgres
 
-    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_bench_latency") as url:
+    with scratch_postgres(admin_url(), "newsbot_bench_latency") as url:
         yield url
 
 

@@ -44,9 +44,6 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from models import tokenizer_folders  # noqa: E402 - after the sys.path set-up above
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "NEWSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@localhost:5432/postgres"
-)
 REDIS_URL = os.environ.get("NEWSBOT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 ARTICLE_TOKENS = 512
 SENTENCE_WORDS = 20
@@ -78,9 +75,9 @@ def article_text(words: Sequence[str], seed: int) -> str:
 @contextmanager
 def temporary_postgres() -> Iterator[str]:
     """A new migrated PostgreSQL database, dropped afterwards."""
-    from pgscratch import scratch_postgres
+    from pgscratch import admin_url, scratch_postgres
 
-    with scratch_postgres(POSTGRES_ADMIN_URL, "newsbot_bench") as url:
+    with scratch_postgres(admin_url(), "newsbot_bench") as url:
         yield url
 
 

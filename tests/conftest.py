@@ -24,7 +24,7 @@ from bot.ingest.feeds import FeedService
 from bot.logs import RedactingFilter
 
 from fixtures.local_http import LocalServer
-from pgscratch import DEFAULT_ADMIN_URL, scratch_postgres
+from pgscratch import admin_url, scratch_postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,7 +50,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if folder and os.environ.get(variable) == folder:
             os.environ.pop(variable)
             shutil.rmtree(folder, ignore_errors=True)
-POSTGRES_ADMIN_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
+POSTGRES_ADMIN_URL = admin_url()
 
 
 @pytest.fixture(autouse=True)

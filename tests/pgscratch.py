@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,11 @@ from bot.db.engine import Database
 from bot.db.migrate import upgrade
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@localhost:5432/postgres"
+
+
+def admin_url() -> str:
+    """The server to create databases on: NEWSBOT_TEST_POSTGRES_URL, else the local one."""
+    return os.environ.get("NEWSBOT_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
 
 
 @contextmanager
