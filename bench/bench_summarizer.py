@@ -202,15 +202,11 @@ def relayout(runner: Any, layout: str) -> Any:
     """The runner with another CTranslate2 thread layout than newsbot's (Mode.layout); same weights."""
     if not layout:
         return runner
-    from summarizer.ct2 import COMPUTE_TYPES, ThreadLayout, import_ctranslate2
+    from summarizer.ct2 import ThreadLayout
 
     # CTranslate2's own defaults are one translator (inter_threads=1) with intra_threads=0 (its choice).
     replicas, intra = (1, 0) if layout == "default" else (int(part) for part in layout.split("x"))
-    runner.layout = ThreadLayout(replicas, intra)
-    del runner.translator  # free the first copy of the weights before loading the second
-    runner.translator = import_ctranslate2().Translator(
-        str(runner.folder), device="cpu", compute_type=COMPUTE_TYPES[runner.precision],
-        inter_threads=replicas, intra_threads=intra)
+    runner.use_layout(ThreadLayout(replicas, intra))
     return runner
 
 

@@ -255,7 +255,7 @@ MAX_REPLICAS = 4
 
 @dataclass(frozen=True)
 class ThreadLayout:
-    """How a model uses the cores: `replicas` (sharing the weights) x `intra` threads each."""
+    """How a model uses the cores: `replicas` (sharing the weights) x `intra` threads each (0: CTranslate2's choice)."""
 
     replicas: int
     intra: int
@@ -281,18 +281,23 @@ class CTranslate2Runner:
 
     def __init__(self, folder: Path, tokenizer: Any, config: Any, generation_config: Any,
                  precision: Precision, threads: int, vocab_map: VocabMap | None = None) -> None:
-        ctranslate2 = import_ctranslate2()
-        self.layout = thread_layout(threads, available_cores())
-        self.translator = ctranslate2.Translator(
-            str(folder), device="cpu", compute_type=COMPUTE_TYPES[precision],
-            inter_threads=self.layout.replicas, intra_threads=self.layout.intra,
-        )
         self.folder = folder
         self.tokenizer = tokenizer
         self.config = config
         self.generation_config = generation_config
         self.precision = precision
         self.vocab_map = vocab_map  # set when the output vocabulary was trimmed (see Engine._can_write)
+        self.translator: Any = None
+        self.use_layout(thread_layout(threads, available_cores()))
+
+    def use_layout(self, layout: ThreadLayout) -> None:
+        """Load the translator with this thread layout, freeing the current one first (one copy of the weights)."""
+        self.translator = None
+        self.layout = layout
+        self.translator = import_ctranslate2().Translator(
+            str(self.folder), device="cpu", compute_type=COMPUTE_TYPES[self.precision],
+            inter_threads=layout.replicas, intra_threads=layout.intra,
+        )
 
     def __repr__(self) -> str:
         trimmed = f", output_vocab={len(self.vocab_map)}" if self.vocab_map is not None else ""
